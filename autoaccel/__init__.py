@@ -1,0 +1,46 @@
+"""autoaccel: an acceleration advisor for PyTorch.
+
+The public API is what this module exports; everything else is internal and may change.
+"""
+
+from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.hookspecs import hookimpl
+from autoaccel.pipeline import LoaderPlan, Pipeline, SchedulePlan
+from autoaccel.strategy import Capability, Phase, Strategy
+from autoaccel.target import Target
+from autoaccel.task import Task
+
+__version__ = "0.1.0"
+
+
+def optimize(task: "Task | str", **options: object) -> "Result":
+    """Search acceleration techniques for ``task`` (a Task or the path of a model.py); see :func:`autoaccel.api.optimize`."""
+    from autoaccel.api import optimize as _optimize
+
+    return _optimize(task, **options)  # type: ignore[arg-type]
+
+
+def __getattr__(name: str) -> object:
+    # Result pulls in the search machinery (optuna); imported lazily so `import autoaccel` stays light for plugins.
+    if name == "Result":
+        from autoaccel.api import Result
+
+        return Result
+    raise AttributeError(f"module 'autoaccel' has no attribute {name!r}")
+
+
+__all__ = [
+    "AutoaccelError",
+    "Capability",
+    "LoaderPlan",
+    "Phase",
+    "Pipeline",
+    "Result",
+    "SchedulePlan",
+    "Strategy",
+    "Target",
+    "Task",
+    "TrialFailure",
+    "hookimpl",
+    "optimize",
+]

@@ -1,0 +1,78 @@
+"""What the terminal shows: one line per finished trial while the search runs, a table at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from autoaccel.results import Summary, speed_score
+
+UNITS = {"accuracy": "", "train_time": "s", "latency": "ms", "throughput": "/s", "memory": "MB"}
+
+
+def fmt_metric(name: str, value: float) -> str:
+    if name == "accuracy":
+        return f"{value:.4f}"
+    if name == "throughput":
+        return f"{value:,.0f}{UNITS[name]}"
+    return f"{value:.3g}{UNITS[name]}"
+
+
+def fmt_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """Only what differs from the user's recipe; the baseline reads as 'your recipe'."""
+    changed = [f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items() if defaults.get(k) != v]
+    return " ".join(changed) if changed else "your recipe"
+
+
+def make_console(stderr: bool = False, quiet: bool = False) -> Console:
+    """A console that does not squeeze tables to 80 columns when output goes to a file or a CI log."""
+    console = Console(stderr=stderr, highlight=False, quiet=quiet)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, highlight=False, quiet=quiet, width=160)
+    return console
+
+
+class Progress:
+    def __init__(self, quiet: bool) -> None:
+        self.console = make_console(stderr=True, quiet=quiet)
+
+    def info(self, text: str) -> None:
+        self.console.print(text)
+
+    def trial(self, n: int, total: int, number: int, params: str, outcome: str, best: str) -> None:
+        self.console.print(f"[bold]trial {n}/{total}[/] (#{number}) {escape(params)}\n    -> {outcome}{best}")
+
+
+def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
+    table = Table(title=f"Pareto front (feasible: accuracy drop <= {summary.max_accuracy_drop:g})")
+    table.add_column("trial", justify="right")
+    for name in summary.objectives:
+        table.add_column(name, justify="right")
+        if name != "accuracy":
+            table.add_column(f"{name} speedup", justify="right")
+    table.add_column("")
+    table.add_column("configuration (changes from your recipe)")
+    rows = summary.pareto if summary.baseline in summary.pareto else [summary.baseline, *summary.pareto]
+    for p in rows:
+        cells = [str(p.trial)]
+        for name in summary.objectives:
+            cells.append(fmt_metric(name, p.metrics[name]))
+            if name != "accuracy":
+                cells.append(f"{p.speedup.get(name, 1.0):.2f}x")
+        mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else "")
+        table.add_row(*cells, mark, fmt_params(p.params, defaults))
+    return table
+
+
+def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any]) -> None:
+    console.print(result_table(summary, defaults))
+    score = speed_score(summary.recommended, summary.objectives)
+    console.print(f"[bold]Recommendation:[/] {summary.verdict} (speed score {score:.2f}x)")
+    if summary.failures:
+        console.print(f"{len(summary.failures)} trial(s) failed:")
+        for f in summary.failures:
+            console.print(f"  trial {f.trial} ({escape(f.kind)}): {escape(f.reason)}")

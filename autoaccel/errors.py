@@ -1,0 +1,31 @@
+"""Errors a user can act on.
+
+Every error a user can cause (bad file, bad field, bad flag) is an :class:`AutoaccelError` whose message is one
+line naming the culprit and what was expected. The CLI prints it without a traceback unless ``--debug``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class AutoaccelError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+    exit_code = 2
+
+
+class TrialFailure(Exception):
+    """A trial could not produce metrics; ``reason`` is what the table and the study record."""
+
+    def __init__(self, reason: str, kind: str = "error") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """Return " (did you mean 'x'?)" for the closest candidate, or "" when nothing is close."""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,106 @@
+"""Accuracy (with an interval), inference latency at batch 1, inference throughput, and peak memory."""
+
+from __future__ import annotations
+
+import math
+import resource
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoaccel.data import eval_batches, sample_batch
+from autoaccel.measure import Measurement, measure
+from autoaccel.metrics import MetricFn, accuracy
+from autoaccel.pipeline import Pipeline
+from autoaccel.train import autocast, tf32
+
+BOOTSTRAP_RESAMPLES = 200
+
+
+@dataclass(frozen=True)
+class Score:
+    value: float
+    ci95: tuple[float, float]
+
+
+def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion: honest near 0 and 1, where the normal interval is not."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Tensor, torch.Tensor]:
+    """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's precision."""
+    outputs, targets = [], []
+    model.eval()
+    with torch.no_grad(), tf32(plan.precision == "tf32"), autocast(plan):
+        for inputs, target in eval_batches(dataset, plan.eval_batch_size):
+            out = model(inputs.to(plan.device))
+            outputs.append(out.float().cpu())
+            targets.append(torch.as_tensor(target))
+    return torch.cat(outputs), torch.cat(targets)
+
+
+def score(outputs: torch.Tensor, targets: torch.Tensor, metric: MetricFn, seed: int = 0) -> Score:
+    """The metric with a 95% interval: Wilson for accuracy, a percentile bootstrap for any other metric."""
+    value = float(metric(outputs, targets))
+    n = len(targets)
+    if metric is accuracy:
+        return Score(value, wilson(round(value * n), n))
+    rng = np.random.default_rng(seed)
+    stats = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        idx = torch.from_numpy(rng.integers(0, n, n))
+        stats.append(float(metric(outputs[idx], targets[idx])))
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return Score(value, (float(lo), float(hi)))
+
+
+def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budget_s: float) -> Measurement:
+    model.eval()
+    inputs = inputs.to(plan.device)
+
+    def call() -> object:
+        with torch.no_grad(), tf32(plan.precision == "tf32"), autocast(plan):
+            return model(inputs)
+
+    return measure(call, plan.device, budget_s=budget_s)
+
+
+def latency_input(dataset: object, example: torch.Tensor | None) -> torch.Tensor:
+    if example is not None:
+        return example if example.ndim > 0 and example.shape[0] == 1 else example.unsqueeze(0)
+    return sample_batch(dataset, 1)
+
+
+def reset_peak_memory(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so a long-lived worker can report
+    # each trial's own peak.
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,0 +1,73 @@
+"""Options of one search, shared by the CLI and the Python API, validated before any storage is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from autoaccel.errors import AutoaccelError, did_you_mean
+from autoaccel.strategy import MODES
+from autoaccel.trial import OBJECTIVES
+
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+DEFAULT_OBJECTIVES = ("accuracy", "train_time", "latency")
+INFERENCE_OBJECTIVES = ("accuracy", "latency")
+
+
+@dataclass
+class Options:
+    trials: int = 20
+    timeout: float | None = None
+    seed: int = 0
+    sampler: str = "tpe"
+    mode: str = "both"
+    objectives: tuple[str, ...] | None = None
+    max_accuracy_drop: float = 0.01
+    target: str = "auto"
+    strategies: tuple[str, ...] | None = None
+    storage: str | None = None
+    study: str | None = None
+    out: str | None = None
+    trial_timeout: float = 3600.0
+    isolate: bool = True
+    quiet: bool = False
+    timing_budget_s: float = 1.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def resolved_objectives(self) -> tuple[str, ...]:
+        if self.objectives is not None:
+            return self.objectives
+        return INFERENCE_OBJECTIVES if self.mode == "inference" else DEFAULT_OBJECTIVES
+
+    def out_dir(self, task_name: str) -> Path:
+        return Path(self.out) if self.out else Path("autoaccel-out") / task_name
+
+    def storage_url(self, task_name: str) -> str:
+        return self.storage or f"sqlite:///{(self.out_dir(task_name) / 'study.db').resolve()}"
+
+    def validate(self) -> "Options":
+        if not isinstance(self.trials, int) or self.trials < 1:
+            raise AutoaccelError(f"--trials: must be a positive integer, but got {self.trials!r}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise AutoaccelError(f"--timeout: must be a positive number of seconds, but got {self.timeout!r}")
+        if self.trial_timeout <= 0:
+            raise AutoaccelError(f"--trial-timeout: must be a positive number of seconds, but got {self.trial_timeout!r}")
+        if self.sampler not in SAMPLERS:
+            raise AutoaccelError(f"--sampler: unknown sampler '{self.sampler}'{did_you_mean(self.sampler, SAMPLERS)} (expected one of {', '.join(SAMPLERS)})")
+        if self.mode not in MODES:
+            raise AutoaccelError(f"--mode: unknown mode '{self.mode}'{did_you_mean(self.mode, MODES)} (expected one of {', '.join(MODES)})")
+        if not isinstance(self.max_accuracy_drop, (int, float)) or self.max_accuracy_drop < 0:
+            raise AutoaccelError(f"--max-accuracy-drop: must be >= 0 (an absolute drop, e.g. 0.01), but got {self.max_accuracy_drop!r}")
+        objectives = self.resolved_objectives()
+        for name in objectives:
+            if name not in OBJECTIVES:
+                raise AutoaccelError(f"--objectives: unknown objective '{name}'{did_you_mean(name, OBJECTIVES)} (expected some of {', '.join(OBJECTIVES)})")
+        if len(set(objectives)) != len(objectives):
+            raise AutoaccelError(f"--objectives: each objective may appear once, but got {','.join(objectives)}")
+        if "accuracy" not in objectives:
+            raise AutoaccelError("--objectives: must include accuracy (the budget is judged against it), e.g. accuracy,train_time")
+        if len(objectives) < 2:
+            raise AutoaccelError("--objectives: needs accuracy and at least one speed objective (train_time, latency, throughput, memory)")
+        if self.mode == "inference" and "train_time" in objectives:
+            raise AutoaccelError("--objectives: train_time means nothing in --mode inference (no training); drop it")
+        return self

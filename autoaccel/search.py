@@ -1,0 +1,205 @@
+"""The search: one Optuna study per (task, target, mode), trial 0 the user's recipe, every trial isolated."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pluggy
+from optuna.trial import TrialState
+
+from autoaccel import study as studies
+from rich.markup import escape
+
+from autoaccel.console import Progress, fmt_metric, fmt_params
+from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.options import Options
+from autoaccel.pipeline import Pipeline
+from autoaccel.registry import collect_strategies
+from autoaccel.results import Summary, speed_score, summarize_study, write_outputs
+from autoaccel.space import Param
+from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
+from autoaccel.target import Target
+from autoaccel.task import Task
+from autoaccel.trial import TrialResult
+from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first trial: target, strategies, space, defaults."""
+
+    target: Target
+    strategies: list[Strategy]
+    skipped: dict[str, str]
+    space: dict[str, Param]
+    defaults: dict[str, Any]
+    base: Pipeline
+    capabilities: dict[str, Capability] = field(default_factory=dict)
+
+
+def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
+    return Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
+                    train=mode != "inference")
+
+
+def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
+    """Detect the target and assemble the space; every user error surfaces here, before storage is opened."""
+    target = pm.hook.autoaccel_detect_target(spec=options.target)
+    registry = collect_strategies(pm)
+    chosen = registry.select(options.strategies)
+    phases = MODES[options.mode]
+    strategies, skipped, caps = [], {}, {}
+    for s in chosen:
+        cap = s.check(target)
+        caps[s.name] = cap
+        if s.phase not in phases:
+            skipped[s.name] = f"acts in phase {s.phase.name.lower()}, which --mode {options.mode} does not search"
+        elif not cap.supported:
+            skipped[s.name] = cap.reason or "not supported on this target"
+        else:
+            strategies.append(s)
+    if options.strategies is not None and not strategies:
+        raise AutoaccelError(f"--strategies: none of {','.join(options.strategies)} can run here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
+    if options.mode == "inference" and not task.weights:
+        raise AutoaccelError("Task.weights: --mode inference searches post-training techniques on trained weights; set Task.weights to a state_dict file")
+    space: dict[str, Param] = {}
+    for s in strategies:
+        for name, param in s.effective_space(target, task).items():
+            space[qualified(s, name)] = param
+    defaults = {k: p.default for k, p in space.items()}
+    return Plan(target, strategies, skipped, space, defaults, base_pipeline(task, target, options.mode), caps)
+
+
+def default_study_name(task: Task, target: Target, mode: str) -> str:
+    return f"{task.name}-{target.key}-{mode}"
+
+
+class Search:
+    def __init__(self, task: Task, task_path: str | Path | None, options: Options, pm: pluggy.PluginManager) -> None:
+        self.task, self.task_path, self.options, self.pm = task, task_path, options.validate(), pm
+        self.objectives = options.resolved_objectives()
+        self.plan = plan_search(task, self.options, pm)
+        self.progress = Progress(options.quiet)
+        self.out_dir = options.out_dir(task.name)
+        self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
+
+    def _runner(self) -> IsolatedRunner | InProcessRunner:
+        if not self.options.isolate:
+            return InProcessRunner(self.task)
+        return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout)
+
+    def run(self) -> tuple[optuna.Study, Summary]:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        storage = studies.open_storage(self.options.storage_url(self.task.name))
+        sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
+        study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+        recovered = studies.fail_interrupted(study, storage)
+        if recovered:
+            self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
+        study.set_user_attr("target", self.plan.target.describe())
+        study.set_user_attr("task", self.task.name)
+        studies.ensure_baseline(study, self.plan.defaults)
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        self.progress.info(
+            f"study '{self.study_name}' ({done} completed trial(s) kept) on {self.plan.target.name} [{self.plan.target.device}], "
+            f"objectives {', '.join(self.objectives)}, strategies {', '.join(s.name for s in self.plan.strategies) or 'none'}"
+        )
+        for name, why in self.plan.skipped.items():
+            self.progress.info(f"  skipped {name}: {why}")
+        runner = self._runner()
+        deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
+        try:
+            for n in range(1, self.options.trials + 1):
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.progress.info(f"--timeout reached after {n - 1} trial(s)")
+                    break
+                self._one_trial(study, runner, n)
+        finally:
+            runner.close()
+        summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+        write_outputs(summary, self.out_dir, self.meta())
+        return study, summary
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "task": self.task.name,
+            "study": self.study_name,
+            "mode": self.options.mode,
+            "target": self.plan.target.describe(),
+            "storage": self.options.storage_url(self.task.name),
+        }
+
+    def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> None:
+        trial = study.ask({k: p.distribution() for k, p in self.plan.space.items()})
+        studies.mark_worker(trial)
+        role = trial.user_attrs.get("role", "candidate")
+        params = dict(trial.params)
+        label = fmt_params(params, self.plan.defaults)
+        twin = studies.duplicate_of(study, params)
+        if twin is not None and role != "baseline":
+            # The sampler proposed a configuration already measured: reuse it rather than spend minutes again.
+            for key in ("metrics", "ci95", "details", "plan", "constraint"):
+                trial.set_user_attr(key, twin.user_attrs.get(key))
+            trial.set_constraint("accuracy_drop", float(twin.user_attrs.get("constraint", 0.0)))
+            trial.set_user_attr("duplicate_of", twin.number)
+            study.tell(trial, twin.values)
+            self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "")
+            return
+        pipeline = apply_all(self.plan.strategies, self.plan.base, params)
+        trial.set_user_attr("plan", pipeline.describe())
+        started = time.monotonic()
+        try:
+            result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s)
+        except TrialFailure as failure:
+            self._fail(study, trial, failure.kind, failure.reason, started)
+            self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(failure.reason)}", "")
+            if role == "baseline":
+                raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
+            return
+        except KeyboardInterrupt:
+            self._fail(study, trial, "interrupted", "interrupted by the user (Ctrl-C)", started)
+            raise
+        self._complete(study, trial, result, started)
+        self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, trial), self._best(study))
+
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
+        trial.set_user_attr("failure_kind", kind)
+        trial.set_user_attr("reason", reason)
+        trial.set_user_attr("seconds", time.monotonic() - started)
+        study.tell(trial, state=TrialState.FAIL)
+        self.pm.hook.autoaccel_trial_finished(record={"number": trial.number, "state": "failed", "params": dict(trial.params),
+                                                      "metrics": {}, "reason": reason})
+
+    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
+        base = studies.baseline_of(study)
+        base_acc = result.metrics["accuracy"] if base is None else base.user_attrs["metrics"]["accuracy"]
+        drop = base_acc - result.metrics["accuracy"]
+        trial.set_user_attr("metrics", result.metrics)
+        trial.set_user_attr("ci95", {k: list(v) for k, v in result.ci95.items()})
+        trial.set_user_attr("details", result.details)
+        trial.set_user_attr("constraint", drop - self.options.max_accuracy_drop)
+        trial.set_constraint("accuracy_drop", drop - self.options.max_accuracy_drop)
+        trial.set_user_attr("seconds", time.monotonic() - started)
+        study.tell(trial, [result.metrics[o] for o in self.objectives])
+        self.pm.hook.autoaccel_trial_finished(record={"number": trial.number, "state": "complete", "params": dict(trial.params),
+                                                      "metrics": result.metrics, "reason": ""})
+
+    def _outcome(self, result: TrialResult, trial: optuna.Trial) -> str:
+        text = "  ".join(f"{o} {fmt_metric(o, result.metrics[o])}" for o in self.objectives)
+        feasible = trial.user_attrs.get("constraint", 0.0) <= 1e-12
+        return text + ("" if feasible else "  [yellow](accuracy drop over budget)[/]")
+
+    def _best(self, study: optuna.Study) -> str:
+        try:
+            summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+        except ValueError:
+            return ""
+        rec = summary.recommended
+        if rec is summary.baseline:
+            return "  | best so far: your recipe"
+        return f"  | best so far: trial {rec.trial}, {speed_score(rec, self.objectives):.2f}x"
+

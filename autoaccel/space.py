@@ -1,0 +1,141 @@
+"""Search-space parameters: what a strategy may vary, its off/default value, and how Optuna samples it.
+
+A strategy's space lives in a YAML file (``search_spaces/<name>.yaml`` for built-ins) of the form::
+
+    params:
+      dtype: {choices: [fp32, bf16, fp16], default: fp32}
+      workers: {int: [0, 8], default: 0}
+      lr_factor: {float: [0.25, 4.0], log: true, default: 1.0}
+
+The default is the "off" value: all defaults together are the user's own recipe (trial 0, the baseline).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Union
+
+import optuna.distributions as od
+import yaml
+
+from autoaccel.errors import AutoaccelError
+
+
+@dataclass(frozen=True)
+class Categorical:
+    choices: tuple[Any, ...]
+    default: Any
+
+    def distribution(self) -> od.BaseDistribution:
+        return od.CategoricalDistribution(list(self.choices))
+
+    def grid_values(self) -> list[Any]:
+        return list(self.choices)
+
+    def contains(self, value: Any) -> bool:
+        return value in self.choices
+
+
+@dataclass(frozen=True)
+class IntRange:
+    low: int
+    high: int
+    default: int
+    log: bool = False
+
+    def distribution(self) -> od.BaseDistribution:
+        return od.IntDistribution(self.low, self.high, log=self.log)
+
+    def grid_values(self) -> list[int]:
+        if self.high - self.low <= 8:
+            return list(range(self.low, self.high + 1))
+        return sorted({self.low, self.default, (self.low + self.high) // 2, self.high})
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, int) and self.low <= value <= self.high
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    low: float
+    high: float
+    default: float
+    log: bool = False
+
+    def distribution(self) -> od.BaseDistribution:
+        return od.FloatDistribution(self.low, self.high, log=self.log)
+
+    def grid_values(self) -> list[float]:
+        mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2
+        return sorted({self.low, self.default, mid, self.high})
+
+    def contains(self, value: Any) -> bool:
+        return isinstance(value, (int, float)) and self.low <= value <= self.high
+
+
+Param = Union[Categorical, IntRange, FloatRange]
+Space = dict[str, Param]
+
+
+def parse_param(name: str, spec: Any, where: str) -> Param:
+    """Build one parameter from its YAML mapping, naming ``where`` (file and param) in any error."""
+    if not isinstance(spec, Mapping) or "default" not in spec:
+        raise AutoaccelError(f"{where}: param '{name}' must be a mapping with a 'default', but got {spec!r}")
+    default = spec["default"]
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
+            raise AutoaccelError(f"{where}: param '{name}'.choices must be a non-empty list, but got {choices!r}")
+        param: Param = Categorical(tuple(choices), default)
+    elif "int" in spec or "float" in spec:
+        kind = "int" if "int" in spec else "float"
+        bounds = spec[kind]
+        if not (isinstance(bounds, Sequence) and len(bounds) == 2):
+            raise AutoaccelError(f"{where}: param '{name}'.{kind} must be [low, high], but got {bounds!r}")
+        log = bool(spec.get("log", False))
+        if kind == "int":
+            param = IntRange(int(bounds[0]), int(bounds[1]), default, log)
+        else:
+            param = FloatRange(float(bounds[0]), float(bounds[1]), default, log)
+    else:
+        raise AutoaccelError(f"{where}: param '{name}' needs one of 'choices', 'int' or 'float', but got {sorted(spec)}")
+    if not param.contains(default):
+        raise AutoaccelError(f"{where}: param '{name}' default {default!r} is not inside its own range")
+    return param
+
+
+def parse_space(data: Any, where: str) -> Space:
+    if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping):
+        raise AutoaccelError(f"{where}: expected a top-level 'params' mapping of parameter specs")
+    return {str(name): parse_param(str(name), spec, where) for name, spec in data["params"].items()}
+
+
+def load_space(package: str, filename: str) -> Space:
+    """Read a search-space YAML that ships inside ``package`` (read with importlib.resources, so wheels work)."""
+    where = f"{package}/{filename}"
+    try:
+        text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
+    except (FileNotFoundError, ModuleNotFoundError) as exc:
+        raise AutoaccelError(f"{where}: search-space file not found") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise AutoaccelError(f"{where}: invalid YAML: {exc}") from exc
+    return parse_space(data, where)
+
+
+def restrict(param: Param, allowed: Sequence[Any]) -> Param:
+    """Keep only ``allowed`` values (what a target's check() may drop); an int range shrinks to their span."""
+    if isinstance(param, IntRange):
+        inside = [v for v in allowed if param.contains(v)] + [param.default]
+        return IntRange(min(inside), max(inside), param.default, param.log)
+    if not isinstance(param, Categorical):
+        return param
+    kept = tuple(c for c in param.choices if c in allowed)
+    if param.default not in kept:
+        # The baseline must always stay reachable: the off value is never dropped.
+        kept = (param.default, *kept)
+    return Categorical(kept, param.default)

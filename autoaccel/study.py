@@ -1,0 +1,115 @@
+"""Optuna study plumbing: storage, samplers, the baseline trial, and recovery of interrupted trials."""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from autoaccel.errors import AutoaccelError
+from autoaccel.space import Param
+from autoaccel.trial import METRICS
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+HOST = socket.gethostname()
+
+
+def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.samplers.BaseSampler:
+    if name == "tpe":
+        # Few trials: start modelling early; multivariate TPE captures interactions (batch size x LR).
+        # Feasibility reaches TPE and NSGA-II through trial.set_constraint (see Search._complete).
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.GridSampler({k: p.grid_values() for k, p in space.items()}, seed=seed)
+
+
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    try:
+        return optuna.storages.RDBStorage(url)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
+        raise AutoaccelError(f"--storage: cannot open '{url}': {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+
+
+def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequence[str],
+               sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """Create the study or continue it; an existing study with other objectives is refused, not altered."""
+    directions = ["maximize" if METRICS[o] else "minimize" for o in objectives]
+    try:
+        existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    except KeyError:
+        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(objectives))  # shown by optuna-dashboard
+        study.set_user_attr("objectives", list(objectives))
+        return study
+    stored = existing.user_attrs.get("objectives")
+    if stored != list(objectives):
+        raise AutoaccelError(
+            f"--objectives: study '{name}' was created with objectives {','.join(stored or ['?'])}, but got "
+            f"{','.join(objectives)}; use the same --objectives to continue it, or --study NEW for a new one"
+        )
+    return existing
+
+
+def mark_worker(trial: optuna.Trial) -> None:
+    trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
+    """Mark RUNNING trials of dead processes on this host as failed, so a re-run resumes cleanly.
+
+    Trials of live processes, or of other hosts sharing the storage, are left alone: they may still be working.
+    """
+    failed = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = t.user_attrs.get("worker") or {}
+        if worker.get("host") == HOST and not _alive(int(worker.get("pid", -1))):
+            storage.set_trial_user_attr(t._trial_id, "reason", f"interrupted: process {worker.get('pid')} ended mid-trial")
+            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            failed.append(t.number)
+    return failed
+
+
+def baseline_of(study: optuna.Study) -> FrozenTrial | None:
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("role") == "baseline":
+            return t
+    return None
+
+
+def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
+    """Queue trial 0, the user's own recipe, unless it is done or already waiting."""
+    if baseline_of(study) is not None:
+        return
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if any(t.user_attrs.get("role") == "baseline" for t in waiting):
+        return
+    study.enqueue_trial(dict(defaults), user_attrs={"role": "baseline"})
+
+
+def duplicate_of(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
+    """A completed trial with exactly these params: its measurements can be reused instead of re-running."""
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.params == dict(params):
+            return t
+    return None

@@ -1,0 +1,168 @@
+"""The user's Task: model factory, data, loss, metric, optimizer and baseline recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoaccel.errors import AutoaccelError
+from autoaccel.metrics import MetricFn, resolve_metric
+
+OptimizerFactory = Callable[[Any, float], torch.optim.Optimizer]
+
+
+def default_loss() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    return nn.CrossEntropyLoss()
+
+
+def sgd_momentum(params: Any, lr: float) -> torch.optim.Optimizer:
+    """The default optimizer: SGD with momentum 0.9, the most common baseline recipe."""
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
+
+
+@dataclass
+class Task:
+    """Everything autoaccel needs to train, evaluate and time a model.
+
+    ``model`` is a factory: each trial builds a fresh model. Datasets are map-style datasets of
+    ``(input, target)``. ``epochs``, ``batch_size`` and ``lr`` are the user's own recipe: the baseline every
+    candidate is compared against.
+    """
+
+    model: Callable[..., nn.Module]
+    train_data: Any
+    val_data: Any
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = dataclasses.field(default_factory=default_loss)
+    metric: str | MetricFn = "accuracy"
+    optimizer: OptimizerFactory = sgd_momentum
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.01
+    student: Callable[..., nn.Module] | None = None
+    weights: str | None = None
+    example_input: torch.Tensor | None = None
+    name: str = "task"
+    seed: int = 0
+
+    def metric_fn(self) -> MetricFn:
+        return resolve_metric(self.metric)
+
+    def fingerprint(self) -> str:
+        """A short hash of what defines the task's training (used to key caches and studies)."""
+        parts = [
+            self.name,
+            _qualname(self.model),
+            _qualname(self.optimizer),
+            _qualname(self.loss),
+            str(self.metric) if isinstance(self.metric, str) else _qualname(self.metric),
+            str(self.epochs),
+            str(self.batch_size),
+            repr(self.lr),
+            str(len(self.train_data)),
+            str(len(self.val_data)),
+            str(self.seed),
+        ]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def _qualname(obj: Any) -> str:
+    target = obj if (inspect.isfunction(obj) or inspect.isclass(obj)) else type(obj)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+
+
+def _check_dataset(value: Any, field: str) -> None:
+    if isinstance(value, torch.utils.data.IterableDataset) or not (
+        hasattr(value, "__getitem__") and hasattr(value, "__len__")
+    ):
+        raise AutoaccelError(
+            f"Task.{field}: expected a map-style dataset (with __getitem__ and __len__) of (input, target), "
+            f"but got {type(value).__name__}"
+        )
+    if len(value) == 0:
+        raise AutoaccelError(f"Task.{field}: the dataset is empty; it needs at least one (input, target) sample")
+    try:
+        sample = value[0]
+    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as one line
+        raise AutoaccelError(f"Task.{field}: reading item 0 failed: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
+        raise AutoaccelError(
+            f"Task.{field}: each item must be an (input, target) pair, but item 0 is {type(sample).__name__}"
+        )
+
+
+def validate_task(task: Any, source: str = "task") -> Task:
+    """Check every field of ``task`` and run one tiny forward and loss; raise one clear line on the first fault."""
+    if not isinstance(task, Task):
+        raise AutoaccelError(
+            f"{source}: `task` must be an autoaccel.Task (or a function returning one), but got {type(task).__name__}"
+        )
+    if not callable(task.model):
+        raise AutoaccelError(f"Task.model: expected a callable returning a fresh nn.Module, but got {type(task.model).__name__}")
+    for field in ("epochs", "batch_size"):
+        value = getattr(task, field)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise AutoaccelError(f"Task.{field}: must be a positive integer, but got {value!r}")
+    if not isinstance(task.lr, (int, float)) or isinstance(task.lr, bool) or not task.lr > 0:
+        raise AutoaccelError(f"Task.lr: must be a positive number, but got {task.lr!r}")
+    if not callable(task.optimizer):
+        raise AutoaccelError(f"Task.optimizer: expected a callable (params, lr) -> Optimizer, but got {type(task.optimizer).__name__}")
+    if not callable(task.loss):
+        raise AutoaccelError(f"Task.loss: expected a callable (outputs, targets) -> loss tensor, but got {type(task.loss).__name__}")
+    if task.student is not None and not callable(task.student):
+        raise AutoaccelError(f"Task.student: expected a callable returning an nn.Module, but got {type(task.student).__name__}")
+    if task.weights is not None and not isinstance(task.weights, str):
+        raise AutoaccelError(f"Task.weights: expected a file path (str), but got {type(task.weights).__name__}")
+    if not isinstance(task.name, str) or not task.name.strip():
+        raise AutoaccelError(f"Task.name: expected a non-empty string, but got {task.name!r}")
+    _check_dataset(task.train_data, "train_data")
+    _check_dataset(task.val_data, "val_data")
+    metric = task.metric_fn()
+    try:
+        model = task.model()
+    except Exception as exc:  # noqa: BLE001
+        raise AutoaccelError(f"Task.model: calling the factory failed: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise AutoaccelError(f"Task.model: the factory must return a torch.nn.Module, but returned {type(model).__name__}")
+    _dry_run(task, model, metric)
+    return task
+
+
+def _dry_run(task: Task, model: nn.Module, metric: MetricFn) -> None:
+    """Forward two training samples, compute loss and metric: shape mistakes surface here, not in trial 5."""
+    n = min(2, len(task.train_data))
+    try:
+        batch = torch.utils.data.default_collate([task.train_data[i] for i in range(n)])
+    except Exception as exc:  # noqa: BLE001
+        raise AutoaccelError(f"Task.train_data: items cannot be batched together: {type(exc).__name__}: {exc}") from exc
+    inputs, targets = batch
+    shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(inputs)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutoaccelError(
+            f"Task.model: forward failed on a batch of train_data with input shape {shape}: {type(exc).__name__}: {msg}"
+        ) from exc
+    try:
+        task.loss(outputs, targets)
+    except Exception as exc:  # noqa: BLE001
+        out_shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        target_shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutoaccelError(
+            f"Task.loss: failed on model outputs of shape {out_shape} and targets of shape {target_shape}: {msg}"
+        ) from exc
+    try:
+        value = metric(outputs, targets)
+        float(value)
+    except Exception as exc:  # noqa: BLE001
+        raise AutoaccelError(f"Task.metric: failed on model outputs: {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,104 @@
+"""The training loop the core owns: precision, loss scaling, batch size, schedule and loader come from the plan."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from autoaccel.data import train_batches
+from autoaccel.errors import TrialFailure
+from autoaccel.measure import Clock, Measurement, summarize
+from autoaccel.pipeline import Pipeline
+from autoaccel.schedule import lr_multiplier
+from autoaccel.task import Task
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def device_type(device: str) -> str:
+    return device.split(":")[0]
+
+
+def autocast(plan: Pipeline) -> contextlib.AbstractContextManager[object]:
+    """The autocast context for the plan's precision (a no-op for fp32 and tf32)."""
+    dtype = AUTOCAST_DTYPES.get(plan.precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type(plan.device), dtype=dtype)
+
+
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    """Enable TF32 matmul/conv for the duration only, so one trial's setting never leaks into the next."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+@dataclass(frozen=True)
+class TrainStats:
+    seconds: float  # wall time of the whole run, data loading and set-up included: what the user pays
+    steps: int
+    samples: int
+    step_time: Measurement  # steady-state seconds per step (first steps excluded)
+    final_loss: float
+
+
+def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Tensor:
+    return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
+
+
+def train(model: nn.Module, task: Task, plan: Pipeline, seed: int) -> TrainStats:
+    """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges."""
+    clock = Clock(plan.device)
+    clock.sync()
+    t0 = time.perf_counter()
+    batches = train_batches(task.train_data, plan.loader, plan.batch_size, plan.device, seed)
+    optimizer = task.optimizer(model.parameters(), plan.lr)
+    total_steps = plan.epochs * len(batches)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(plan.schedule, total_steps))
+    scaler = torch.amp.GradScaler(device_type(plan.device), enabled=plan.loss_scaling)
+    non_blocking = plan.loader.pin_memory
+    step_times: list[float] = []
+    samples, step, loss_value = 0, 0, math.nan
+    model.train()
+    with tf32(plan.precision == "tf32"):
+        last = time.perf_counter()
+        for _epoch in range(plan.epochs):
+            for inputs, targets in batches:
+                inputs = to_device(inputs, plan.device, non_blocking)
+                targets = to_device(targets, plan.device, non_blocking)
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(plan):
+                    loss = task.loss(model(inputs), targets)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                samples += len(targets)
+                if step % 50 == 0 or step == total_steps:
+                    # Checking every step would force a device sync each step; every 50 catches divergence early.
+                    loss_value = loss.item()
+                    if not math.isfinite(loss_value):
+                        raise TrialFailure(f"training diverged: loss became {loss_value} at step {step}", kind="diverged")
+                clock.sync()
+                now = time.perf_counter()
+                step_times.append(now - last)
+                last = now
+    clock.sync()
+    seconds = time.perf_counter() - t0
+    # The first steps pay for worker start-up, allocator growth and lazy init; steady state excludes them.
+    skip = min(len(step_times) // 10, 20)
+    steady = step_times[skip:] or step_times
+    return TrainStats(seconds, step, samples, summarize(steady, step_times[0] if step_times else 0.0), loss_value)

@@ -1,0 +1,174 @@
+"""Trial isolation: trials run in a worker process that is replaced when it dies.
+
+A Python exception, a native crash (abort, segfault), an out-of-memory kill and a hang past the trial timeout
+each become a TrialFailure with its reason; the search process itself never runs user code during a trial.
+The worker is long-lived (torch and the task are imported once), so isolation costs little per trial.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from autoaccel.errors import TrialFailure
+from autoaccel.pipeline import Pipeline
+from autoaccel.task import Task
+from autoaccel.trial import TrialResult, run_trial
+
+
+@dataclass(frozen=True)
+class TaskSource:
+    """How a worker gets the task: re-import the user's file, or unpickle an in-memory Task."""
+
+    path: str | None = None
+    blob: bytes | None = None
+
+    @classmethod
+    def of(cls, task: Task, path: str | Path | None) -> "TaskSource":
+        if path is not None:
+            return cls(path=str(path))
+        module = getattr(type(task.model), "__module__", None) or getattr(task.model, "__module__", None)
+        # Functions and classes from the user's script or notebook are pickled by value: the worker cannot
+        # import them by name.
+        import sys
+
+        for name in {module, "__main__"}:
+            mod = sys.modules.get(name or "")
+            if mod is not None and (name == "__main__" or name.startswith("autoaccel_user_")):
+                cloudpickle.register_pickle_by_value(mod)
+        return cls(blob=cloudpickle.dumps(task))
+
+    def load(self) -> Task:
+        if self.path is not None:
+            from autoaccel.loading import load_task
+
+            return load_task(self.path, validate=False)
+        assert self.blob is not None
+        return cloudpickle.loads(self.blob)
+
+
+def _serve(conn: Connection, source: TaskSource) -> None:
+    """The worker's loop: load the task once, then run each plan it is sent and send back the outcome."""
+    # Ctrl-C reaches the whole process group; the search process decides what it means, not the worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    task = source.load()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        plan, seed, budget = cloudpickle.loads(message)
+        try:
+            outcome: tuple[Any, ...] = ("ok", run_trial(task, plan, seed, budget))
+        except TrialFailure as exc:
+            outcome = ("fail", exc.kind, exc.reason)
+        except BaseException as exc:  # noqa: BLE001 - report, never die silently
+            outcome = ("fail", "error", f"{type(exc).__name__}: {exc}; {traceback.format_exc(limit=1)}")
+        conn.send(outcome)
+
+
+def _describe_exit(code: int | None) -> tuple[str, str]:
+    if code is None:
+        return "crash", "worker process stopped answering"
+    if code < 0:
+        sig = signal.Signals(-code)
+        if sig == signal.SIGKILL:
+            return "oom", "worker process was killed (SIGKILL), most likely by the host running out of memory"
+        return "crash", f"worker process died of signal {sig.name} (native crash in the model or a library)"
+    return "crash", f"worker process exited with status {code}"
+
+
+class IsolatedRunner:
+    """Runs plans in a spawned worker; ``run`` raises TrialFailure for every way a trial can go wrong."""
+
+    def __init__(self, source: TaskSource, trial_timeout: float | None, startup_timeout: float = 300.0) -> None:
+        self.source = source
+        self.trial_timeout = trial_timeout
+        self.startup_timeout = startup_timeout
+        self.ctx = mp.get_context("spawn")  # fork would inherit torch's thread pools and locks mid-state
+        self.proc: Any = None
+        self.conn: Connection | None = None
+
+    def _start(self) -> None:
+        parent, child = self.ctx.Pipe()
+        # Not a daemon: the trial's DataLoader must be free to start worker processes of its own.
+        self.proc = self.ctx.Process(target=_serve, args=(child, self.source), daemon=False, name="autoaccel-trial")
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        if not parent.poll(self.startup_timeout):
+            self.close()
+            raise TrialFailure(f"worker did not start within {self.startup_timeout:.0f}s", kind="crash")
+        try:
+            parent.recv()
+        except EOFError:
+            kind, reason = _describe_exit(self._reap())
+            raise TrialFailure(f"worker failed while loading the task: {reason}", kind=kind) from None
+
+    def _reap(self) -> int | None:
+        if self.proc is None:
+            return None
+        self.proc.join(timeout=5)
+        code = self.proc.exitcode
+        self.proc, self.conn = None, None
+        return code
+
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
+        if self.proc is None or not self.proc.is_alive():
+            self._start()
+        assert self.conn is not None
+        self.conn.send(cloudpickle.dumps((plan, seed, timing_budget_s)))
+        try:
+            ready = self.conn.poll(self.trial_timeout)
+        except KeyboardInterrupt:
+            self.kill()
+            raise
+        if not ready:
+            self.kill()
+            raise TrialFailure(f"hang: no result within --trial-timeout {self.trial_timeout:g}s; the trial was stopped", kind="timeout")
+        try:
+            outcome = self.conn.recv()
+        except (EOFError, ConnectionResetError):
+            kind, reason = _describe_exit(self._reap())
+            raise TrialFailure(reason, kind=kind) from None
+        if outcome[0] == "ok":
+            return outcome[1]
+        raise TrialFailure(outcome[2], kind=outcome[1])
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.is_alive():
+            self.proc.kill()
+        self._reap()
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.is_alive() and self.conn is not None:
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.proc.join(timeout=5)
+        self.kill()
+
+
+class InProcessRunner:
+    """Runs plans in the search process itself (``--no-isolation``): no protection, no overhead."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
+        return run_trial(self.task, plan, seed, timing_budget_s)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,42 @@
+"""Training batch size (powers of two) with an LR scaling rule (none, linear, sqrt)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from autoaccel import Phase, Pipeline, Strategy, Task, hookimpl
+from autoaccel.space import Categorical, IntRange, Space, load_space
+
+
+class BatchSizeStrategy(Strategy):
+    name = "batch_size"
+    phase = Phase.DATA
+    description = "Training batch size (powers of two) with linear or sqrt LR scaling."
+
+    def __init__(self) -> None:
+        self._base = 32
+
+    def space(self, task: Task | None = None) -> Space:
+        raw = load_space(self.space_package, f"{self.name}.yaml")
+        bounds = raw["size"]
+        assert isinstance(bounds, IntRange)
+        base = task.batch_size if task is not None else bounds.default
+        # A batch larger than the training set is one batch per epoch anyway: cap at the dataset size.
+        high = min(bounds.high, len(task.train_data)) if task is not None else bounds.high
+        sizes = {2**k for k in range(int(math.log2(bounds.low)), int(math.log2(max(high, 1))) + 1) if bounds.low <= 2**k <= high}
+        sizes.add(base)
+        return {"size": Categorical(tuple(sorted(sizes)), base), "lr_scaling": raw["lr_scaling"]}
+
+    def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
+        size = int(params.get("size", pipeline.batch_size))
+        rule = params.get("lr_scaling", "none")
+        ratio = size / pipeline.batch_size
+        factor = {"none": 1.0, "linear": ratio, "sqrt": math.sqrt(ratio)}[rule]
+        return pipeline.replace(batch_size=size, lr=pipeline.lr * factor)
+
+
+@hookimpl
+def autoaccel_register_strategies(register: Callable[[Strategy], None]) -> None:
+    register(BatchSizeStrategy())

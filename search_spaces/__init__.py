@@ -1,0 +1,1 @@
+"""Search-space YAML files of the built-in strategies, read with importlib.resources."""
