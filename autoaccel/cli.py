@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
     opt.add_argument("--study", default=None, help="study name (default TASK-TARGET-MODE)")
     opt.add_argument("--out", default=None, help="output folder (default autoaccel-out/TASK)")
+    opt.add_argument("--remeasure-rounds", type=int, default=7,
+                     help="rounds of interleaved re-measurement of the finalists against the baseline (0: off; default 7)")
     opt.add_argument("--no-isolation", action="store_true", help="run trials in this process (faster start, no crash protection)")
     opt.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
@@ -59,6 +61,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "sampler": args.sampler, "mode": args.mode, "objectives": args.objectives,
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
         "storage": args.storage, "study": args.study, "out": args.out, "isolate": not args.no_isolation,
+        "remeasure_rounds": args.remeasure_rounds,
         "quiet": args.quiet,
     }
     result = optimize(args.model, **options)

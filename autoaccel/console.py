@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autoaccel.results import Summary, speed_score
+from autoaccel.results import Summary
 
 UNITS = {"accuracy": "", "train_time": "s", "latency": "ms", "throughput": "/s", "memory": "MB"}
 
@@ -34,6 +34,17 @@ def make_console(stderr: bool = False, quiet: bool = False) -> Console:
     if not console.is_terminal:
         console = Console(stderr=stderr, highlight=False, quiet=quiet, width=160)
     return console
+
+
+def fmt_speedup(entry: Mapping[str, Any] | None) -> str:
+    """'1.84x [1.71, 1.98]' where an interval exists; '~' marks a ratio within noise."""
+    if not entry:
+        return "1.00x"
+    ci = entry.get("ci95")
+    if not ci:
+        return f"{entry['value']:.2f}x"
+    mark = "" if entry.get("label") in ("faster", "slower") else " ~"
+    return f"{entry['value']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]{mark}"
 
 
 class Progress:
@@ -62,16 +73,17 @@ def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
         for name in summary.objectives:
             cells.append(fmt_metric(name, p.metrics[name]))
             if name != "accuracy":
-                cells.append(f"{p.speedup.get(name, 1.0):.2f}x")
-        mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else "")
+                cells.append(fmt_speedup(p.speedup.get(name)))
+        mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else p.verdict)
         table.add_row(*cells, mark, fmt_params(p.params, defaults))
     return table
 
 
 def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any]) -> None:
     console.print(result_table(summary, defaults))
-    score = speed_score(summary.recommended, summary.objectives)
-    console.print(f"[bold]Recommendation:[/] {summary.verdict} (speed score {score:.2f}x)")
+    if summary.remeasured:
+        console.print("Speedups: paired ratios from the interleaved re-measurement, 95% intervals; '~' = within noise.")
+    console.print(f"[bold]Recommendation:[/] {escape(summary.verdict)}")
     if summary.failures:
         console.print(f"{len(summary.failures)} trial(s) failed:")
         for f in summary.failures:

@@ -32,6 +32,8 @@ class Options:
     isolate: bool = True
     quiet: bool = False
     timing_budget_s: float = 1.0
+    remeasure_rounds: int = 7
+    max_finalists: int = 6
     extra: dict[str, object] = field(default_factory=dict)
 
     def resolved_objectives(self) -> tuple[str, ...]:
@@ -52,6 +54,8 @@ class Options:
             raise AutoaccelError(f"--timeout: must be a positive number of seconds, but got {self.timeout!r}")
         if self.trial_timeout <= 0:
             raise AutoaccelError(f"--trial-timeout: must be a positive number of seconds, but got {self.trial_timeout!r}")
+        if not isinstance(self.remeasure_rounds, int) or self.remeasure_rounds < 0 or self.remeasure_rounds == 1:
+            raise AutoaccelError(f"--remeasure-rounds: must be 0 (off) or at least 2 rounds, but got {self.remeasure_rounds!r}")
         if self.sampler not in SAMPLERS:
             raise AutoaccelError(f"--sampler: unknown sampler '{self.sampler}'{did_you_mean(self.sampler, SAMPLERS)} (expected one of {', '.join(SAMPLERS)})")
         if self.mode not in MODES:

@@ -1,18 +1,21 @@
-"""From a study to an answer: baseline, feasible Pareto front, recommendation, speedups; pareto.json, recipe.yaml."""
+"""From a study to an answer: baseline, feasible Pareto front, recommendation, speedups with intervals;
+pareto.json and recipe.yaml."""
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
+from autoaccel.remeasure import Ratio
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
 
 
@@ -25,10 +28,15 @@ class Point:
     params: dict[str, Any]
     metrics: dict[str, float]
     metrics_ci95: dict[str, list[float]]
-    speedup: dict[str, float]
-    accuracy_drop: float
+    # objective -> {"value", "ci95", "label", "source"}; ci95 is None where only one measurement exists.
+    speedup: dict[str, dict[str, Any]]
+    accuracy_drop: dict[str, Any]
     feasible: bool
+    verdict: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
+
+    def ratio(self, objective: str) -> float:
+        return float(self.speedup.get(objective, {}).get("value", 1.0))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,11 +60,13 @@ class Summary:
     points: list[Point]
     failures: list[Failure]
     verdict: str
+    remeasured: bool
 
     def to_json(self) -> dict[str, Any]:
         return {
             "objectives": list(self.objectives),
             "max_accuracy_drop": self.max_accuracy_drop,
+            "remeasured": self.remeasured,
             "baseline": self.baseline.to_json(),
             "pareto": [p.to_json() for p in self.pareto],
             "recommended": self.recommended.to_json(),
@@ -66,29 +76,38 @@ class Summary:
         }
 
 
-def speedups(metrics: dict[str, float], base: dict[str, float]) -> dict[str, float]:
-    """Ratios > 1 mean better than the baseline, whichever direction the metric goes."""
+def single_speedups(metrics: Mapping[str, float], base: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Ratios (> 1 is better than the baseline, whichever way the metric goes) from one measurement each."""
     out = {}
     for name in SPEED_OBJECTIVES:
         if name in metrics and name in base and metrics[name] > 0 and base[name] > 0:
-            out[name] = metrics[name] / base[name] if METRICS[name] else base[name] / metrics[name]
+            value = metrics[name] / base[name] if METRICS[name] else base[name] / metrics[name]
+            out[name] = {"value": value, "ci95": None, "label": "single measurement", "source": "trial"}
     return out
 
 
-def _point(t: FrozenTrial, base_metrics: dict[str, float], max_drop: float) -> Point:
-    metrics = dict(t.user_attrs.get("metrics", {}))
-    drop = base_metrics.get("accuracy", 0.0) - metrics.get("accuracy", 0.0)
-    return Point(
-        trial=t.number,
-        role=str(t.user_attrs.get("role", "candidate")),
-        params=dict(t.params),
-        metrics=metrics,
-        metrics_ci95={k: list(v) for k, v in t.user_attrs.get("ci95", {}).items()},
-        speedup=speedups(metrics, base_metrics),
-        accuracy_drop=drop,
-        feasible=drop <= max_drop + 1e-12,
-        plan=dict(t.user_attrs.get("plan", {})),
-    )
+def _unpack(hex_bits: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), dtype=np.uint8))[:n].astype(np.float64)
+
+
+def accuracy_drop(base: FrozenTrial, cand: FrozenTrial) -> dict[str, Any]:
+    """The drop against the baseline with a 95% interval: paired over validation samples when both trials
+    stored per-sample correctness (same samples, so their shared difficulty cancels), else from the two
+    metric intervals as if independent."""
+    b_acc, c_acc = base.user_attrs["metrics"]["accuracy"], cand.user_attrs["metrics"]["accuracy"]
+    drop = b_acc - c_acc
+    b_det, c_det = base.user_attrs.get("details", {}), cand.user_attrs.get("details", {})
+    n = int(b_det.get("correct_n", 0))
+    if n > 1 and "correct" in b_det and "correct" in c_det and c_det.get("correct_n") == n:
+        d = _unpack(b_det["correct"], n) - _unpack(c_det["correct"], n)
+        half = 1.959964 * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+        lo, hi = drop - half, drop + half
+    else:
+        bl, bh = base.user_attrs.get("ci95", {}).get("accuracy", [b_acc, b_acc])
+        cl, ch = cand.user_attrs.get("ci95", {}).get("accuracy", [c_acc, c_acc])
+        half = math.hypot((bh - bl) / 2, (ch - cl) / 2)
+        lo, hi = drop - half, drop + half
+    return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
 
 
 def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
@@ -103,10 +122,39 @@ def pareto_front(points: Sequence[Point], objectives: Sequence[str]) -> list[Poi
     return [p for p in points if not any(dominates(q, p, objectives) for q in points if q is not p)]
 
 
+def speed_objectives(objectives: Sequence[str]) -> list[str]:
+    return [o for o in objectives if o in SPEED_OBJECTIVES]
+
+
 def speed_score(point: Point, objectives: Sequence[str]) -> float:
     """Geometric mean of the speedups on the chosen speed objectives (1.0 = as fast as the baseline)."""
-    ratios = [point.speedup[o] for o in objectives if o in SPEED_OBJECTIVES and o in point.speedup]
+    ratios = [point.ratio(o) for o in speed_objectives(objectives) if o in point.speedup]
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
+
+
+def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
+    metrics = dict(t.user_attrs.get("metrics", {}))
+    drop = accuracy_drop(base, t)
+    return Point(
+        trial=t.number,
+        role=str(t.user_attrs.get("role", "candidate")),
+        params=dict(t.params),
+        metrics=metrics,
+        metrics_ci95={k: list(v) for k, v in t.user_attrs.get("ci95", {}).items()},
+        speedup=single_speedups(metrics, base.user_attrs["metrics"]),
+        accuracy_drop=drop,
+        # Judged on the point estimate, as the constraint was; the interval is shown beside it.
+        feasible=drop["value"] <= max_drop + 1e-12,
+        plan=dict(t.user_attrs.get("plan", {})),
+    )
+
+
+def _apply_remeasure(point: Point, entry: Mapping[str, Any]) -> None:
+    for objective, r in entry.get("objectives", {}).items():
+        point.speedup[objective] = {**r, "source": "interleaved re-measurement"}
+    comp = entry.get("composite")
+    if comp:
+        point.verdict = Ratio(comp["value"], tuple(comp["ci95"])).label
 
 
 def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: float) -> Summary:
@@ -115,25 +163,41 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     base_trial = next((t for t in complete if t.user_attrs.get("role") == "baseline"), None)
     if base_trial is None:
         raise ValueError("the study has no completed baseline trial")
-    base_metrics = dict(base_trial.user_attrs["metrics"])
-    points = [_point(t, base_metrics, max_drop) for t in complete if "duplicate_of" not in t.user_attrs]
+    points = [_point(t, base_trial, max_drop) for t in complete if "duplicate_of" not in t.user_attrs]
     baseline = next(p for p in points if p.trial == base_trial.number)
+    baseline.verdict = "baseline"
     feasible = [p for p in points if p.feasible]
-    front = sorted(pareto_front(feasible, objectives), key=lambda p: -speed_score(p, objectives))
-    best = max((p for p in front if p is not baseline), key=lambda p: (speed_score(p, objectives), p.metrics["accuracy"]), default=None)
-    if best is not None and speed_score(best, objectives) > 1.0:
+    front = pareto_front(feasible, objectives)
+    remeasure = study.user_attrs.get("remeasure") or {}
+    entries = remeasure.get("trials", {}) if remeasure.get("baseline") == base_trial.number else {}
+    for p in front:
+        if str(p.trial) in entries:
+            _apply_remeasure(p, entries[str(p.trial)])
+    front.sort(key=lambda p: -speed_score(p, objectives))
+    speed = ", ".join(speed_objectives(objectives))
+    if entries:
+        # Only a candidate whose paired interval lies above 1.0 may be recommended on speed grounds.
+        qualified = [p for p in front if p is not baseline and p.verdict == "faster"]
+        best = max(qualified, key=lambda p: (speed_score(p, objectives), p.metrics["accuracy"]), default=None)
+    else:
+        best = max((p for p in front if p is not baseline and speed_score(p, objectives) > 1.0),
+                   key=lambda p: (speed_score(p, objectives), p.metrics["accuracy"]), default=None)
+    if best is not None:
         recommended = best
+        how = "re-measured side by side" if entries else "single measurements, not yet re-measured"
         verdict = (f"trial {best.trial} is {speed_score(best, objectives):.2f}x faster than your recipe "
-                   f"(geometric mean over {', '.join(o for o in objectives if o in SPEED_OBJECTIVES)}), "
-                   f"accuracy {best.metrics['accuracy']:.4f} vs {baseline.metrics['accuracy']:.4f}")
+                   f"(geometric mean over {speed}; {how}), accuracy {best.metrics['accuracy']:.4f} vs "
+                   f"{baseline.metrics['accuracy']:.4f}")
+        if best.accuracy_drop["value"] > 0 and best.accuracy_drop["within_noise"]:
+            verdict += " (the drop is within noise)"
     else:
         recommended = baseline
-        verdict = "no configuration beat your own recipe within the accuracy budget; keep it"
+        verdict = f"no configuration is faster than your own recipe beyond noise on {speed} within the accuracy budget; keep it"
     failures = [
         Failure(t.number, str(t.user_attrs.get("failure_kind", "error")), str(t.user_attrs.get("reason", "unknown")), dict(t.params))
         for t in trials if t.state == TrialState.FAIL
     ]
-    return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict)
+    return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries))
 
 
 def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:

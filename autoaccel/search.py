@@ -24,8 +24,12 @@ from autoaccel.space import Param
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
 from autoaccel.target import Target
 from autoaccel.task import Task
-from autoaccel.trial import TrialResult
+from autoaccel.remeasure import composite, ratio_from_rounds
+from autoaccel.trial import REMEASURED, TrialResult
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
+
+
+MAX_REPEATS = 20
 
 
 @dataclass
@@ -113,16 +117,53 @@ class Search:
         runner = self._runner()
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         try:
-            for n in range(1, self.options.trials + 1):
+            n, repeats = 1, 0
+            while n <= self.options.trials:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.progress.info(f"--timeout reached after {n - 1} trial(s)")
                     break
-                self._one_trial(study, runner, n)
+                if self._one_trial(study, runner, n):
+                    n, repeats = n + 1, 0
+                else:
+                    # A proposal already measured costs nothing and does not count; a sampler that keeps
+                    # proposing them has run out of new configurations.
+                    repeats += 1
+                    if repeats >= MAX_REPEATS:
+                        self.progress.info(f"the sampler proposed only measured configurations {MAX_REPEATS} times in a row: "
+                                           "the search space is exhausted")
+                        break
+            self._remeasure(study, runner)
         finally:
             runner.close()
         summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
         write_outputs(summary, self.out_dir, self.meta())
         return study, summary
+
+    def _remeasure(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
+        """Time the baseline and the front's candidates again, interleaved in one process; store paired ratios."""
+        rounds = self.options.remeasure_rounds
+        summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+        finalists = [p for p in summary.pareto if p is not summary.baseline][: self.options.max_finalists]
+        timed = [o for o in self.objectives if o in REMEASURED and (o != "train_time" or self.plan.base.train)]
+        if rounds == 0 or not finalists or not timed:
+            return
+        self.progress.info(f"re-measuring the baseline and {len(finalists)} finalist(s) interleaved, {rounds} rounds ...")
+        plans = [apply_all(self.plan.strategies, self.plan.base, p.params) for p in (summary.baseline, *finalists)]
+        try:
+            samples = runner.remeasure(plans, tuple(timed), rounds, self.task.seed)
+        except TrialFailure as failure:
+            self.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}; "
+                               "speedups rest on single measurements[/]")
+            return
+        entries = {}
+        for i, point in enumerate(finalists, start=1):
+            per_round = [[b / c for b, c in zip(samples[o][0], samples[o][i])] for o in samples]
+            entries[str(point.trial)] = {
+                "objectives": {o: ratio_from_rounds(r).to_json() for o, r in zip(samples, per_round)},
+                "composite": ratio_from_rounds(composite(per_round)).to_json(),
+            }
+        study.set_user_attr("remeasure", {"baseline": summary.baseline.trial, "rounds": rounds, "trials": entries,
+                                          "seconds": {o: s for o, s in samples.items()}})
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -133,7 +174,8 @@ class Search:
             "storage": self.options.storage_url(self.task.name),
         }
 
-    def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> None:
+    def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> bool:
+        """Run the next trial; False when it was a repeat of a measured configuration (reused, not run)."""
         trial = study.ask({k: p.distribution() for k, p in self.plan.space.items()})
         studies.mark_worker(trial)
         role = trial.user_attrs.get("role", "candidate")
@@ -148,7 +190,7 @@ class Search:
             trial.set_user_attr("duplicate_of", twin.number)
             study.tell(trial, twin.values)
             self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "")
-            return
+            return False
         pipeline = apply_all(self.plan.strategies, self.plan.base, params)
         trial.set_user_attr("plan", pipeline.describe())
         started = time.monotonic()
@@ -159,12 +201,13 @@ class Search:
             self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(failure.reason)}", "")
             if role == "baseline":
                 raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
-            return
+            return True
         except KeyboardInterrupt:
             self._fail(study, trial, "interrupted", "interrupted by the user (Ctrl-C)", started)
             raise
         self._complete(study, trial, result, started)
         self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, trial), self._best(study))
+        return True
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
         trial.set_user_attr("failure_kind", kind)

@@ -20,6 +20,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 HOST = socket.gethostname()
 
 
+class GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid, minus its ``study.stop()`` on exhaustion: that only works inside ``study.optimize``, and
+    our ask/tell loop already ends a search whose sampler keeps proposing measured configurations."""
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+        return None
+
+
 def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.samplers.BaseSampler:
     if name == "tpe":
         # Few trials: start modelling early; multivariate TPE captures interactions (batch size x LR).
@@ -29,7 +37,7 @@ def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.sam
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.GridSampler({k: p.grid_values() for k, p in space.items()}, seed=seed)
+    return GridSampler({k: p.grid_values() for k, p in space.items()}, seed=seed)
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:

@@ -58,8 +58,11 @@ def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Ten
     return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
 
 
-def train(model: nn.Module, task: Task, plan: Pipeline, seed: int) -> TrainStats:
-    """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges."""
+def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None) -> TrainStats:
+    """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
+
+    ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
+    """
     clock = Clock(plan.device)
     clock.sync()
     t0 = time.perf_counter()
@@ -96,6 +99,10 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int) -> TrainStats
                 now = time.perf_counter()
                 step_times.append(now - last)
                 last = now
+                if max_samples is not None and samples >= max_samples:
+                    break
+            if max_samples is not None and samples >= max_samples:
+                break
     clock.sync()
     seconds = time.perf_counter() - t0
     # The first steps pay for worker start-up, allocator growth and lazy init; steady state excludes them.

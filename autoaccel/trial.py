@@ -11,6 +11,7 @@ import torch
 from autoaccel.errors import TrialFailure
 from autoaccel.evaluate import latency_input, peak_memory_mb, predict, reset_peak_memory, score, time_inference
 from autoaccel.data import sample_batch
+from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
 from autoaccel.train import train
@@ -77,8 +78,14 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float) -> Trial
     for transform in plan.model_transforms:
         model = transform(model)
     outputs, targets = predict(model, task.val_data, plan)
-    acc = score(outputs, targets, task.metric_fn(), seed)
+    metric = task.metric_fn()
+    acc = score(outputs, targets, metric, seed)
     metrics["accuracy"], ci["accuracy"] = acc.value, acc.ci95
+    if metric is accuracy:
+        # Per-sample correctness lets the accuracy drop against the baseline get a *paired* interval.
+        correct = (outputs.argmax(dim=1) == targets).numpy().astype(np.uint8)
+        details["correct"] = np.packbits(correct).tobytes().hex()
+        details["correct_n"] = len(correct)
     lat = time_inference(model, latency_input(task.val_data, task.example_input), plan, timing_budget_s)
     metrics["latency"] = lat.median * 1000.0
     ci["latency"] = (lat.ci95[0] * 1000.0, lat.ci95[1] * 1000.0)
@@ -88,3 +95,46 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float) -> Trial
     metrics["memory"] = peak_memory_mb(plan.device)
     details.update(latency_first_call_ms=lat.first_call * 1000.0, latency_noisy=lat.noisy, throughput_noisy=thr.noisy)
     return TrialResult(metrics, ci, details)
+
+
+REMEASURED = ("train_time", "latency", "throughput")
+
+
+def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int = 0,
+                    budget_s: float = 0.2, train_samples: int = 4096) -> dict[str, list[list[float]]]:
+    """Seconds per fixed amount of work, per objective, per plan, per round, measured interleaved.
+
+    Training is timed over the same number of samples for every plan (a whole epoch for small data), so a
+    larger batch is credited with exactly the speed it brings; inference on the same inputs for every plan.
+    """
+    from autoaccel.remeasure import interleave
+
+    wanted = [o for o in objectives if o in REMEASURED and (o != "train_time" or plans[0].train)]
+    samples = min(train_samples, len(task.train_data))
+    trainees = {}
+    served = {}
+    for i, plan in enumerate(plans):
+        seed_everything(seed)
+        if "train_time" in wanted:
+            trainees[i] = task.model().to(plan.device)
+        model = task.model().to(plan.device)
+        for transform in plan.model_transforms:
+            model = transform(model)
+        served[i] = model
+    one = latency_input(task.val_data, task.example_input)
+    batch = sample_batch(task.val_data, min(plans[0].eval_batch_size, max(len(task.val_data), 1)))
+
+    def measure_once(objective: str, i: int) -> float:
+        plan = plans[i]
+        if objective == "train_time":
+            return train(trainees[i], task, plan, seed, max_samples=samples).seconds
+        inputs = one if objective == "latency" else batch
+        return time_inference(served[i], inputs, plan, budget_s).median
+
+    out: dict[str, list[list[float]]] = {}
+    # One warm-up pass per plan first: the first round would otherwise pay lazy initialisation for some plans.
+    for objective in wanted:
+        for i in range(len(plans)):
+            measure_once(objective, i)
+        out[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i))
+    return out

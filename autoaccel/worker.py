@@ -21,7 +21,7 @@ import cloudpickle
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
-from autoaccel.trial import TrialResult, run_trial
+from autoaccel.trial import TrialResult, remeasure_plans, run_trial
 
 
 @dataclass(frozen=True)
@@ -68,14 +68,17 @@ def _serve(conn: Connection, source: TaskSource) -> None:
             return
         if message is None:
             return
-        plan, seed, budget = cloudpickle.loads(message)
+        kind, args = cloudpickle.loads(message)
         try:
-            outcome: tuple[Any, ...] = ("ok", run_trial(task, plan, seed, budget))
+            outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, *args))
         except TrialFailure as exc:
             outcome = ("fail", exc.kind, exc.reason)
         except BaseException as exc:  # noqa: BLE001 - report, never die silently
             outcome = ("fail", "error", f"{type(exc).__name__}: {exc}; {traceback.format_exc(limit=1)}")
         conn.send(outcome)
+
+
+JOBS = {"trial": run_trial, "remeasure": remeasure_plans}
 
 
 def _describe_exit(code: int | None) -> tuple[str, str]:
@@ -125,10 +128,16 @@ class IsolatedRunner:
         return code
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
+        return self._call("trial", (plan, seed, timing_budget_s))
+
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
+        return self._call("remeasure", (plans, objectives, rounds, seed))
+
+    def _call(self, kind: str, args: tuple[Any, ...]) -> Any:
         if self.proc is None or not self.proc.is_alive():
             self._start()
         assert self.conn is not None
-        self.conn.send(cloudpickle.dumps((plan, seed, timing_budget_s)))
+        self.conn.send(cloudpickle.dumps((kind, args)))
         try:
             ready = self.conn.poll(self.trial_timeout)
         except KeyboardInterrupt:
@@ -169,6 +178,9 @@ class InProcessRunner:
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
         return run_trial(self.task, plan, seed, timing_budget_s)
+
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
+        return remeasure_plans(self.task, plans, objectives, rounds, seed)
 
     def close(self) -> None:
         pass
