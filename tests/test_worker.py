@@ -3,6 +3,7 @@ kind and a reason, and the runner replaces a dead worker."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,8 +53,9 @@ def tripwire_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_model(tmp_path_factory.mktemp("tripwire"), TRIPWIRE)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def runner(tripwire_file: Path) -> Iterator[IsolatedRunner]:
+    """One runner for the module (each fresh worker costs seconds); every test leaves it able to run plans."""
     r = IsolatedRunner(TaskSource(path=str(tripwire_file)), trial_timeout=120.0)
     try:
         yield r
@@ -68,8 +70,6 @@ def assert_good(result: TrialResult, batch_size: int) -> None:
 
 
 def test_runs_a_plan_in_another_process(runner: IsolatedRunner) -> None:
-    import os
-
     result = runner.run(plan(32), seed=0, timing_budget_s=BUDGET)
     assert_good(result, 32)
     assert runner.proc is not None and runner.proc.pid != os.getpid()
@@ -100,19 +100,16 @@ def test_a_native_crash_is_a_crash_and_the_runner_restarts(runner: IsolatedRunne
     assert runner.proc.pid != first
 
 
-def test_a_hang_past_the_trial_timeout_is_a_timeout(tripwire_file: Path) -> None:
-    r = IsolatedRunner(TaskSource(path=str(tripwire_file)), trial_timeout=3.0)
-    try:
-        with pytest.raises(TrialFailure, match=r"hang: no result within --trial-timeout 3s") as info:
-            r.run(plan(7), seed=0, timing_budget_s=BUDGET)
-        assert info.value.kind == "timeout"
-        assert r.proc is None, "the hung worker was killed"
-        assert_good(r.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
-    finally:
-        r.close()
+def test_a_hang_past_the_trial_timeout_is_a_timeout(runner: IsolatedRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "trial_timeout", 3.0)
+    with pytest.raises(TrialFailure, match=r"hang: no result within --trial-timeout 3s") as info:
+        runner.run(plan(7), seed=0, timing_budget_s=BUDGET)
+    assert info.value.kind == "timeout"
+    assert runner.proc is None, "the hung worker was killed"
+    assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
 
 
-def test_a_task_file_that_fails_in_the_worker_is_a_crash_at_start(write_source: object, tmp_path: Path) -> None:
+def test_a_task_file_that_fails_in_the_worker_is_a_crash_at_start(tmp_path: Path) -> None:
     missing = tmp_path / "gone.py"
     r = IsolatedRunner(TaskSource(path=str(missing)), trial_timeout=60.0)
     try:
