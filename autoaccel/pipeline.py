@@ -37,7 +37,44 @@ class SchedulePlan:
     warmup: float = 0.0
 
 
-ModelTransform = Callable[[nn.Module], nn.Module]
+@dataclass(frozen=True)
+class DistillPlan:
+    """Train ``task.student(size)`` against the teacher with KD loss alpha*KL(T) + (1-alpha)*task loss."""
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    student_size: float = 0.5
+
+
+@dataclass(frozen=True)
+class RuntimePlan:
+    """What executes the model at inference: eager PyTorch, or an ONNX Runtime session (optionally int8)."""
+
+    kind: str = "eager"
+    int8_static: bool = False
+
+
+ModelTransform = Callable[[nn.Module, "TransformContext"], nn.Module]
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What a post-training transform may use: the task, the plan, and the core's fine-tuning loop."""
+
+    task: Any
+    plan: "Pipeline"
+    seed: int
+    finetune: Callable[[nn.Module, int], nn.Module]
+    cache: Any = None  # the CheckpointCache, where ensembles find their members
+    key: str = ""  # the trial's own training key
+
+
+def describe_transform(transform: Any) -> str:
+    """A readable name for a transform (functools.partial shows its function and keywords)."""
+    func = getattr(transform, "func", transform)
+    name = getattr(func, "__name__", repr(func))
+    keywords = getattr(transform, "keywords", None)
+    return f"{name}({', '.join(f'{k}={v}' for k, v in keywords.items())})" if keywords else name
 
 
 @dataclass(frozen=True)
@@ -52,6 +89,11 @@ class Pipeline:
     loader: LoaderPlan = field(default_factory=LoaderPlan)
     eval_batch_size: int = 256
     train: bool = True
+    memory_format: str = "contiguous"
+    distill: DistillPlan | None = None
+    runtime: RuntimePlan = field(default_factory=RuntimePlan)
+    # Cache key of the model a distillation student learns from (the baseline's training), set by the core.
+    teacher_key: str | None = None
     # Post-training transforms, applied in phase order after training (pruning before quantization, ...).
     model_transforms: tuple[ModelTransform, ...] = ()
     # Free-form fields a third-party strategy and its companion hooks agree on; read-only.
@@ -66,6 +108,13 @@ class Pipeline:
     def with_extra(self, key: str, value: Any) -> "Pipeline":
         return self.replace(extras={**self.extras, key: value})
 
+    def add_transform(self, transform: ModelTransform) -> "Pipeline":
+        return self.replace(model_transforms=(*self.model_transforms, transform))
+
+    def architecture(self) -> str:
+        """Which factory builds the trained model: the task's model, or its student at some size."""
+        return f"student:{self.distill.student_size:g}" if self.distill else "model"
+
     def describe(self) -> dict[str, Any]:
         """A JSON-able view of the plan, for recipes and reports."""
         return {
@@ -78,6 +127,9 @@ class Pipeline:
             "schedule": dataclasses.asdict(self.schedule),
             "loader": dataclasses.asdict(self.loader),
             "train": self.train,
-            "model_transforms": [getattr(t, "__name__", repr(t)) for t in self.model_transforms],
+            "memory_format": self.memory_format,
+            "distill": dataclasses.asdict(self.distill) if self.distill else None,
+            "runtime": dataclasses.asdict(self.runtime),
+            "model_transforms": [describe_transform(t) for t in self.model_transforms],
             "extras": {k: repr(v) for k, v in self.extras.items()},
         }

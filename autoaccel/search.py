@@ -17,6 +17,7 @@ from rich.markup import escape
 from autoaccel.console import Progress, fmt_metric, fmt_params
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.options import Options
+from autoaccel.cache import training_key
 from autoaccel.pipeline import Pipeline
 from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, speed_score, summarize_study, write_outputs
@@ -25,7 +26,7 @@ from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
 from autoaccel.target import Target
 from autoaccel.task import Task
 from autoaccel.remeasure import composite, ratio_from_rounds
-from autoaccel.trial import REMEASURED, TrialResult
+from autoaccel.trial import REMEASURED, TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 
@@ -46,8 +47,12 @@ class Plan:
 
 
 def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
-    return Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
-                    train=mode != "inference")
+    """The user's recipe as a plan. In inference mode with Task.weights nothing trains; without weights the
+    recipe trains once (cached) and every post-training variant starts from that model."""
+    plan = Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
+                    train=not (mode == "inference" and task.weights))
+    # Distillation students learn from the baseline's own trained model, found in the checkpoint cache.
+    return plan.replace(teacher_key=training_key(task, plan))
 
 
 def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
@@ -64,12 +69,12 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
             skipped[s.name] = f"acts in phase {s.phase.name.lower()}, which --mode {options.mode} does not search"
         elif not cap.supported:
             skipped[s.name] = cap.reason or "not supported on this target"
+        elif (why := s.unavailable(task)) is not None:
+            skipped[s.name] = why
         else:
             strategies.append(s)
     if options.strategies is not None and not strategies:
         raise AutoaccelError(f"--strategies: none of {','.join(options.strategies)} can run here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
-    if options.mode == "inference" and not task.weights:
-        raise AutoaccelError("Task.weights: --mode inference searches post-training techniques on trained weights; set Task.weights to a state_dict file")
     space: dict[str, Param] = {}
     for s in strategies:
         for name, param in s.effective_space(target, task).items():
@@ -92,9 +97,10 @@ class Search:
         self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
 
     def _runner(self) -> IsolatedRunner | InProcessRunner:
+        cache = cache_path(self.out_dir)
         if not self.options.isolate:
-            return InProcessRunner(self.task)
-        return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout)
+            return InProcessRunner(self.task, cache)
+        return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout, cache)
 
     def run(self) -> tuple[optuna.Study, Summary]:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -133,11 +139,24 @@ class Search:
                                            "the search space is exhausted")
                         break
             self._remeasure(study, runner)
+            summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+            export = self._export(summary, runner)
         finally:
             runner.close()
-        summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
-        write_outputs(summary, self.out_dir, self.meta())
+        write_outputs(summary, self.out_dir, {**self.meta(), "export": export})
         return study, summary
+
+    def _export(self, summary: Summary, runner: IsolatedRunner | InProcessRunner) -> dict[str, Any]:
+        """Write the recommended model (state dict always, ONNX where it exports) under OUT/model/."""
+        plan = apply_all(self.plan.strategies, self.plan.base, summary.recommended.params)
+        try:
+            report = runner.export(plan, self.out_dir / "model", self.task.seed)
+        except TrialFailure as failure:
+            self.progress.info(f"[yellow]could not export the recommended model ({failure.kind}): {escape(failure.reason)}[/]")
+            return {"files": {}, "notes": [failure.reason]}
+        for note in report.get("notes", []):
+            self.progress.info(f"export: {escape(note)}")
+        return report
 
     def _remeasure(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
         """Time the baseline and the front's candidates again, interleaved in one process; store paired ratios."""

@@ -62,6 +62,10 @@ class Strategy(ABC):
         """The parameters this strategy varies; ``task`` lets a space adapt to the user's recipe."""
         return load_space(self.space_package, f"{self.name}.yaml")
 
+    def unavailable(self, task: "Task | None") -> str | None:
+        """Why this strategy cannot apply to ``task`` (e.g. distillation without a student), or None."""
+        return None
+
     def check(self, target: "Target") -> Capability:
         """Whether this strategy runs on ``target``; may drop choices it cannot do there, with the reason."""
         return Capability(True)

@@ -58,10 +58,24 @@ def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Ten
     return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
 
 
-def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None) -> TrainStats:
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: KL between softened distributions, scaled by T^2 so its gradient
+    magnitude does not shrink as T grows."""
+    t = temperature
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(student.float() / t, dim=1),
+        nn.functional.log_softmax(teacher.float() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+
+
+def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
+          teacher: nn.Module | None = None) -> TrainStats:
     """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
 
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
+    With ``teacher`` and ``plan.distill`` set, the loss mixes the task loss with the distillation term.
     """
     clock = Clock(plan.device)
     clock.sync()
@@ -75,6 +89,8 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     step_times: list[float] = []
     samples, step, loss_value = 0, 0, math.nan
     model.train()
+    if teacher is not None:
+        teacher.eval()
     with tf32(plan.precision == "tf32"):
         last = time.perf_counter()
         for _epoch in range(plan.epochs):
@@ -82,8 +98,16 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                 inputs = to_device(inputs, plan.device, non_blocking)
                 targets = to_device(targets, plan.device, non_blocking)
                 optimizer.zero_grad(set_to_none=True)
+                if plan.memory_format == "channels_last" and inputs.ndim == 4:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
                 with autocast(plan):
-                    loss = task.loss(model(inputs), targets)
+                    outputs = model(inputs)
+                    loss = task.loss(outputs, targets)
+                    if teacher is not None and plan.distill is not None:
+                        with torch.no_grad():
+                            soft = teacher(inputs)
+                        alpha = plan.distill.alpha
+                        loss = (1 - alpha) * loss + alpha * kd_loss(outputs, soft, plan.distill.temperature)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()

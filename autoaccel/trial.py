@@ -1,18 +1,21 @@
-"""One trial, in whatever process runs it: build, train, transform, evaluate, time."""
+"""One trial, in whatever process runs it: build, train (or reuse a cached training), transform, evaluate, time."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from autoaccel.cache import CheckpointCache, training_key
+from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure
 from autoaccel.evaluate import latency_input, peak_memory_mb, predict, reset_peak_memory, score, time_inference
-from autoaccel.data import sample_batch
 from autoaccel.metrics import accuracy
-from autoaccel.pipeline import Pipeline
+from autoaccel.pipeline import Pipeline, TransformContext
 from autoaccel.task import Task
 from autoaccel.train import train
 
@@ -26,13 +29,14 @@ METRICS: dict[str, bool] = {
 }
 OBJECTIVES = tuple(METRICS)
 SPEED_OBJECTIVES = ("train_time", "latency", "throughput", "memory")
+REMEASURED = ("train_time", "latency", "throughput")
 
 
 @dataclass
 class TrialResult:
     metrics: dict[str, float]
     ci95: dict[str, tuple[float, float]]
-    details: dict[str, float | bool | str] = field(default_factory=dict)
+    details: dict[str, float | bool | str | int] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -45,10 +49,11 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
-def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0) -> TrialResult:
+def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
+              cache_dir: str | None = None) -> TrialResult:
     """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason."""
     try:
-        return _run(task, plan, seed, timing_budget_s)
+        return _run(task, plan, seed, timing_budget_s, cache_dir)
     except TrialFailure:
         raise
     except Exception as exc:  # noqa: BLE001 - the user's model may raise anything; the study must go on
@@ -58,26 +63,88 @@ def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float 
         raise TrialFailure(f"{type(exc).__name__}: {first}", kind="error") from exc
 
 
-def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
+def build_model(task: Task, plan: Pipeline) -> nn.Module:
+    if plan.distill is not None:
+        if task.student is None:
+            raise TrialFailure("distillation needs Task.student (a factory for the smaller model)", kind="unsupported")
+        model = task.student(plan.distill.student_size)
+    else:
+        model = task.model()
+    model = model.to(plan.device)
+    if plan.memory_format == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _teacher(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> nn.Module | None:
+    if plan.distill is None:
+        return None
+    if plan.teacher_key and cache is not None and (entry := cache.get(plan.teacher_key)) is not None:
+        return cache.load(entry, task.model().to(plan.device), plan.device).eval()
+    if task.weights:
+        model = task.model().to(plan.device)
+        model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
+        return model.eval()
+    raise TrialFailure("distillation needs a trained teacher: the baseline's checkpoint is not cached yet, and Task.weights is unset",
+                       kind="infeasible")
+
+
+def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
+                  metrics: dict[str, float], details: dict, ci: dict) -> tuple[nn.Module, str]:
+    """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained."""
+    model = build_model(task, plan)
+    key = training_key(task, plan)
+    if not plan.train:
+        model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))  # type: ignore[arg-type]
+        metrics["train_time"] = 0.0
+        return model, key
+    entry = cache.get(key) if cache is not None else None
+    if entry is not None:
+        cache.load(entry, model, plan.device)  # type: ignore[union-attr]
+        # The training this model came from was measured when it ran; its cost is still this recipe's cost.
+        metrics["train_time"] = float(entry.meta["train_time"])
+        details.update(cached_training=True, train_samples_per_s=float(entry.meta.get("train_samples_per_s", 0.0)))
+        return model, key
+    stats = train(model, task, plan, seed, teacher=_teacher(task, plan, cache))
+    metrics["train_time"] = stats.seconds
+    rate, rate_ci = stats.step_time.rate(plan.batch_size)
+    details.update(train_steps=stats.steps, train_samples_per_s=rate, train_loss=stats.final_loss,
+                   train_step_noisy=stats.step_time.noisy, cached_training=False)
+    ci["train_samples_per_s"] = rate_ci
+    if cache is not None:
+        raw = score(*predict(model, task.val_data, plan), task.metric_fn(), seed)
+        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value,
+                               "architecture": plan.architecture()})
+    return model, key
+
+
+def _runtime(task: Task, plan: Pipeline, model: nn.Module, example: torch.Tensor, seed: int) -> nn.Module:
+    if plan.runtime.kind == "eager":
+        return model
+    from autoaccel.onnx_runtime import onnx_runtime
+
+    from autoaccel.export import _calibration
+
+    calibration = _calibration(task, seed) if plan.runtime.int8_static else []
+    return onnx_runtime(model, example, plan.runtime.int8_static, calibration, threads=torch.get_num_threads())
+
+
+def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None) -> TrialResult:
     reset_peak_memory(plan.device)
     seed_everything(seed)
-    model = task.model().to(plan.device)
-    details: dict[str, float | bool | str] = {}
+    cache = CheckpointCache(cache_dir) if cache_dir else None
+    details: dict[str, float | bool | str | int] = {}
     metrics: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
-    if plan.train:
-        stats = train(model, task, plan, seed)
-        metrics["train_time"] = stats.seconds
-        rate, rate_ci = stats.step_time.rate(plan.batch_size)
-        details.update(train_steps=stats.steps, train_samples_per_s=rate, train_loss=stats.final_loss,
-                       train_step_noisy=stats.step_time.noisy)
-        ci["train_samples_per_s"] = rate_ci
-    elif task.weights:
-        model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
-        metrics["train_time"] = 0.0
-    for transform in plan.model_transforms:
-        model = transform(model)
+    model, key = trained_model(task, plan, seed, cache, metrics, details, ci)
+    details["checkpoint"] = key
+    model = _transform(task, plan, seed, model, cache, key)
+    oof = getattr(model, "oof_outputs", None)
+    one = latency_input(task.val_data, task.example_input)
+    model = _runtime(task, plan, model, one, seed)
     outputs, targets = predict(model, task.val_data, plan)
+    if oof is not None:
+        outputs = oof  # stacking is scored on out-of-fold predictions, never on samples its combiner saw
     metric = task.metric_fn()
     acc = score(outputs, targets, metric, seed)
     metrics["accuracy"], ci["accuracy"] = acc.value, acc.ci95
@@ -86,55 +153,76 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float) -> Trial
         correct = (outputs.argmax(dim=1) == targets).numpy().astype(np.uint8)
         details["correct"] = np.packbits(correct).tobytes().hex()
         details["correct_n"] = len(correct)
-    lat = time_inference(model, latency_input(task.val_data, task.example_input), plan, timing_budget_s)
+    lat = time_inference(model, one, plan, timing_budget_s)
     metrics["latency"] = lat.median * 1000.0
     ci["latency"] = (lat.ci95[0] * 1000.0, lat.ci95[1] * 1000.0)
     batch = min(plan.eval_batch_size, max(len(task.val_data), 1))
     thr = time_inference(model, sample_batch(task.val_data, batch), plan, timing_budget_s)
     metrics["throughput"], ci["throughput"] = thr.rate(batch)
     metrics["memory"] = peak_memory_mb(plan.device)
-    details.update(latency_first_call_ms=lat.first_call * 1000.0, latency_noisy=lat.noisy, throughput_noisy=thr.noisy)
+    details.update(latency_first_call_ms=lat.first_call * 1000.0, latency_noisy=lat.noisy, throughput_noisy=thr.noisy,
+                   parameters=sum(p.numel() for p in model.parameters()))
     return TrialResult(metrics, ci, details)
 
 
-REMEASURED = ("train_time", "latency", "throughput")
+def _transform(task: Task, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None, key: str) -> nn.Module:
+    """Apply the plan's post-training transforms in order (pruning, ensembling, quantization, ...)."""
+    ctx = TransformContext(task, plan, seed, lambda m, epochs: _finetune(m, task, plan, seed, epochs), cache, key)
+    for transform in plan.model_transforms:
+        model = transform(model, ctx)
+    return model
+
+
+def _finetune(model: nn.Module, task: Task, plan: Pipeline, seed: int, epochs: int) -> nn.Module:
+    """A short fine-tuning run with the plan's own recipe (after pruning), at the final LR of a short schedule."""
+    if epochs > 0:
+        train(model, task, plan.replace(epochs=epochs, distill=None), seed)
+    return model
+
+
+def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> nn.Module:
+    """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export."""
+    cache = CheckpointCache(cache_dir) if cache_dir else None
+    model, key = trained_model(task, plan, seed, cache, {}, {}, {})
+    return _transform(task, plan, seed, model, cache, key).eval()
 
 
 def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int = 0,
-                    budget_s: float = 0.2, train_samples: int = 4096) -> dict[str, list[list[float]]]:
+                    budget_s: float = 0.2, train_samples: int = 4096, cache_dir: str | None = None) -> dict[str, list[list[float]]]:
     """Seconds per fixed amount of work, per objective, per plan, per round, measured interleaved.
 
     Training is timed over the same number of samples for every plan (a whole epoch for small data), so a
-    larger batch is credited with exactly the speed it brings; inference on the same inputs for every plan.
+    larger batch is credited with exactly the speed it brings; inference on the same inputs for every plan,
+    each served exactly as its trial served it (from the checkpoint cache).
     """
     from autoaccel.remeasure import interleave
 
     wanted = [o for o in objectives if o in REMEASURED and (o != "train_time" or plans[0].train)]
     samples = min(train_samples, len(task.train_data))
-    trainees = {}
-    served = {}
+    one = latency_input(task.val_data, task.example_input)
+    trainees, served = {}, {}
     for i, plan in enumerate(plans):
         seed_everything(seed)
         if "train_time" in wanted:
-            trainees[i] = task.model().to(plan.device)
-        model = task.model().to(plan.device)
-        for transform in plan.model_transforms:
-            model = transform(model)
-        served[i] = model
-    one = latency_input(task.val_data, task.example_input)
+            trainees[i] = build_model(task, plan)
+        served[i] = _runtime(task, plan, served_model(task, plan, seed, cache_dir), one, seed)
     batch = sample_batch(task.val_data, min(plans[0].eval_batch_size, max(len(task.val_data), 1)))
+    cache = CheckpointCache(cache_dir) if cache_dir else None
 
     def measure_once(objective: str, i: int) -> float:
         plan = plans[i]
         if objective == "train_time":
-            return train(trainees[i], task, plan, seed, max_samples=samples).seconds
-        inputs = one if objective == "latency" else batch
-        return time_inference(served[i], inputs, plan, budget_s).median
+            return train(trainees[i], task, plan, seed, max_samples=samples, teacher=_teacher(task, plan, cache)).seconds
+        return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
     out: dict[str, list[list[float]]] = {}
-    # One warm-up pass per plan first: the first round would otherwise pay lazy initialisation for some plans.
     for objective in wanted:
+        # One warm-up pass per plan first: the first round would otherwise pay lazy initialisation for some.
         for i in range(len(plans)):
             measure_once(objective, i)
         out[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i))
     return out
+
+
+def cache_path(out_dir: str | Path) -> str:
+    return str(Path(out_dir) / "checkpoints")

@@ -19,6 +19,7 @@ from typing import Any
 import cloudpickle
 
 from autoaccel.errors import TrialFailure
+from autoaccel.export import export_model
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
 from autoaccel.trial import TrialResult, remeasure_plans, run_trial
@@ -68,9 +69,9 @@ def _serve(conn: Connection, source: TaskSource) -> None:
             return
         if message is None:
             return
-        kind, args = cloudpickle.loads(message)
+        kind, kwargs = cloudpickle.loads(message)
         try:
-            outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, *args))
+            outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, **kwargs))
         except TrialFailure as exc:
             outcome = ("fail", exc.kind, exc.reason)
         except BaseException as exc:  # noqa: BLE001 - report, never die silently
@@ -78,7 +79,7 @@ def _serve(conn: Connection, source: TaskSource) -> None:
         conn.send(outcome)
 
 
-JOBS = {"trial": run_trial, "remeasure": remeasure_plans}
+JOBS = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model}
 
 
 def _describe_exit(code: int | None) -> tuple[str, str]:
@@ -95,8 +96,10 @@ def _describe_exit(code: int | None) -> tuple[str, str]:
 class IsolatedRunner:
     """Runs plans in a spawned worker; ``run`` raises TrialFailure for every way a trial can go wrong."""
 
-    def __init__(self, source: TaskSource, trial_timeout: float | None, startup_timeout: float = 300.0) -> None:
+    def __init__(self, source: TaskSource, trial_timeout: float | None, cache_dir: str | None = None,
+                 startup_timeout: float = 300.0) -> None:
         self.source = source
+        self.cache_dir = cache_dir
         self.trial_timeout = trial_timeout
         self.startup_timeout = startup_timeout
         self.ctx = mp.get_context("spawn")  # fork would inherit torch's thread pools and locks mid-state
@@ -128,16 +131,19 @@ class IsolatedRunner:
         return code
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
-        return self._call("trial", (plan, seed, timing_budget_s))
+        return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
-        return self._call("remeasure", (plans, objectives, rounds, seed))
+        return self._call("remeasure", plans=plans, objectives=objectives, rounds=rounds, seed=seed, cache_dir=self.cache_dir)
 
-    def _call(self, kind: str, args: tuple[Any, ...]) -> Any:
+    def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
+        return self._call("export", plan=plan, out=out, seed=seed, cache_dir=self.cache_dir)
+
+    def _call(self, kind: str, **kwargs: Any) -> Any:
         if self.proc is None or not self.proc.is_alive():
             self._start()
         assert self.conn is not None
-        self.conn.send(cloudpickle.dumps((kind, args)))
+        self.conn.send(cloudpickle.dumps((kind, kwargs)))
         try:
             ready = self.conn.poll(self.trial_timeout)
         except KeyboardInterrupt:
@@ -173,14 +179,18 @@ class IsolatedRunner:
 class InProcessRunner:
     """Runs plans in the search process itself (``--no-isolation``): no protection, no overhead."""
 
-    def __init__(self, task: Task) -> None:
+    def __init__(self, task: Task, cache_dir: str | None = None) -> None:
         self.task = task
+        self.cache_dir = cache_dir
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
-        return run_trial(self.task, plan, seed, timing_budget_s)
+        return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
-        return remeasure_plans(self.task, plans, objectives, rounds, seed)
+        return remeasure_plans(self.task, plans, objectives, rounds, seed, cache_dir=self.cache_dir)
+
+    def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
+        return export_model(self.task, plan, out, seed, cache_dir=self.cache_dir)
 
     def close(self) -> None:
         pass

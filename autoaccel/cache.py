@@ -1,0 +1,95 @@
+"""Trained checkpoints, cached by a key of everything that affects training.
+
+Post-training variants (prune x quantize x runtime) of one training recipe then cost one training run, the
+ensembling strategy draws its members from here, and distillation finds its teacher here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoaccel.pipeline import Pipeline
+from autoaccel.task import Task
+
+
+def training_key(task: Task, plan: Pipeline) -> str:
+    """Hash of the task and every plan field that changes what training does or how long it takes.
+
+    Post-training transforms, the runtime and evaluation settings are deliberately left out: variants that
+    differ only there share one trained model.
+    """
+    fields = {
+        "task": task.fingerprint(),
+        "batch_size": plan.batch_size,
+        "lr": round(plan.lr, 12),
+        "epochs": plan.epochs,
+        "precision": plan.precision,
+        "loss_scaling": plan.loss_scaling,
+        "schedule": dataclasses.asdict(plan.schedule),
+        "loader": dataclasses.asdict(plan.loader),
+        "memory_format": plan.memory_format,
+        "architecture": plan.architecture(),
+        "distill": dataclasses.asdict(plan.distill) if plan.distill else None,
+        "device": plan.device.split(":")[0],
+    }
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    path: Path
+    meta: dict[str, Any]
+
+
+class CheckpointCache:
+    """A folder of ``<key>.pt`` state dicts with ``<key>.json`` metadata (train time, accuracy, architecture)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def get(self, key: str) -> Entry | None:
+        path, meta = self.root / f"{key}.pt", self.root / f"{key}.json"
+        if not (path.exists() and meta.exists()):
+            return None
+        return Entry(key, path, json.loads(meta.read_text(encoding="utf-8")))
+
+    def put(self, key: str, model: nn.Module, meta: dict[str, Any]) -> Entry:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{key}.pt"
+        # Write then rename: a trial killed mid-save must not leave a truncated checkpoint that later loads.
+        tmp = path.with_suffix(f".pt.{os.getpid()}.tmp")
+        torch.save(model.state_dict(), tmp)
+        tmp.replace(path)
+        self.update(key, meta)
+        return Entry(key, path, meta)
+
+    def update(self, key: str, meta: dict[str, Any]) -> None:
+        target = self.root / f"{key}.json"
+        merged = {**(json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}), **meta}
+        tmp = target.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(merged, default=str), encoding="utf-8")
+        tmp.replace(target)
+
+    def entries(self) -> list[Entry]:
+        if not self.root.exists():
+            return []
+        found = []
+        for meta in sorted(self.root.glob("*.json")):
+            entry = self.get(meta.stem)
+            if entry is not None:
+                found.append(entry)
+        return found
+
+    def load(self, entry: Entry, model: nn.Module, device: str) -> nn.Module:
+        model.load_state_dict(torch.load(entry.path, map_location=device, weights_only=True))
+        return model

@@ -1,0 +1,109 @@
+"""ONNX export and ONNX Runtime sessions as a runtime the measurement harness can time like any model."""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoaccel.errors import TrialFailure
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
+    """Export with a dynamic batch axis. The TorchScript exporter is used on purpose: it needs no onnxscript
+    and handles the plain feed-forward models this runtime is for."""
+    path = Path(path)
+    model = model.eval().cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example.cpu(),), str(path), dynamo=False, input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17)
+        except Exception as exc:  # noqa: BLE001 - any exporter failure means "this graph does not export"
+            raise TrialFailure(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                               kind="unsupported") from exc
+    return path
+
+
+class _Calibration:
+    """onnxruntime's CalibrationDataReader protocol over a few batches of training inputs."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._it: Iterator[np.ndarray] = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        return None if batch is None else {"input": batch}
+
+    def rewind(self) -> None:  # pragma: no cover - newer onnxruntime versions may call it
+        pass
+
+
+def quantize_static_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> Path:
+    """Static int8 (QDQ, per-channel weights) calibrated on real training inputs."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    prepared = dst.with_suffix(".pre.onnx")
+    try:
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+    except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the raw graph without it
+        prepared = src
+    quantize_static(str(prepared), str(dst), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return dst
+
+
+class OrtModule(nn.Module):
+    """An ONNX Runtime session behind nn.Module's call, so evaluation and timing treat it as any model."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        self.path = str(path)
+        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        return torch.from_numpy(out)
+
+
+def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, calibration: list[np.ndarray],
+                 workdir: str | None = None, threads: int | None = None) -> OrtModule:
+    """Export ``model``, optionally quantize it to static int8, and open an ORT session on it."""
+    folder = Path(workdir or tempfile.mkdtemp(prefix="autoaccel-ort-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    fp32 = export_onnx(model, example, folder / "model.onnx")
+    path = quantize_static_int8(fp32, folder / "model.int8.onnx", calibration) if int8_static else fp32
+    return OrtModule(path, threads)
+
+
+def available() -> tuple[bool, str]:
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return False, f"onnxruntime does not import here ({type(exc).__name__}); pip install onnxruntime"
+    return True, ""
+
+
+def providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+    except Exception:  # noqa: BLE001
+        return []
+    return list(ort.get_available_providers())
+
+
+__all__: list[Any] = ["OrtModule", "available", "export_onnx", "onnx_runtime", "providers", "quantize_static_int8"]
