@@ -14,7 +14,7 @@ from autoaccel.data import eval_batches, sample_batch
 from autoaccel.measure import Measurement, measure
 from autoaccel.metrics import MetricFn, accuracy
 from autoaccel.pipeline import Pipeline
-from autoaccel.train import autocast, tf32
+from autoaccel.train import autocast, backend_flags, prepare_input
 
 BOOTSTRAP_RESAMPLES = 200
 
@@ -40,9 +40,9 @@ def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Te
     """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's precision."""
     outputs, targets = [], []
     model.eval()
-    with torch.no_grad(), tf32(plan.precision == "tf32"), autocast(plan):
+    with torch.no_grad(), backend_flags(plan), autocast(plan):
         for inputs, target in eval_batches(dataset, plan.eval_batch_size):
-            out = model(inputs.to(plan.device))
+            out = model(prepare_input(inputs, plan))
             outputs.append(out.float().cpu())
             targets.append(torch.as_tensor(target))
     return torch.cat(outputs), torch.cat(targets)
@@ -65,10 +65,10 @@ def score(outputs: torch.Tensor, targets: torch.Tensor, metric: MetricFn, seed: 
 
 def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budget_s: float) -> Measurement:
     model.eval()
-    inputs = inputs.to(plan.device)
+    inputs = prepare_input(inputs, plan)
 
     def call() -> object:
-        with torch.no_grad(), tf32(plan.precision == "tf32"), autocast(plan):
+        with torch.no_grad(), backend_flags(plan), autocast(plan):
             return model(inputs)
 
     return measure(call, plan.device, budget_s=budget_s)

@@ -19,7 +19,7 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Pa
     """Export with a dynamic batch axis. The TorchScript exporter is used on purpose: it needs no onnxscript
     and handles the plain feed-forward models this runtime is for."""
     path = Path(path)
-    model = model.eval().cpu()
+    model = getattr(model, "_orig_mod", model).eval().cpu()  # a compiled module exports as its original
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -63,7 +63,7 @@ def quantize_static_int8(src: Path, dst: Path, calibration: list[np.ndarray]) ->
 class OrtModule(nn.Module):
     """An ONNX Runtime session behind nn.Module's call, so evaluation and timing treat it as any model."""
 
-    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -72,7 +72,8 @@ class OrtModule(nn.Module):
         if threads:
             options.intra_op_num_threads = threads
         self.path = str(path)
-        self.session = ort.InferenceSession(self.path, options, providers=["CPUExecutionProvider"])
+        wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(self.path, options, providers=wanted or ["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,13 +82,13 @@ class OrtModule(nn.Module):
 
 
 def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, calibration: list[np.ndarray],
-                 workdir: str | None = None, threads: int | None = None) -> OrtModule:
+                 workdir: str | None = None, threads: int | None = None, providers: list[str] | None = None) -> OrtModule:
     """Export ``model``, optionally quantize it to static int8, and open an ORT session on it."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="autoaccel-ort-"))
     folder.mkdir(parents=True, exist_ok=True)
     fp32 = export_onnx(model, example, folder / "model.onnx")
     path = quantize_static_int8(fp32, folder / "model.int8.onnx", calibration) if int8_static else fp32
-    return OrtModule(path, threads)
+    return OrtModule(path, threads, providers)
 
 
 def available() -> tuple[bool, str]:

@@ -52,6 +52,7 @@ class RuntimePlan:
 
     kind: str = "eager"
     int8_static: bool = False
+    provider: str = "cpu"  # ONNX Runtime execution provider: cpu, cuda or tensorrt
 
 
 ModelTransform = Callable[[nn.Module, "TransformContext"], nn.Module]
@@ -90,6 +91,10 @@ class Pipeline:
     eval_batch_size: int = 256
     train: bool = True
     memory_format: str = "contiguous"
+    compile_mode: str | None = None  # torch.compile mode, for training and inference alike
+    cudnn_benchmark: bool = False
+    matmul_precision: str = "highest"  # torch.set_float32_matmul_precision for fp32 plans ("high" = TF32)
+    cuda_graphs: bool = False  # capture inference in CUDA graphs (static shapes)
     distill: DistillPlan | None = None
     runtime: RuntimePlan = field(default_factory=RuntimePlan)
     # Cache key of the model a distillation student learns from (the baseline's training), set by the core.
@@ -128,6 +133,10 @@ class Pipeline:
             "loader": dataclasses.asdict(self.loader),
             "train": self.train,
             "memory_format": self.memory_format,
+            "compile_mode": self.compile_mode,
+            "cudnn_benchmark": self.cudnn_benchmark,
+            "matmul_precision": self.matmul_precision,
+            "cuda_graphs": self.cuda_graphs,
             "distill": dataclasses.asdict(self.distill) if self.distill else None,
             "runtime": dataclasses.asdict(self.runtime),
             "model_transforms": [describe_transform(t) for t in self.model_transforms],

@@ -34,15 +34,30 @@ def autocast(plan: Pipeline) -> contextlib.AbstractContextManager[object]:
 
 
 @contextlib.contextmanager
-def tf32(enabled: bool) -> Iterator[None]:
-    """Enable TF32 matmul/conv for the duration only, so one trial's setting never leaks into the next."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    torch.backends.cudnn.allow_tf32 = enabled
+def backend_flags(plan: Pipeline) -> Iterator[None]:
+    """TF32, cuDNN autotuning and fp32 matmul precision for the duration only, so one trial's settings never
+    leak into the next. The precision strategy owns TF32 when it chose tf32; otherwise matmul_precision may."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+           torch.get_float32_matmul_precision())
+    tf32 = plan.precision == "tf32" or (plan.precision == "fp32" and plan.matmul_precision != "highest")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = plan.cudnn_benchmark
+    if plan.precision == "fp32":
+        torch.set_float32_matmul_precision(plan.matmul_precision)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = old[:3]
+        torch.set_float32_matmul_precision(old[3])
+
+
+def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
+    """Move a batch to the device in the plan's memory format (channels_last applies to 4-D images)."""
+    inputs = inputs.to(plan.device)
+    if plan.memory_format == "channels_last" and inputs.ndim == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,7 @@ class TrainStats:
     samples: int
     step_time: Measurement  # steady-state seconds per step (first steps excluded)
     final_loss: float
+    compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
 
 
 def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Tensor:
@@ -91,7 +107,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     model.train()
     if teacher is not None:
         teacher.eval()
-    with tf32(plan.precision == "tf32"):
+    with backend_flags(plan):
         last = time.perf_counter()
         for _epoch in range(plan.epochs):
             for inputs, targets in batches:
@@ -132,4 +148,9 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     # The first steps pay for worker start-up, allocator growth and lazy init; steady state excludes them.
     skip = min(len(step_times) // 10, 20)
     steady = step_times[skip:] or step_times
-    return TrainStats(seconds, step, samples, summarize(steady, step_times[0] if step_times else 0.0), loss_value)
+    stats = summarize(steady, step_times[0] if step_times else 0.0)
+    compile_s = max(0.0, stats.first_call - stats.median) if step_times else 0.0
+    if plan.compile_mode:
+        # A compiled model recompiles on a new shape (the last, partial batch): those spikes are compile time too.
+        compile_s += sum(t - stats.median for t in step_times[1:] if t > 10 * stats.median)
+    return TrainStats(seconds - compile_s, step, samples, stats, loss_value, compile_s)

@@ -76,6 +76,14 @@ def build_model(task: Task, plan: Pipeline) -> nn.Module:
     return model
 
 
+def trainable(model: nn.Module, plan: Pipeline) -> nn.Module:
+    """What the training loop drives: the model, or its compiled wrapper. The wrapper shares the original's
+    parameters, so training it trains ``model``, whose plain state dict is what the cache stores."""
+    if not plan.compile_mode:
+        return model
+    return torch.compile(model, mode=None if plan.compile_mode == "default" else plan.compile_mode)
+
+
 def _teacher(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> nn.Module | None:
     if plan.distill is None:
         return None
@@ -105,8 +113,9 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
         metrics["train_time"] = float(entry.meta["train_time"])
         details.update(cached_training=True, train_samples_per_s=float(entry.meta.get("train_samples_per_s", 0.0)))
         return model, key
-    stats = train(model, task, plan, seed, teacher=_teacher(task, plan, cache))
+    stats = train(trainable(model, plan), task, plan, seed, teacher=_teacher(task, plan, cache))
     metrics["train_time"] = stats.seconds
+    details["compile_s"] = stats.compile_s
     rate, rate_ci = stats.step_time.rate(plan.batch_size)
     details.update(train_steps=stats.steps, train_samples_per_s=rate, train_loss=stats.final_loss,
                    train_step_noisy=stats.step_time.noisy, cached_training=False)
@@ -119,14 +128,11 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
 
 
 def _runtime(task: Task, plan: Pipeline, model: nn.Module, example: torch.Tensor, seed: int) -> nn.Module:
-    if plan.runtime.kind == "eager":
-        return model
-    from autoaccel.onnx_runtime import onnx_runtime
-
     from autoaccel.export import _calibration
+    from autoaccel.runtime import wrap_runtime
 
-    calibration = _calibration(task, seed) if plan.runtime.int8_static else []
-    return onnx_runtime(model, example, plan.runtime.int8_static, calibration, threads=torch.get_num_threads())
+    calibration = _calibration(task, seed) if plan.runtime.kind == "onnxruntime" and plan.runtime.int8_static else []
+    return wrap_runtime(model, plan, example, calibration)
 
 
 def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None) -> TrialResult:
@@ -160,7 +166,7 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     thr = time_inference(model, sample_batch(task.val_data, batch), plan, timing_budget_s)
     metrics["throughput"], ci["throughput"] = thr.rate(batch)
     metrics["memory"] = peak_memory_mb(plan.device)
-    details.update(latency_first_call_ms=lat.first_call * 1000.0, latency_noisy=lat.noisy, throughput_noisy=thr.noisy,
+    details.update(latency_first_call_ms=lat.first_call * 1000.0, runtime=type(model).__name__, latency_noisy=lat.noisy, throughput_noisy=thr.noisy,
                    parameters=sum(p.numel() for p in model.parameters()))
     return TrialResult(metrics, ci, details)
 
@@ -204,7 +210,7 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
     for i, plan in enumerate(plans):
         seed_everything(seed)
         if "train_time" in wanted:
-            trainees[i] = build_model(task, plan)
+            trainees[i] = trainable(build_model(task, plan), plan)
         served[i] = _runtime(task, plan, served_model(task, plan, seed, cache_dir), one, seed)
     batch = sample_batch(task.val_data, min(plans[0].eval_batch_size, max(len(task.val_data), 1)))
     cache = CheckpointCache(cache_dir) if cache_dir else None
