@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
@@ -21,6 +22,19 @@ from autoaccel.trial import OBJECTIVES
 
 def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _choices(items: list[str] | None) -> dict[str, tuple[object, ...]] | None:
+    if not items:
+        return None
+    out: dict[str, tuple[object, ...]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise AutoaccelError(f"--choices: expected PARAM=V1,V2 (e.g. batch_size.size=64,128), but got {item!r}")
+        # YAML scalars: 64 is an int, true a bool, 0.5 a float, fp16 a string, as in the search-space files.
+        out[name.strip()] = tuple(yaml.safe_load(v.strip()) for v in values.split(",") if v.strip())
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-accuracy-drop", type=float, default=0.01, help="absolute accuracy drop allowed vs your recipe (default 0.01)")
     opt.add_argument("--target", default="auto", help="auto, cpu, cuda, cuda:N, mps or xla (default auto)")
     opt.add_argument("--strategies", type=_csv, default=None, help="comma-separated strategy names to search (default: all that apply)")
+    opt.add_argument("--choices", action="append", default=None, metavar="PARAM=V1,V2",
+                     help="narrow one parameter to these values (repeatable), e.g. batch_size.size=64,128,256")
     opt.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
     opt.add_argument("--study", default=None, help="study name (default TASK-TARGET-MODE)")
     opt.add_argument("--out", default=None, help="output folder (default autoaccel-out/TASK)")
@@ -62,7 +78,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
         "storage": args.storage, "study": args.study, "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds,
-        "quiet": args.quiet,
+        "quiet": args.quiet, "choices": _choices(args.choices),
     }
     result = optimize(args.model, **options)
     console = make_console()

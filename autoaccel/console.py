@@ -11,13 +11,13 @@ from rich.table import Table
 
 from autoaccel.results import Summary
 
-UNITS = {"accuracy": "", "train_time": "s", "latency": "ms", "throughput": "/s", "memory": "MB"}
+UNITS = {"accuracy": "", "train_time": "s", "train_throughput": "/s", "latency": "ms", "throughput": "/s", "memory": "MB"}
 
 
 def fmt_metric(name: str, value: float) -> str:
     if name == "accuracy":
         return f"{value:.4f}"
-    if name == "throughput":
+    if name in ("throughput", "train_throughput"):
         return f"{value:,.0f}{UNITS[name]}"
     return f"{value:.3g}{UNITS[name]}"
 

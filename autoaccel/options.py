@@ -25,6 +25,8 @@ class Options:
     max_accuracy_drop: float = 0.01
     target: str = "auto"
     strategies: tuple[str, ...] | None = None
+    # Narrow parameters to some values: {"batch_size.size": (64, 128, 256)}; the default always stays in.
+    choices: dict[str, tuple[object, ...]] | None = None
     storage: str | None = None
     study: str | None = None
     out: str | None = None
@@ -71,7 +73,8 @@ class Options:
         if "accuracy" not in objectives:
             raise AutoaccelError("--objectives: must include accuracy (the budget is judged against it), e.g. accuracy,train_time")
         if len(objectives) < 2:
-            raise AutoaccelError("--objectives: needs accuracy and at least one speed objective (train_time, latency, throughput, memory)")
-        if self.mode == "inference" and "train_time" in objectives:
-            raise AutoaccelError("--objectives: train_time means nothing in --mode inference (no training); drop it")
+            raise AutoaccelError("--objectives: needs accuracy and at least one speed objective (train_time, train_throughput, latency, throughput, memory)")
+        for name in ("train_time", "train_throughput"):
+            if self.mode == "inference" and name in objectives:
+                raise AutoaccelError(f"--objectives: {name} means nothing in --mode inference (no training); drop it")
         return self

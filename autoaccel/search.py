@@ -15,18 +15,18 @@ from autoaccel import study as studies
 from rich.markup import escape
 
 from autoaccel.console import Progress, fmt_metric, fmt_params
-from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean
 from autoaccel.options import Options
 from autoaccel.cache import training_key
 from autoaccel.pipeline import Pipeline
 from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, speed_score, summarize_study, write_outputs
-from autoaccel.space import Param
+from autoaccel.space import Categorical, Param
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
 from autoaccel.target import Target
 from autoaccel.task import Task
 from autoaccel.remeasure import composite, ratio_from_rounds
-from autoaccel.trial import REMEASURED, TrialResult, cache_path
+from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES, TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 
@@ -79,8 +79,22 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
     for s in strategies:
         for name, param in s.effective_space(target, task).items():
             space[qualified(s, name)] = param
+    for name, values in (options.choices or {}).items():
+        space[name] = _narrow(space, name, values)
     defaults = {k: p.default for k, p in space.items()}
     return Plan(target, strategies, skipped, space, defaults, base_pipeline(task, target, options.mode), caps)
+
+
+def _narrow(space: dict[str, Param], name: str, values: tuple[object, ...]) -> Param:
+    if name not in space:
+        raise AutoaccelError(f"--choices: unknown parameter '{name}'{did_you_mean(name, space)} "
+                             f"(parameters are <strategy>.<param>, e.g. {next(iter(space), 'batch_size.size')})")
+    param = space[name]
+    bad = [v for v in values if not param.contains(v)]
+    if bad or not values:
+        raise AutoaccelError(f"--choices: {name} takes values inside {param}, but got {list(values)!r}")
+    kept = tuple(dict.fromkeys([param.default, *values]))  # the off value stays: the baseline must be reachable
+    return Categorical(kept, param.default)
 
 
 def default_study_name(task: Task, target: Target, mode: str) -> str:
@@ -163,7 +177,7 @@ class Search:
         rounds = self.options.remeasure_rounds
         summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
         finalists = [p for p in summary.pareto if p is not summary.baseline][: self.options.max_finalists]
-        timed = [o for o in self.objectives if o in REMEASURED and (o != "train_time" or self.plan.base.train)]
+        timed = [o for o in self.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or self.plan.base.train)]
         if rounds == 0 or not finalists or not timed:
             return
         self.progress.info(f"re-measuring the baseline and {len(finalists)} finalist(s) interleaved, {rounds} rounds ...")
@@ -174,11 +188,13 @@ class Search:
             self.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}; "
                                "speedups rest on single measurements[/]")
             return
+        # Both training objectives are judged on the one training timing (seconds per the same samples).
+        measured = {o: samples["train_time" if o in TRAINING_OBJECTIVES else o] for o in timed}
         entries = {}
         for i, point in enumerate(finalists, start=1):
-            per_round = [[b / c for b, c in zip(samples[o][0], samples[o][i])] for o in samples]
+            per_round = [[b / c for b, c in zip(s[0], s[i])] for s in measured.values()]
             entries[str(point.trial)] = {
-                "objectives": {o: ratio_from_rounds(r).to_json() for o, r in zip(samples, per_round)},
+                "objectives": {o: ratio_from_rounds(r).to_json() for o, r in zip(measured, per_round)},
                 "composite": ratio_from_rounds(composite(per_round)).to_json(),
             }
         study.set_user_attr("remeasure", {"baseline": summary.baseline.trial, "rounds": rounds, "trials": entries,
