@@ -20,6 +20,13 @@ def optimize(task: "Task | str", **options: object) -> "Result":
     return _optimize(task, **options)  # type: ignore[arg-type]
 
 
+def apply(model_or_task: object, recipe: object, **options: object) -> object:
+    """Apply a recipe (recipe.yaml path or dict) to a trained model or a Task; see :func:`autoaccel.recipe.apply`."""
+    from autoaccel.recipe import apply as _apply
+
+    return _apply(model_or_task, recipe, **options)  # type: ignore[arg-type]
+
+
 def __getattr__(name: str) -> object:
     # Result pulls in the search machinery (optuna); imported lazily so `import autoaccel` stays light for plugins.
     if name == "Result":
@@ -41,6 +48,7 @@ __all__ = [
     "Target",
     "Task",
     "TrialFailure",
+    "apply",
     "hookimpl",
     "optimize",
 ]

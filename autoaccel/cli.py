@@ -1,4 +1,4 @@
-"""The command line: ``autoaccel optimize model.py`` and ``autoaccel plugins``.
+"""The command line: ``autoaccel optimize|report|apply|plugins``.
 
 Exit codes: 0 done; 2 bad input (one line on stderr naming the file, field or flag); 130 interrupted (Ctrl-C;
 completed trials are kept, re-run to resume); 1 an internal error (a bug: please report it with --debug).
@@ -7,7 +7,9 @@ completed trials are kept, re-run to resume); 1 an internal error (a bug: please
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 import yaml
@@ -61,8 +63,22 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--out", default=None, help="output folder (default autoaccel-out/TASK)")
     opt.add_argument("--remeasure-rounds", type=int, default=7,
                      help="rounds of interleaved re-measurement of the finalists against the baseline (0: off; default 7)")
+    opt.add_argument("--no-ablation", action="store_true", help="skip the ablation of the recommendation at the end")
     opt.add_argument("--no-isolation", action="store_true", help="run trials in this process (faster start, no crash protection)")
     opt.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
+    opt.add_argument("--json", action="store_true", help="print the final result as JSON on stdout (progress stays on stderr)")
+    rep = sub.add_parser("report", help="rebuild report.html, pareto.json and the table from a study in storage")
+    rep.add_argument("--out", default=None, help="folder of an optimize run (its study.db), and where the report goes")
+    rep.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    rep.add_argument("--study", default=None, help="study name (needed when the storage holds several)")
+    rep.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    app = sub.add_parser("apply", help="apply a recipe.yaml to the task in MODEL.py and export the model")
+    app.add_argument("recipe", help="recipe.yaml written by autoaccel optimize")
+    app.add_argument("model", help="Python file defining `task`")
+    app.add_argument("--export", choices=("onnx", "torchscript", "state_dict"), default="onnx")
+    app.add_argument("--out", required=True, help="path of the exported file")
+    app.add_argument("--target", default="cpu", help="device to apply on (default cpu)")
+    app.add_argument("--cache", default=None, help="checkpoint folder of the optimize run (OUT/checkpoints) to reuse its training")
     plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
     plugins.add_argument("--target", default="auto")
     return parser
@@ -77,13 +93,71 @@ def _optimize(args: argparse.Namespace) -> int:
         "sampler": args.sampler, "mode": args.mode, "objectives": args.objectives,
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
         "storage": args.storage, "study": args.study, "out": args.out, "isolate": not args.no_isolation,
-        "remeasure_rounds": args.remeasure_rounds,
+        "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": _choices(args.choices),
     }
+    if args.json:
+        options["quiet"] = True
     result = optimize(args.model, **options)
+    if args.json:
+        print(json.dumps(result.summary.to_json(), default=str))
+        return 0
     console = make_console()
     print_summary(console, result.summary, result.baseline.params)
-    console.print(f"wrote {result.out_dir / 'pareto.json'} and {result.out_dir / 'recipe.yaml'}")
+    console.print(f"wrote {result.out_dir / 'report.html'}, pareto.json and recipe.yaml")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import optuna
+
+    from autoaccel.console import make_console, print_summary
+    from autoaccel.report import build_report, write_report
+    from autoaccel.results import summarize_study, write_outputs
+    from autoaccel.study import open_storage
+
+    if args.storage is None and args.out is None:
+        raise AutoaccelError("report: give --out (the folder of an optimize run) or --storage URL")
+    out = Path(args.out) if args.out else Path("autoaccel-out") / "report"
+    if args.storage is None and not (out / "study.db").exists():
+        raise AutoaccelError(f"--out: {out / 'study.db'} does not exist; point --out at an optimize run's folder, or pass --storage")
+    url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    storage = open_storage(url)
+    names = optuna.get_all_study_names(storage=storage)
+    name = args.study or (names[0] if len(names) == 1 else None)
+    if name is None or name not in names:
+        raise AutoaccelError(f"--study: {'choose one of' if names else 'no study in this storage;'} {', '.join(names)}"
+                             + (f" (got {args.study!r})" if args.study else ""))
+    study = optuna.load_study(study_name=name, storage=storage)
+    objectives = tuple(study.user_attrs.get("objectives") or ())
+    try:
+        summary = summarize_study(study, objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    except ValueError:
+        raise AutoaccelError(f"--study: '{name}' has no completed baseline trial yet; nothing to report") from None
+    meta = {"task": study.user_attrs.get("task"), "study": name, "mode": study.user_attrs.get("mode"),
+            "target": study.user_attrs.get("target"), "storage": url}
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(summary, out, meta)
+    path = write_report(out, build_report(study, summary, meta))
+    if args.json:
+        print(json.dumps(summary.to_json(), default=str))
+        return 0
+    console = make_console()
+    print_summary(console, summary, summary.baseline.params)
+    console.print(f"wrote {path}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from autoaccel.recipe import apply, export
+    from autoaccel.evaluate import latency_input
+    from autoaccel.loading import load_task
+
+    task = load_task(args.model)
+    target = args.target
+    applied = apply(task, args.recipe, device=target, cache_dir=args.cache)
+    result = export(applied, args.export, args.out, latency_input(task.val_data, task.example_input).to(target))
+    print(yaml.safe_dump({"training": applied.config, "export": result}, sort_keys=False), end="")
     return 0
 
 
@@ -108,7 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _optimize(args) if args.command == "optimize" else _plugins(args)
+        commands = {"optimize": _optimize, "report": _report, "apply": _apply, "plugins": _plugins}
+        return commands[args.command](args)
     except AutoaccelError as exc:
         if args.debug:
             raise

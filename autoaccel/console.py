@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from autoaccel.results import Summary
@@ -48,14 +50,37 @@ def fmt_speedup(entry: Mapping[str, Any] | None) -> str:
 
 
 class Progress:
+    """Progress on stderr: a bar over trials (elapsed, remaining, best so far) above one line per finished trial.
+
+    The bar is drawn only on a terminal; in a log or CI the per-trial lines carry the same information.
+    """
+
     def __init__(self, quiet: bool) -> None:
         self.console = make_console(stderr=True, quiet=quiet)
+        self.bar: RichProgress | None = None
+        self.task_id: TaskID | None = None
+
+    def start(self, total: int) -> None:
+        if self.console.quiet or not self.console.is_terminal:
+            return
+        self.bar = RichProgress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                TextColumn("remaining"), TimeRemainingColumn(), TextColumn("{task.description}"),
+                                console=self.console, transient=True)
+        self.task_id = self.bar.add_task("", total=total)
+        self.bar.start()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
 
     def info(self, text: str) -> None:
         self.console.print(text)
 
-    def trial(self, n: int, total: int, number: int, params: str, outcome: str, best: str) -> None:
+    def trial(self, n: int, total: int, number: int, params: str, outcome: str, best: str, counted: bool = True) -> None:
         self.console.print(f"[bold]trial {n}/{total}[/] (#{number}) {escape(params)}\n    -> {outcome}{best}")
+        if self.bar is not None and self.task_id is not None:
+            self.bar.update(self.task_id, advance=1 if counted else 0, description=best.strip(" |"))
 
 
 def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:

@@ -35,6 +35,7 @@ class Options:
     quiet: bool = False
     timing_budget_s: float = 1.0
     remeasure_rounds: int = 7
+    ablation: bool = True
     max_finalists: int = 6
     extra: dict[str, object] = field(default_factory=dict)
 

@@ -25,8 +25,9 @@ from autoaccel.space import Categorical, Param
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
 from autoaccel.target import Target
 from autoaccel.task import Task
-from autoaccel.remeasure import composite, ratio_from_rounds
-from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES, TrialResult, cache_path
+from autoaccel.report import build_report, write_report
+from autoaccel.finalists import ablate, environment, export_recommended, remeasure_front
+from autoaccel.trial import TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 
@@ -125,6 +126,9 @@ class Search:
         if recovered:
             self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
         study.set_user_attr("target", self.plan.target.describe())
+        study.set_user_attr("environment", environment())
+        study.set_user_attr("max_accuracy_drop", self.options.max_accuracy_drop)
+        study.set_user_attr("mode", self.options.mode)
         study.set_user_attr("task", self.task.name)
         studies.ensure_baseline(study, self.plan.defaults)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -136,6 +140,7 @@ class Search:
             self.progress.info(f"  skipped {name}: {why}")
         runner = self._runner()
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
+        self.progress.start(self.options.trials)
         try:
             n, repeats = 1, 0
             while n <= self.options.trials:
@@ -152,53 +157,19 @@ class Search:
                         self.progress.info(f"the sampler proposed only measured configurations {MAX_REPEATS} times in a row: "
                                            "the search space is exhausted")
                         break
-            self._remeasure(study, runner)
+            self.progress.stop()
+            remeasure_front(self, study, runner)
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
-            export = self._export(summary, runner)
+            if self.options.ablation:
+                ablate(self, study, runner, summary)
+            export = export_recommended(self, summary, runner)
         finally:
+            self.progress.stop()
             runner.close()
-        write_outputs(summary, self.out_dir, {**self.meta(), "export": export})
+        meta = {**self.meta(), "export": export}
+        write_outputs(summary, self.out_dir, meta)
+        write_report(self.out_dir, build_report(study, summary, meta))
         return study, summary
-
-    def _export(self, summary: Summary, runner: IsolatedRunner | InProcessRunner) -> dict[str, Any]:
-        """Write the recommended model (state dict always, ONNX where it exports) under OUT/model/."""
-        plan = apply_all(self.plan.strategies, self.plan.base, summary.recommended.params)
-        try:
-            report = runner.export(plan, self.out_dir / "model", self.task.seed)
-        except TrialFailure as failure:
-            self.progress.info(f"[yellow]could not export the recommended model ({failure.kind}): {escape(failure.reason)}[/]")
-            return {"files": {}, "notes": [failure.reason]}
-        for note in report.get("notes", []):
-            self.progress.info(f"export: {escape(note)}")
-        return report
-
-    def _remeasure(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
-        """Time the baseline and the front's candidates again, interleaved in one process; store paired ratios."""
-        rounds = self.options.remeasure_rounds
-        summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
-        finalists = [p for p in summary.pareto if p is not summary.baseline][: self.options.max_finalists]
-        timed = [o for o in self.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or self.plan.base.train)]
-        if rounds == 0 or not finalists or not timed:
-            return
-        self.progress.info(f"re-measuring the baseline and {len(finalists)} finalist(s) interleaved, {rounds} rounds ...")
-        plans = [apply_all(self.plan.strategies, self.plan.base, p.params) for p in (summary.baseline, *finalists)]
-        try:
-            samples = runner.remeasure(plans, tuple(timed), rounds, self.task.seed)
-        except TrialFailure as failure:
-            self.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}; "
-                               "speedups rest on single measurements[/]")
-            return
-        # Both training objectives are judged on the one training timing (seconds per the same samples).
-        measured = {o: samples["train_time" if o in TRAINING_OBJECTIVES else o] for o in timed}
-        entries = {}
-        for i, point in enumerate(finalists, start=1):
-            per_round = [[b / c for b, c in zip(s[0], s[i])] for s in measured.values()]
-            entries[str(point.trial)] = {
-                "objectives": {o: ratio_from_rounds(r).to_json() for o, r in zip(measured, per_round)},
-                "composite": ratio_from_rounds(composite(per_round)).to_json(),
-            }
-        study.set_user_attr("remeasure", {"baseline": summary.baseline.trial, "rounds": rounds, "trials": entries,
-                                          "seconds": {o: s for o, s in samples.items()}})
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -224,7 +195,8 @@ class Search:
             trial.set_constraint("accuracy_drop", float(twin.user_attrs.get("constraint", 0.0)))
             trial.set_user_attr("duplicate_of", twin.number)
             study.tell(trial, twin.values)
-            self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "")
+            self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "",
+                                counted=False)
             return False
         pipeline = apply_all(self.plan.strategies, self.plan.base, params)
         trial.set_user_attr("plan", pipeline.describe())

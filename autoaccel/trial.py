@@ -187,6 +187,9 @@ def _transform(task: Task, plan: Pipeline, seed: int, model: nn.Module, cache: C
 def _finetune(model: nn.Module, task: Task, plan: Pipeline, seed: int, epochs: int) -> nn.Module:
     """A short fine-tuning run with the plan's own recipe (after pruning), at the final LR of a short schedule."""
     if epochs > 0:
+        if task is None:
+            raise TrialFailure("fine-tuning after pruning needs the Task (its data); pass the Task, not a bare model",
+                               kind="unsupported")
         train(model, task, plan.replace(epochs=epochs, distill=None), seed)
     return model
 
