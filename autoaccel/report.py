@@ -59,7 +59,9 @@ color:#991b1b}.tag.noise,.tag.no{background:#fef3c7;color:#92400e}svg text{font-
 width:10px;height:10px;border-radius:50%;margin-right:5px;vertical-align:middle}
 circle.dot:hover,circle.dot.hl{stroke:#111827;stroke-width:2.5}.bar{background:#60a5fa;height:12px;
 border-radius:3px}.bars td{padding:3px 8px}ul.warn li{margin:0 0 6px}.grid2{display:grid;
-grid-template-columns:1fr 1fr;gap:18px}.scroll{overflow-x:auto}td.cfg{min-width:140px}.ci{white-space:nowrap}#pareto-table th{text-align:right}#pareto-table th:first-child,#pareto-table th:last-child{text-align:left}.tag:first-child{margin-left:0}@media(max-width:800px){.grid2{grid-template-columns:1fr}}
+grid-template-columns:1fr 1fr;gap:18px}@media(max-width:800px){.grid2{grid-template-columns:1fr}}
+.scroll{overflow-x:auto}td.cfg{min-width:140px}.ci{white-space:nowrap}.tag:first-child{margin-left:0}
+#pareto-table th{text-align:right}#pareto-table th:first-child,#pareto-table th:last-child{text-align:left}
 """
 # Hover a dot or a table row: the same trial lights up in every chart and in the table. Optional sugar;
 # the page reads the same without it.
@@ -104,8 +106,9 @@ def _drop(d: Mapping[str, Any], wrap: bool = True) -> str:
     return f"{d['value']:+.4f}{'<br>' if wrap else ' '}{interval}" + (_tag("within noise") if d.get("within_noise") else "")
 
 
-def _table(head: Sequence[str], rows: Sequence[str]) -> str:
-    return ('<div class="scroll"><table><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
+def _table(head: Sequence[str], rows: Sequence[str], tid: str = "") -> str:
+    ident = f' id="{tid}"' if tid else ""
+    return (f'<div class="scroll"><table{ident}><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></div>")
 
 
@@ -202,10 +205,6 @@ def _plots(summary: Summary) -> str:
 # --- sections -----------------------------------------------------------------------------------------------
 
 
-def _changes(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
-    return e(fmt_params(params, defaults))
-
-
 def _recommendation(summary: Summary, rounds: Any) -> str:
     rec, base = summary.recommended, summary.baseline
     changed = [(k, v) for k, v in rec.params.items() if base.params.get(k) != v]
@@ -239,19 +238,21 @@ def _pareto_table(summary: Summary) -> str:
         mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else p.verdict)
         cells = [f'<td>{p.trial}<br>{_tag(mark) if mark else ""}</td><td class="num">{_with_ci(p, "accuracy")}</td>',
                  f'<td class="num">{"—" if p is summary.baseline else _drop(p.accuracy_drop)}</td>']
-        cells += [f'<td class="num">{_with_ci(p, o) if o in p.metrics else "n/a"}</td><td class="num">{"—" if p is summary.baseline else _ratio(p.speedup.get(o))}</td>' for o in speeds]
-        cells.append(f'<td class="cfg">{_changes(p.params, summary.baseline.params)}</td>')
+        for o in speeds:
+            speedup = "—" if p is summary.baseline else _ratio(p.speedup.get(o))
+            cells.append(f'<td class="num">{_with_ci(p, o) if o in p.metrics else "n/a"}</td><td class="num">{speedup}</td>')
+        cells.append(f'<td class="cfg">{e(fmt_params(p.params, summary.baseline.params))}</td>')
         cls = ' class="rec"' if p is summary.recommended else ""
         rows.append(f'<tr data-trial="{p.trial}"{cls}>{"".join(cells)}</tr>')
     n_inf = sum(not p.feasible for p in summary.points)
     return (f'<section><h2>Pareto front</h2>{_plots(summary)}<p>{len(summary.points)} completed trial(s), {len(summary.pareto)} on the '
             f'feasible front, {n_inf} over the accuracy budget, {len(summary.failures)} failed.</p>'
-            f'<div id="pareto-table">{_table(head, rows)}</div></section>')
+            f'{_table(head, rows, "pareto-table")}</section>')
 
 
 def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str]) -> str:
     if ab and ab.get("method") == "ablation" and ab.get("rows"):
-        speeds = sorted({o for r in ab["rows"] for o in r.get("speedup", {})}, key=list(objectives).index)
+        speeds = [o for o in objectives if any(o in r.get("speedup", {}) for r in ab["rows"])]
         head = ["technique", "removed settings"] + [f"{e(o)}: with vs without" for o in speeds] + ["accuracy without", "accuracy: with − without"]
         rows = []
         for r in ab["rows"]:
@@ -329,13 +330,18 @@ def _failures(summary: Summary) -> str:
     if not summary.failures:
         return '<section id="failures"><h2>Failed trials</h2><p>No trial failed.</p></section>'
     rows = [f'<tr><td class="num">{f.trial}</td><td>{e(f.kind)}</td><td><code>{e(f.reason)}</code></td>'
-            f"<td>{_changes(f.params, summary.baseline.params)}</td></tr>" for f in summary.failures]
+            f"<td>{e(fmt_params(f.params, summary.baseline.params))}</td></tr>" for f in summary.failures]
     return (f'<section id="failures"><h2>Failed trials ({len(rows)})</h2><p>Each ran isolated; the study went on without it.</p>'
             + _table(["trial", "kind", "reason", "changes from your recipe"], rows) + "</section>")
 
 
 def _kv(rows: Sequence[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in rows) + "</table>"
+
+
+def _mode(study: optuna.Study, meta: Mapping[str, Any]) -> str:
+    # `autoaccel report` passes keys whose value is None when the study lacks them: treat None as missing.
+    return str(meta.get("mode") or study.user_attrs.get("mode") or "n/a")
 
 
 def _environment(study: optuna.Study, meta: Mapping[str, Any], summary: Summary) -> str:
@@ -355,9 +361,10 @@ def _environment(study: optuna.Study, meta: Mapping[str, Any], summary: Summary)
     versions = _kv([(k, e(v)) for k, v in env.items()]) if env else "<p>Environment not available: the study does not record versions.</p>"
     export = meta.get("export") or {}
     rm = study.user_attrs.get("remeasure") or {}
-    run = _kv([("study", e(meta.get("study", study.study_name))), ("mode", e(meta.get("mode", study.user_attrs.get("mode", "n/a")))),
-               ("storage", f"<code>{e(meta.get('storage', 'n/a'))}</code>"), ("objectives", e(", ".join(summary.objectives))),
-               ("max accuracy drop", e(f"{summary.max_accuracy_drop:g}")), ("re-measurement", e(f"{rm['rounds']} interleaved rounds" if summary.remeasured and "rounds" in rm else "none")),
+    run = _kv([("study", e(meta.get("study") or study.study_name)), ("mode", e(_mode(study, meta))),
+               ("storage", f"<code>{e(meta.get('storage') or 'n/a')}</code>"), ("objectives", e(", ".join(summary.objectives))),
+               ("max accuracy drop", e(f"{summary.max_accuracy_drop:g}")),
+               ("re-measurement", e(f"{rm['rounds']} interleaved rounds" if summary.remeasured and "rounds" in rm else "none")),
                ("exported files", "<br>".join(f"{e(k)}: <code>{e(v)}</code>" for k, v in (export.get("files") or {}).items()) or "none"),
                ("export notes", "<br>".join(e(n) for n in export.get("notes") or []) or "none")])
     return (f'<section id="environment"><h2>Target and environment</h2><div class="grid2"><div><h3>Target</h3>{target}</div>'
@@ -369,7 +376,7 @@ def build_report(study: optuna.Study, summary: Summary, meta: dict[str, Any]) ->
     task = meta.get("task") or study.user_attrs.get("task") or study.study_name
     t = study.user_attrs.get("target") or meta.get("target") or {}
     where = f"target {e(t.get('name', '?'))} [{e(t.get('device', '?'))}]" if t else "target not available"
-    sub = (f"study {e(meta.get('study', study.study_name))} · mode {e(meta.get('mode', study.user_attrs.get('mode', 'n/a')))} · "
+    sub = (f"study {e(meta.get('study') or study.study_name)} · mode {e(_mode(study, meta))} · "
            f"{where} · generated {datetime.now():%Y-%m-%d %H:%M}")
     rounds = (study.user_attrs.get("remeasure") or {}).get("rounds", "?")
     body = "".join([_recommendation(summary, rounds), _pareto_table(summary),
