@@ -7,6 +7,7 @@ importable module would, and the spawned trial worker can import it back.
 from __future__ import annotations
 
 import functools
+import math
 import string
 import textwrap
 from pathlib import Path
@@ -17,10 +18,12 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from autoaccel import Task
+from autoaccel import Pipeline, Task
+from autoaccel.trial import TrialResult, run_trial
 
 TASK_NAME = "tiny"
 BATCH_SIZE = 32
+TIMING_BUDGET_S = 0.02  # seconds per timing figure: enough to exercise the harness, not to rank anything
 
 
 @functools.lru_cache(maxsize=1)
@@ -106,3 +109,18 @@ def write_model(directory: Path, source: str, name: str = "model.py") -> Path:
     path = directory / name
     path.write_text(textwrap.dedent(source), encoding="utf-8")
     return path
+
+
+def base_plan(task: Task, device: str = "cpu") -> Pipeline:
+    """The user's own recipe as a plan, the way the search builds trial 0."""
+    return Pipeline(device=device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs)
+
+
+def train_with(task: Task, plan: Pipeline) -> TrialResult:
+    """Run one real trial in this process (train, evaluate, time) and check it produced sane metrics."""
+    result = run_trial(task, plan, seed=0, timing_budget_s=TIMING_BUDGET_S)
+    assert set(result.metrics) >= {"accuracy", "train_time", "latency", "throughput", "memory"}
+    assert all(math.isfinite(v) for v in result.metrics.values()), result.metrics
+    assert math.isfinite(float(result.details["train_loss"])), result.details
+    assert result.details["train_steps"] == plan.epochs * -(-len(task.train_data) // plan.batch_size)
+    return result

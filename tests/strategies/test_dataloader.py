@@ -1,0 +1,75 @@
+"""The dataloader strategy: workers capped at the target's cores, pin_memory only towards a GPU, caching."""
+
+from __future__ import annotations
+
+import pytest
+
+from autoaccel import LoaderPlan, Pipeline, Target, Task
+from autoaccel.plugins.dataloader import DataLoaderStrategy
+from autoaccel.space import Categorical, IntRange
+from autoaccel.testing import StrategyContract
+from tiny_digits import base_plan, train_with
+
+
+def cpu(cores: int) -> Target:
+    return Target("cpu", "cpu", "test cpu", cores, 8.0, None, ("fp32", "bf16", "fp16"), {})
+
+
+GPU = Target("cuda", "cuda:0", "test gpu", 16, 80.0, (9, 0), ("fp32", "tf32", "bf16", "fp16"), {})
+
+
+class TestDataLoaderContract(StrategyContract):
+    strategy_class = DataLoaderStrategy
+
+
+class TestDataLoaderContractOnOneCore(StrategyContract):
+    strategy_class = DataLoaderStrategy
+    targets = (cpu(1),)
+
+
+@pytest.mark.parametrize(("cores", "high"), [(1, 1), (2, 2), (4, 4), (64, 8)])
+def test_num_workers_is_capped_at_the_cores_and_the_yaml_range(cores: int, high: int) -> None:
+    assert DataLoaderStrategy().effective_space(cpu(cores))["num_workers"] == IntRange(0, high, 0)
+
+
+def test_pin_memory_is_dropped_off_cuda_with_a_reason() -> None:
+    s = DataLoaderStrategy()
+    assert s.effective_space(cpu(2))["pin_memory"] == Categorical((False,), False)
+    assert "pin_memory" in s.check(cpu(2)).reason
+    assert s.effective_space(GPU)["pin_memory"] == Categorical((False, True), False)
+    assert s.check(GPU).reason == ""
+
+
+def test_other_settings_are_left_to_the_search() -> None:
+    space = DataLoaderStrategy().effective_space(cpu(2))
+    assert space["cache"] == Categorical((False, True), False)
+    assert space["prefetch_factor"] == Categorical((2, 4, 8), 2)
+
+
+def test_apply_builds_the_loader_plan() -> None:
+    base = Pipeline(device="cuda:0", batch_size=32, lr=0.1, epochs=1)
+    plan = DataLoaderStrategy().apply(base, {"num_workers": 4, "pin_memory": True, "persistent_workers": True,
+                                             "prefetch_factor": 8, "cache": False})
+    assert plan.loader == LoaderPlan(num_workers=4, pin_memory=True, persistent_workers=True, prefetch_factor=8)
+    assert plan.replace(loader=LoaderPlan()) == base
+
+
+def test_worker_only_settings_are_normalised_without_workers() -> None:
+    base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
+    plan = DataLoaderStrategy().apply(base, {"num_workers": 0, "persistent_workers": True, "prefetch_factor": 8})
+    # Equal plans compare equal: these mean nothing without worker processes.
+    assert plan.loader == LoaderPlan()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cache": True},
+        {"num_workers": 1, "persistent_workers": True, "prefetch_factor": 4},
+    ],
+    ids=["cache", "one-worker"],
+)
+def test_trains_with_non_default_loader_settings(tiny_task: Task, params: dict[str, object]) -> None:
+    plan = DataLoaderStrategy().apply(base_plan(tiny_task), params)
+    assert plan.loader != LoaderPlan()
+    assert train_with(tiny_task, plan).metrics["accuracy"] > 0.5

@@ -1,0 +1,66 @@
+"""The Python API: autoaccel.optimize(task_object, ...) -> Result. The Task is pickled to the isolated worker
+with cloudpickle (its model factory lives in an importable module, tiny_digits)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import autoaccel
+from autoaccel import AutoaccelError, Task, hookimpl
+from autoaccel.registry import plugin_manager
+
+STRATEGIES = "precision,batch_size,dataloader,scheduler"
+
+
+class Recorder:
+    """A reporter plugin: sees every finished trial through the autoaccel_trial_finished hook."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    @hookimpl
+    def autoaccel_trial_finished(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+
+
+def test_optimize_a_task_object(tiny_task: Task, tmp_path: Path) -> None:
+    pm = plugin_manager()
+    recorder = Recorder()
+    pm.register(recorder)
+    out = tmp_path / "out"
+    result = autoaccel.optimize(tiny_task, trials=3, out=str(out), target="cpu", strategies=STRATEGIES,
+                                timing_budget_s=0.05, remeasure_rounds=2, quiet=True, pm=pm)
+    assert isinstance(result, autoaccel.Result)
+    assert result.baseline.trial == 0 and result.baseline.role == "baseline"
+    assert result.pareto and result.recommended in [result.baseline, *result.pareto]
+    assert result.out_dir == out
+    assert result.verdict
+    assert {"accuracy", "train_time", "latency"} <= set(result.baseline.metrics)
+    assert result.baseline.metrics["accuracy"] > 0.5, "the worker really trained the model"
+    counted = [t for t in result.study.get_trials() if "duplicate_of" not in t.user_attrs]
+    assert len(counted) == 3
+    data = json.loads((out / "pareto.json").read_text())
+    assert data["baseline"]["trial"] == 0
+    # One record per trial the worker ran, in order, each with the documented keys.
+    assert [r["number"] for r in recorder.records] == [t.number for t in counted]
+    for r in recorder.records:
+        assert set(r) == {"number", "state", "params", "metrics", "reason"}
+        assert r["state"] in ("complete", "failed")
+
+
+def test_unknown_option_is_refused_before_anything_runs(tiny_task: Task, tmp_path: Path) -> None:
+    with pytest.raises(AutoaccelError, match=r"^optimize\(\): unknown option 'trails'; did you mean 'trials'\?"):
+        autoaccel.optimize(tiny_task, trails=3, out=str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_invalid_task_object_is_refused_before_anything_runs(tiny_task: Task, tmp_path: Path) -> None:
+    import dataclasses
+
+    with pytest.raises(AutoaccelError, match=r"^Task\.epochs: must be a positive integer, but got 0"):
+        autoaccel.optimize(dataclasses.replace(tiny_task, epochs=0), trials=1, out=str(tmp_path / "out"), target="cpu")
+    assert not (tmp_path / "out").exists()
