@@ -25,6 +25,12 @@ class TrialFailure(Exception):
         self.kind = kind
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: first line of the message``: user code's exceptions may span many lines; ours print one."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest candidate, or "" when nothing is close."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)

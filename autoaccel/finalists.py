@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from rich.markup import escape
 
-from autoaccel.errors import TrialFailure
+from autoaccel.errors import TrialFailure, describe
 from autoaccel.remeasure import composite, paired_ratio, ratio_from_rounds
 from autoaccel.results import Summary, summarize_study
 from autoaccel.strategy import apply_all
@@ -129,7 +129,7 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, A
                 imp = optuna.importance.get_param_importances(
                     study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=lambda t, i=i: t.values[i])
         except Exception as exc:  # noqa: BLE001 - too few trials or no variation: say so rather than fail
-            result["note"] = f"parameter importances not available: {type(exc).__name__}: {exc}"
+            result["note"] = f"parameter importances not available: {describe(exc)}"
             continue
         result["importances"][objective] = {k: float(v) for k, v in imp.items()}
     return result

@@ -7,7 +7,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from autoaccel.errors import AutoaccelError
+from autoaccel.errors import AutoaccelError, describe
 from autoaccel.task import Task, validate_task
 
 
@@ -44,7 +44,7 @@ def import_task_module(path: str | Path) -> object:
     except Exception as exc:  # noqa: BLE001 - any failure of user code is one line
         sys.modules.pop(module_name, None)
         raise AutoaccelError(
-            f"{path}{_user_frame_line(exc, p)}: importing the file failed: {type(exc).__name__}: {exc}"
+            f"{path}{_user_frame_line(exc, p)}: importing the file failed: {describe(exc)}"
         ) from exc
     finally:
         if sys.path and sys.path[0] == str(p.parent):
@@ -63,6 +63,6 @@ def load_task(path: str | Path, validate: bool = True) -> Task:
             task = task()
         except Exception as exc:  # noqa: BLE001
             raise AutoaccelError(
-                f"{path}{_user_frame_line(exc, Path(path).resolve())}: calling `task()` failed: {type(exc).__name__}: {exc}"
+                f"{path}{_user_frame_line(exc, Path(path).resolve())}: calling `task()` failed: {describe(exc)}"
             ) from exc
     return validate_task(task, source=str(path)) if validate else task

@@ -36,14 +36,34 @@ class Measurement:
         return items / self.median, (items / hi if hi > 0 else 0.0, items / lo if lo > 0 else math.inf)
 
 
-def _binom_cdf(k: int, n: int) -> float:
-    """P(X <= k) for X ~ Binomial(n, 1/2); exact for the sample counts we use, normal approximation beyond."""
-    if k < 0:
-        return 0.0
-    if n > 1000:
-        z = (k + 0.5 - n / 2) / math.sqrt(n / 4)
-        return 0.5 * (1 + math.erf(z / math.sqrt(2)))
-    return sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+def _trim_count(n: int, alpha: float) -> int:
+    """The largest j with P(Bin(n, 1/2) <= j - 1) <= alpha/2: how many order statistics each tail may lose.
+
+    Exact up to 200 samples (one running sum of binomial terms in floating point), the normal approximation
+    with continuity correction beyond, where the two agree to within one rank.
+    """
+    if n > 200:
+        z = 1.959963984540054 if abs(alpha - 0.05) < 1e-12 else _z(alpha)
+        return max(0, int(math.floor(n / 2 - z * math.sqrt(n) / 2 - 0.5)) + 1)
+    term = 0.5**n  # P(X = 0)
+    cdf, j = term, 0
+    while j + 1 <= n // 2 and cdf <= alpha / 2:
+        j += 1
+        term *= (n - j + 1) / j  # P(X = j) from P(X = j - 1)
+        cdf += term
+    return j
+
+
+def _z(alpha: float) -> float:
+    """Two-sided normal quantile by bisection (only for confidences other than 95%)."""
+    lo, hi = 0.0, 10.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if math.erfc(mid / math.sqrt(2)) > alpha:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
 
 
 def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
@@ -57,10 +77,7 @@ def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float
     n = len(xs)
     if n == 0:
         raise ValueError("median_ci needs at least one sample")
-    alpha = 1 - confidence
-    j = 0
-    while j + 1 <= n // 2 and _binom_cdf(j, n) <= alpha / 2:
-        j += 1
+    j = _trim_count(n, 1 - confidence)
     # j is now the number of order statistics we may trim from each end (1-based rank j+1 ... n-j).
     if j == 0:
         return xs[0], xs[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ class Options:
             raise AutoaccelError(f"--sampler: unknown sampler '{self.sampler}'{did_you_mean(self.sampler, SAMPLERS)} (expected one of {', '.join(SAMPLERS)})")
         if self.mode not in MODES:
             raise AutoaccelError(f"--mode: unknown mode '{self.mode}'{did_you_mean(self.mode, MODES)} (expected one of {', '.join(MODES)})")
-        if not isinstance(self.max_accuracy_drop, (int, float)) or self.max_accuracy_drop < 0:
+        if not isinstance(self.max_accuracy_drop, (int, float)) or math.isnan(self.max_accuracy_drop) or self.max_accuracy_drop < 0:
             raise AutoaccelError(f"--max-accuracy-drop: must be >= 0 (an absolute drop, e.g. 0.01), but got {self.max_accuracy_drop!r}")
         objectives = self.resolved_objectives()
         for name in objectives:

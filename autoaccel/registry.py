@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -10,7 +11,7 @@ from typing import Any
 import pluggy
 
 from autoaccel import hookspecs, target
-from autoaccel.errors import AutoaccelError, did_you_mean
+from autoaccel.errors import AutoaccelError, describe, did_you_mean
 from autoaccel.space import load_space
 from autoaccel.strategy import NAME_RE, Phase, Strategy
 
@@ -35,17 +36,19 @@ def load_entrypoint_plugins(pm: pluggy.PluginManager) -> None:
             plugin = ep.load()
         except Exception as exc:  # noqa: BLE001 - whatever the plugin raises, name the distribution
             raise AutoaccelError(
-                f"plugin '{ep.name}' from distribution '{dist}' failed to import ({ep.value}): {type(exc).__name__}: {exc}; "
+                f"plugin '{ep.name}' from distribution '{dist}' failed to import ({ep.value}): {describe(exc)}; "
                 f"fix or uninstall '{dist}'"
             ) from exc
         if pm.is_registered(plugin):
             continue
-        pm.register(plugin, name=f"{dist}:{ep.name}")
-        _DISTRIBUTIONS[id(plugin)] = dist
+        name = f"{dist}:{ep.name}"
+        pm.register(plugin, name=name)
+        _ORIGINS.setdefault(pm, {})[name] = dist
 
 
-# plugin object id -> distribution that declared it (entry points only; locally registered plugins are LOCAL).
-_DISTRIBUTIONS: dict[int, str] = {}
+# Per plugin manager: registered plugin name -> distribution that declared it (entry points only; plugins
+# registered directly are LOCAL). Keyed by the manager, weakly, so origins never outlive it or leak to another.
+_ORIGINS: "weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, str]]" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -85,7 +88,7 @@ def collect_strategies(pm: pluggy.PluginManager) -> Registry:
     """Call every ``autoaccel_register_strategies`` implementation with a register callback bound to its origin."""
     registry = Registry()
     for impl in pm.hook.autoaccel_register_strategies.get_hookimpls():
-        dist = _DISTRIBUTIONS.get(id(impl.plugin), LOCAL)
+        dist = _ORIGINS.get(pm, {}).get(impl.plugin_name, LOCAL)
 
         def register(obj: Any, _dist: str = dist) -> None:
             strategy = _validate(obj, _dist)

@@ -96,10 +96,16 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
         if not (isinstance(bounds, Sequence) and len(bounds) == 2):
             raise AutoaccelError(f"{where}: param '{name}'.{kind} must be [low, high], but got {bounds!r}")
         log = bool(spec.get("log", False))
-        if kind == "int":
-            param = IntRange(int(bounds[0]), int(bounds[1]), default, log)
-        else:
-            param = FloatRange(float(bounds[0]), float(bounds[1]), default, log)
+        cast = int if kind == "int" else float
+        try:
+            low, high = cast(bounds[0]), cast(bounds[1])
+        except (TypeError, ValueError):
+            raise AutoaccelError(f"{where}: param '{name}'.{kind} bounds must be numbers, but got {list(bounds)!r}") from None
+        if low > high:
+            raise AutoaccelError(f"{where}: param '{name}'.{kind} must be [low, high] with low <= high, but got {list(bounds)!r}")
+        if log and low <= 0:
+            raise AutoaccelError(f"{where}: param '{name}' has log: true, so its low bound must be > 0, but got {low!r}")
+        param = IntRange(low, high, default, log) if kind == "int" else FloatRange(low, high, default, log)
     else:
         raise AutoaccelError(f"{where}: param '{name}' needs one of 'choices', 'int' or 'float', but got {sorted(spec)}")
     if not param.contains(default):

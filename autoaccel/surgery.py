@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from autoaccel.errors import TrialFailure
+from autoaccel.errors import TrialFailure, describe
 
 PASSTHROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.ELU,
                        nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
@@ -121,7 +121,7 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
     try:
         gm = fx.symbolic_trace(model)
     except Exception as exc:  # noqa: BLE001 - data-dependent control flow and the like
-        raise TrialFailure(f"structured pruning could not trace the model with torch.fx: {type(exc).__name__}: {exc}",
+        raise TrialFailure(f"structured pruning could not trace the model with torch.fx: {describe(exc)}",
                            kind="unsupported") from exc
     chains = find_chains(gm)
     if not chains:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoaccel.errors import AutoaccelError
+from autoaccel.errors import AutoaccelError, describe
 from autoaccel.metrics import MetricFn, resolve_metric
 
 OptimizerFactory = Callable[[Any, float], torch.optim.Optimizer]
@@ -90,7 +90,7 @@ def _check_dataset(value: Any, field: str) -> None:
     try:
         sample = value[0]
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as one line
-        raise AutoaccelError(f"Task.{field}: reading item 0 failed: {type(exc).__name__}: {exc}") from exc
+        raise AutoaccelError(f"Task.{field}: reading item 0 failed: {describe(exc)}") from exc
     if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
         raise AutoaccelError(
             f"Task.{field}: each item must be an (input, target) pair, but item 0 is {type(sample).__name__}"
@@ -127,7 +127,7 @@ def validate_task(task: Any, source: str = "task") -> Task:
     try:
         model = task.model()
     except Exception as exc:  # noqa: BLE001
-        raise AutoaccelError(f"Task.model: calling the factory failed: {type(exc).__name__}: {exc}") from exc
+        raise AutoaccelError(f"Task.model: calling the factory failed: {describe(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise AutoaccelError(f"Task.model: the factory must return a torch.nn.Module, but returned {type(model).__name__}")
     _dry_run(task, model, metric)
@@ -140,7 +140,7 @@ def _dry_run(task: Task, model: nn.Module, metric: MetricFn) -> None:
     try:
         batch = torch.utils.data.default_collate([task.train_data[i] for i in range(n)])
     except Exception as exc:  # noqa: BLE001
-        raise AutoaccelError(f"Task.train_data: items cannot be batched together: {type(exc).__name__}: {exc}") from exc
+        raise AutoaccelError(f"Task.train_data: items cannot be batched together: {describe(exc)}") from exc
     inputs, targets = batch
     shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
     model.eval()
@@ -165,4 +165,4 @@ def _dry_run(task: Task, model: nn.Module, metric: MetricFn) -> None:
         value = metric(outputs, targets)
         float(value)
     except Exception as exc:  # noqa: BLE001
-        raise AutoaccelError(f"Task.metric: failed on model outputs: {type(exc).__name__}: {exc}") from exc
+        raise AutoaccelError(f"Task.metric: failed on model outputs: {describe(exc)}") from exc

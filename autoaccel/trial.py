@@ -12,7 +12,7 @@ from torch import nn
 
 from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.data import sample_batch
-from autoaccel.errors import TrialFailure
+from autoaccel.errors import TrialFailure, describe
 from autoaccel.evaluate import latency_input, peak_memory_mb, predict, reset_peak_memory, score, time_inference
 from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline, TransformContext
@@ -61,8 +61,26 @@ def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float 
     except Exception as exc:  # noqa: BLE001 - the user's model may raise anything; the study must go on
         if _is_oom(exc):
             raise TrialFailure(f"out of memory at batch size {plan.batch_size} (infeasible): {exc}".splitlines()[0], kind="oom") from exc
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise TrialFailure(f"{type(exc).__name__}: {first}", kind="error") from exc
+        raise TrialFailure(describe(exc), kind="error") from exc
+
+
+def warm_up(task: Task) -> None:
+    """Pay the process's one-off costs before any trial is timed.
+
+    The first Optimizer step imports parts of torch lazily (about 2 s here); unpaid, it lands in whichever
+    trial runs first in a fresh worker, which is the baseline, and flatters every candidate against it.
+    """
+    try:
+        model = task.model()
+        inputs, targets = torch.utils.data.default_collate([task.train_data[i] for i in range(min(2, len(task.train_data)))])
+        optimizer = task.optimizer(model.parameters(), task.lr)
+        task.loss(model(inputs), targets).backward()
+        optimizer.step()
+        model.eval()
+        with torch.no_grad():
+            model(inputs)
+    except Exception:  # noqa: BLE001 - a warm-up problem shows up, with its reason, in the first real trial
+        pass
 
 
 def build_model(task: Task, plan: Pipeline) -> nn.Module:

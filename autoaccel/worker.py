@@ -10,7 +10,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
-import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 
 import cloudpickle
 
-from autoaccel.errors import TrialFailure
+from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
-from autoaccel.trial import TrialResult, remeasure_plans, run_trial
+from autoaccel.trial import TrialResult, remeasure_plans, run_trial, warm_up
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class TaskSource:
     def of(cls, task: Task, path: str | Path | None) -> "TaskSource":
         if path is not None:
             return cls(path=str(path))
-        module = getattr(type(task.model), "__module__", None) or getattr(task.model, "__module__", None)
+        module = getattr(task.model, "__module__", None) or type(task.model).__module__
         # Functions and classes from the user's script or notebook are pickled by value: the worker cannot
         # import them by name.
         import sys
@@ -61,6 +60,7 @@ def _serve(conn: Connection, source: TaskSource) -> None:
     # Ctrl-C reaches the whole process group; the search process decides what it means, not the worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     task = source.load()
+    warm_up(task)
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -75,7 +75,7 @@ def _serve(conn: Connection, source: TaskSource) -> None:
         except TrialFailure as exc:
             outcome = ("fail", exc.kind, exc.reason)
         except BaseException as exc:  # noqa: BLE001 - report, never die silently
-            outcome = ("fail", "error", f"{type(exc).__name__}: {exc}; {traceback.format_exc(limit=1)}")
+            outcome = ("fail", "error", describe(exc))
         conn.send(outcome)
 
 
@@ -182,6 +182,7 @@ class InProcessRunner:
     def __init__(self, task: Task, cache_dir: str | None = None) -> None:
         self.task = task
         self.cache_dir = cache_dir
+        warm_up(task)
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
         return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir)

@@ -75,8 +75,6 @@ CASES: dict[str, Case] = {
                                    args=("--max-accuracy-drop", "-0.5")),
     "task-call-fails-multiline": Case(
         STATE_DICT_SOURCE, r"model\.py:6: calling `task\(\)` failed: RuntimeError: Error\(s\) in loading state_dict",
-        marks=(pytest.mark.xfail(reason="BUG: loading.py puts str(exc) of the user's exception into the message "
-                                        "unshortened, so a multi-line exception prints several lines", strict=True),),
     ),
 }
 

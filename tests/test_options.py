@@ -43,7 +43,6 @@ def test_bad_option_names_the_flag(changes: dict[str, Any], message: str) -> Non
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.xfail(reason="BUG: `max_accuracy_drop < 0` is False for NaN, so --max-accuracy-drop nan is accepted", strict=True)
 def test_nan_accuracy_budget_is_refused() -> None:
     with pytest.raises(AutoaccelError, match=r"^--max-accuracy-drop"):
         Options(max_accuracy_drop=float("nan")).validate()

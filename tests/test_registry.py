@@ -90,13 +90,6 @@ def pm() -> pluggy.PluginManager:
     return plugin_manager(load_entrypoints=False)
 
 
-@pytest.fixture(autouse=True)
-def forget_fake_distributions(monkeypatch: pytest.MonkeyPatch) -> None:
-    # registry._DISTRIBUTIONS is process-global and keyed by id(): entries for this test's short-lived fake
-    # plugins would outlive it (see test_origins_do_not_leak_between_managers). Keep each test's to itself.
-    monkeypatch.setattr(registry, "_DISTRIBUTIONS", dict(registry._DISTRIBUTIONS))
-
-
 # --- the manager ---------------------------------------------------------------------------------------------
 
 
@@ -287,9 +280,6 @@ def test_hook_trial_finished_reaches_every_reporter(pm: pluggy.PluginManager) ->
 
 
 
-@pytest.mark.xfail(reason="BUG: registry._DISTRIBUTIONS maps id(plugin) -> distribution process-wide and is never "
-                          "cleared, so after an entry-point plugin object dies, a new object reusing its id is "
-                          "reported as coming from that distribution in a later, fresh plugin manager", strict=True)
 def test_origins_do_not_leak_between_managers(monkeypatch: pytest.MonkeyPatch) -> None:
     old = plugin_manager(load_entrypoints=False)
     plugin = StrategyPlugin(named("leaky"))

@@ -120,9 +120,6 @@ def test_a_task_file_that_fails_in_the_worker_is_a_crash_at_start(tmp_path: Path
         r.close()
 
 
-@pytest.mark.xfail(reason="BUG: TaskSource.of reads type(task.model).__module__ ('builtins' for a function or class), "
-                          "so a model from an autoaccel_user_* module is pickled by reference and the worker cannot "
-                          "import it", strict=True)
 def test_a_task_object_loaded_from_a_file_runs_isolated(tiny_task_file: Path) -> None:
     task = load_task(tiny_task_file)
     r = IsolatedRunner(TaskSource.of(task, None), trial_timeout=120.0)
@@ -132,8 +129,6 @@ def test_a_task_object_loaded_from_a_file_runs_isolated(tiny_task_file: Path) ->
         r.close()
 
 
-@pytest.mark.xfail(reason="BUG: the first trial in a fresh worker (trial 0, the baseline) pays torch's lazy "
-                          "torch._dynamo import (~2 s, from the first Optimizer) inside its train_time", strict=True)
 def test_the_first_trial_in_a_fresh_worker_is_not_charged_for_cold_start(tiny_task_file: Path) -> None:
     r = IsolatedRunner(TaskSource(path=str(tiny_task_file)), trial_timeout=120.0)
     try:
