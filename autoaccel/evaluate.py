@@ -40,7 +40,7 @@ def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Te
     """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's precision."""
     outputs, targets = [], []
     model.eval()
-    with torch.no_grad(), backend_flags(plan), autocast(plan):
+    with torch.no_grad(), backend_flags(plan), autocast(plan, inference=True):
         for inputs, target in eval_batches(dataset, plan.eval_batch_size):
             out = model(prepare_input(inputs, plan))
             outputs.append(out.float().cpu())
@@ -68,7 +68,7 @@ def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budge
     inputs = prepare_input(inputs, plan)
 
     def call() -> object:
-        with torch.no_grad(), backend_flags(plan), autocast(plan):
+        with torch.no_grad(), backend_flags(plan), autocast(plan, inference=True):
             return model(inputs)
 
     return measure(call, plan.device, budget_s=budget_s)

@@ -95,6 +95,8 @@ class Pipeline:
     cudnn_benchmark: bool = False
     matmul_precision: str = "highest"  # torch.set_float32_matmul_precision for fp32 plans ("high" = TF32)
     cuda_graphs: bool = False  # capture inference in CUDA graphs (static shapes)
+    # A quantized model fixes its own inference precision: autocast would feed it the wrong dtype.
+    quantized: bool = False
     distill: DistillPlan | None = None
     runtime: RuntimePlan = field(default_factory=RuntimePlan)
     # Cache key of the model a distillation student learns from (the baseline's training), set by the core.
@@ -137,6 +139,7 @@ class Pipeline:
             "cudnn_benchmark": self.cudnn_benchmark,
             "matmul_precision": self.matmul_precision,
             "cuda_graphs": self.cuda_graphs,
+            "quantized": self.quantized,
             "distill": dataclasses.asdict(self.distill) if self.distill else None,
             "runtime": dataclasses.asdict(self.runtime),
             "model_transforms": [describe_transform(t) for t in self.model_transforms],

@@ -25,9 +25,12 @@ def device_type(device: str) -> str:
     return device.split(":")[0]
 
 
-def autocast(plan: Pipeline) -> contextlib.AbstractContextManager[object]:
-    """The autocast context for the plan's precision (a no-op for fp32 and tf32)."""
+def autocast(plan: Pipeline, inference: bool = False) -> contextlib.AbstractContextManager[object]:
+    """The autocast context for the plan's precision (a no-op for fp32 and tf32, and at inference for
+    quantized models and ONNX Runtime, which run in their own precision)."""
     dtype = AUTOCAST_DTYPES.get(plan.precision)
+    if inference and (plan.quantized or plan.runtime.kind != "eager"):
+        dtype = None
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type(plan.device), dtype=dtype)

@@ -85,6 +85,7 @@ class QuantizationStrategy(Strategy):
         method = params.get("method", "none")
         if method == "none":
             return pipeline
+        pipeline = pipeline.replace(quantized=True)
         if method == "dynamic_int8":
             # Quantized kernels are CPU kernels: the quantized model is served on the CPU.
             return pipeline.add_transform(dynamic_int8)
