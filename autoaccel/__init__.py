@@ -3,6 +3,8 @@
 The public API is what this module exports; everything else is internal and may change.
 """
 
+from typing import TYPE_CHECKING
+
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
 from autoaccel.pipeline import LoaderPlan, Pipeline, SchedulePlan
@@ -11,6 +13,9 @@ from autoaccel.target import Target
 from autoaccel.task import Task
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from autoaccel.api import Result
 
 
 def optimize(task: "Task | str", **options: object) -> "Result":

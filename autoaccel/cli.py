@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 from rich.console import Console
@@ -149,9 +149,9 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from autoaccel.recipe import apply, export
     from autoaccel.evaluate import latency_input
     from autoaccel.loading import load_task
+    from autoaccel.recipe import apply, export
 
     task = load_task(args.model)
     target = args.target

@@ -7,13 +7,13 @@ carry a traceback line with ``<`` in it, and a parameter value is whatever a thi
 
 from __future__ import annotations
 
-from html import escape
 import math
 import os
 import statistics
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 

@@ -10,26 +10,24 @@ from typing import Any
 import optuna
 import pluggy
 from optuna.trial import TrialState
-
-from autoaccel import study as studies
 from rich.markup import escape
 
+from autoaccel import study as studies
+from autoaccel.cache import training_key
 from autoaccel.console import Progress, fmt_metric, fmt_params
 from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean
+from autoaccel.finalists import ablate, environment, export_recommended, remeasure_front
 from autoaccel.options import Options
-from autoaccel.cache import training_key
 from autoaccel.pipeline import Pipeline
 from autoaccel.registry import collect_strategies
+from autoaccel.report import build_report, write_report
 from autoaccel.results import Summary, speed_score, summarize_study, write_outputs
 from autoaccel.space import Categorical, Param
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
 from autoaccel.target import Target
 from autoaccel.task import Task
-from autoaccel.report import build_report, write_report
-from autoaccel.finalists import ablate, environment, export_recommended, remeasure_front
 from autoaccel.trial import TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
-
 
 MAX_REPEATS = 20
 

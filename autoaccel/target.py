@@ -125,7 +125,7 @@ def autoaccel_detect_target(spec: str) -> Target | None:
         return cuda_target(int(index_text or 0), libraries)
     if kind == "mps":
         if not torch.backends.mps.is_available():
-            raise AutoaccelError(f"--target mps: Apple MPS is not available here; use --target cpu or auto")
+            raise AutoaccelError("--target mps: Apple MPS is not available here; use --target cpu or auto")
         return Target("mps", "mps", "Apple MPS", _cores(), round(_host_memory_gb(), 1), None, ("fp32", "fp16"), libraries)
     if not libraries.get("torch_xla"):
         raise AutoaccelError("--target xla: torch_xla does not import here; install torch_xla or use --target cpu")

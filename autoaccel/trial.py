@@ -13,7 +13,14 @@ from torch import nn
 from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure, describe
-from autoaccel.evaluate import latency_input, peak_memory_mb, predict, reset_peak_memory, score, time_inference
+from autoaccel.evaluate import (
+    latency_input,
+    peak_memory_mb,
+    predict,
+    reset_peak_memory,
+    score,
+    time_inference,
+)
 from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline, TransformContext
 from autoaccel.task import Task

@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autoaccel import Capability, LoaderPlan, Phase, Pipeline, Strategy, Target, hookimpl
+from autoaccel import (
+    Capability,
+    LoaderPlan,
+    Phase,
+    Pipeline,
+    Strategy,
+    Target,
+    hookimpl,
+)
 
 
 class DataLoaderStrategy(Strategy):

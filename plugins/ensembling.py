@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
-
 from functools import partial
+from typing import Any
 
 from autoaccel import Phase, Pipeline, Strategy, hookimpl
 from autoaccel.ensemble import ensemble

@@ -10,7 +10,11 @@ from torch import nn
 
 from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
 from autoaccel.pipeline import TransformContext
-from autoaccel.surgery import prune_semi_structured, prune_structured, prune_unstructured
+from autoaccel.surgery import (
+    prune_semi_structured,
+    prune_structured,
+    prune_unstructured,
+)
 
 
 def prune(model: nn.Module, ctx: TransformContext, method: str, amount: float, finetune_epochs: int) -> nn.Module:
