@@ -180,8 +180,12 @@ class Search:
 
     def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> bool:
         """Run the next trial; False when it was a repeat of a measured configuration (reused, not run)."""
-        trial = study.ask({k: p.distribution() for k, p in self.plan.space.items()})
+        # Claim the trial for this process before sampling (which takes a while): a kill in between must still
+        # leave a trial the next run recognises as interrupted.
+        trial = study.ask()
         studies.mark_worker(trial)
+        for name, param in self.plan.space.items():
+            param.suggest(trial, name)
         role = trial.user_attrs.get("role", "candidate")
         params = dict(trial.params)
         label = fmt_params(params, self.plan.defaults)

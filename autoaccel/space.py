@@ -35,6 +35,9 @@ class Categorical:
     def grid_values(self) -> list[Any]:
         return list(self.choices)
 
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_categorical(name, list(self.choices))
+
     def contains(self, value: Any) -> bool:
         return value in self.choices
 
@@ -48,6 +51,9 @@ class IntRange:
 
     def distribution(self) -> od.BaseDistribution:
         return od.IntDistribution(self.low, self.high, log=self.log)
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_int(name, self.low, self.high, log=self.log)
 
     def grid_values(self) -> list[int]:
         if self.high - self.low <= 8:
@@ -67,6 +73,9 @@ class FloatRange:
 
     def distribution(self) -> od.BaseDistribution:
         return od.FloatDistribution(self.low, self.high, log=self.log)
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        return trial.suggest_float(name, self.low, self.high, log=self.log)
 
     def grid_values(self) -> list[float]:
         mid = math.sqrt(self.low * self.high) if self.log else (self.low + self.high) / 2

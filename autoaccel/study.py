@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 import warnings
@@ -18,6 +19,7 @@ from autoaccel.trial import METRICS
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 HOST = socket.gethostname()
+UNCLAIMED_S = 60.0
 
 
 class GridSampler(optuna.samplers.GridSampler):
@@ -87,12 +89,17 @@ def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) 
     """Mark RUNNING trials of dead processes on this host as failed, so a re-run resumes cleanly.
 
     Trials of live processes, or of other hosts sharing the storage, are left alone: they may still be working.
+    A trial that never got its owner recorded (killed within milliseconds of its creation) is stale once it is
+    older than UNCLAIMED_S: a live process claims its trial right after creating it.
     """
     failed = []
+    now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
-        if worker.get("host") == HOST and not _alive(int(worker.get("pid", -1))):
-            storage.set_trial_user_attr(t._trial_id, "reason", f"interrupted: process {worker.get('pid')} ended mid-trial")
+        unclaimed = not worker and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > UNCLAIMED_S
+        if unclaimed or (worker.get("host") == HOST and not _alive(int(worker.get("pid", -1)))):
+            owner = f"process {worker['pid']}" if worker else "its process"
+            storage.set_trial_user_attr(t._trial_id, "reason", f"interrupted: {owner} ended mid-trial")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed.append(t.number)
     return failed
