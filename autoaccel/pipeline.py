@@ -101,6 +101,8 @@ class Pipeline:
     runtime: RuntimePlan = field(default_factory=RuntimePlan)
     # Cache key of the model a distillation student learns from (the baseline's training), set by the core.
     teacher_key: str | None = None
+    # Inference mode without Task.weights: the one recipe every trial's model is trained by (once, cached).
+    weights_from: "Pipeline | None" = None
     # Post-training transforms, applied in phase order after training (pruning before quantization, ...).
     model_transforms: tuple[ModelTransform, ...] = ()
     # Free-form fields a third-party strategy and its companion hooks agree on; read-only.

@@ -51,7 +51,10 @@ def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
     plan = Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
                     train=not (mode == "inference" and task.weights))
     # Distillation students learn from the baseline's own trained model, found in the checkpoint cache.
-    return plan.replace(teacher_key=training_key(task, plan))
+    plan = plan.replace(teacher_key=training_key(task, plan))
+    if mode == "inference" and not task.weights:
+        plan = plan.replace(weights_from=plan)
+    return plan
 
 
 def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:

@@ -126,7 +126,16 @@ def _teacher(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> nn.Mo
 
 def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
                   metrics: dict[str, float], details: dict, ci: dict) -> tuple[nn.Module, str]:
-    """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained."""
+    """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained.
+
+    With ``plan.weights_from`` (inference mode without weights) the model always comes from that one frozen
+    recipe, whatever the plan changes for serving (memory format, compile): those must not retrain it.
+    """
+    if plan.weights_from is not None:
+        model, key = trained_model(task, plan.weights_from, seed, cache, metrics, details, ci)
+        if plan.memory_format == "channels_last":
+            model = model.to(memory_format=torch.channels_last)
+        return model, key
     model = build_model(task, plan)
     key = training_key(task, plan)
     if not plan.train:
