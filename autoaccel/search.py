@@ -73,6 +73,8 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
             skipped[s.name] = cap.reason or "not supported on this target"
         elif (why := s.unavailable(task)) is not None:
             skipped[s.name] = why
+        elif s.needs_training and options.mode == "inference":
+            skipped[s.name] = "needs several trained models; --mode inference has exactly one"
         else:
             strategies.append(s)
     if options.strategies is not None and not strategies:

@@ -57,6 +57,8 @@ class Strategy(ABC):
     phase: ClassVar[Phase]
     description: ClassVar[str] = ""
     space_package: ClassVar[str] = "autoaccel.search_spaces"
+    # Needs several trained models to exist (e.g. ensembling): pointless in --mode inference, which has one.
+    needs_training: ClassVar[bool] = False
 
     def space(self, task: "Task | None" = None) -> Space:
         """The parameters this strategy varies; ``task`` lets a space adapt to the user's recipe."""

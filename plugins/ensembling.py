@@ -14,6 +14,7 @@ class EnsemblingStrategy(Strategy):
     name = "ensembling"
     # Runtime phase, before quantization by name: an ensemble is what gets served, and then quantized.
     phase = Phase.RUNTIME
+    needs_training = True
     description = "Ensembles of k cached models: averaged probabilities or stacking; trades latency for accuracy."
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:

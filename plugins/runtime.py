@@ -28,6 +28,9 @@ class RuntimeStrategy(Strategy):
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         if params.get("engine", "eager") == "eager":
             return pipeline  # also keeps an ONNX Runtime int8 choice made by the quantization strategy
+        if pipeline.quantized and not pipeline.runtime.int8_static:
+            # PyTorch-quantized modules (dynamic int8, half weights) have no ONNX export: keep them eager.
+            return pipeline
         return pipeline.replace(runtime=RuntimePlan("onnxruntime", int8_static=pipeline.runtime.int8_static,
                                                     provider=str(params.get("provider", "cpu"))))
 
