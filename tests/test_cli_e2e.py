@@ -138,3 +138,15 @@ def test_second_run_continues_the_study_without_redoing_the_baseline(two_runs: T
     for before, after in zip(first, second):
         assert (after.number, after.state, after.params, after.values) == (before.number, before.state, before.params, before.values)
     assert two_runs.second.pareto["baseline"]["trial"] == 0
+
+
+def test_report_rebuilds_from_storage_without_running_trials(tmp_path: Path, tiny_task_file: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["optimize", str(tiny_task_file), "--target", "cpu", "--trials", "2", "--out", str(out),
+                 "--strategies", "batch_size", "--remeasure-rounds", "0", "--quiet"]) == 0
+    (out / "report.html").unlink()
+    before = len(optuna.load_study(study_name="tiny-cpu-both", storage=f"sqlite:///{out / 'study.db'}").trials)
+    assert main(["report", "--out", str(out)]) == 0
+    html = (out / "report.html").read_text()
+    assert 'id="pareto-plot"' in html and 'id="environment"' in html
+    assert len(optuna.load_study(study_name="tiny-cpu-both", storage=f"sqlite:///{out / 'study.db'}").trials) == before

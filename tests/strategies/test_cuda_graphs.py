@@ -1,0 +1,48 @@
+"""cuda_graphs and cudnn_benchmark: CUDA-only strategies say so elsewhere; on a GPU they run."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from autoaccel.pipeline import Pipeline
+from autoaccel.plugins.cuda_graphs import CudaGraphsStrategy
+from autoaccel.plugins.cudnn_benchmark import CudnnBenchmarkStrategy
+from autoaccel.runtime import CudaGraphModule
+from autoaccel.testing import CPU, CUDA, StrategyContract
+from autoaccel.train import backend_flags
+
+
+class TestCudaGraphsContract(StrategyContract):
+    strategy_class = CudaGraphsStrategy
+
+
+class TestCudnnBenchmarkContract(StrategyContract):
+    strategy_class = CudnnBenchmarkStrategy
+
+
+def test_cuda_only_strategies_are_unsupported_on_cpu_with_a_reason() -> None:
+    for s in (CudaGraphsStrategy(), CudnnBenchmarkStrategy()):
+        cap = s.check(CPU)
+        assert not cap.supported and "CUDA" in cap.reason
+        assert s.check(CUDA).supported
+
+
+def test_backend_flags_are_restored_after_the_plan() -> None:
+    before = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision())
+    plan = Pipeline(device="cpu", batch_size=1, lr=1.0, epochs=1, cudnn_benchmark=True, matmul_precision="high")
+    with backend_flags(plan):
+        assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
+    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replay_matches_eager() -> None:
+    model = nn.Sequential(nn.Linear(64, 256), nn.ReLU(), nn.Linear(256, 10)).cuda().eval()
+    graphed = CudaGraphModule(model)
+    x = torch.rand(8, 64, device="cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(graphed(x), model(x))
+        y = torch.rand(8, 64, device="cuda")
+        torch.testing.assert_close(graphed(y), model(y))  # replay with new data in the same buffer
