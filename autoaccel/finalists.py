@@ -14,7 +14,7 @@ import optuna
 from rich.markup import escape
 
 from autoaccel.errors import TrialFailure, describe
-from autoaccel.remeasure import composite, paired_ratio, ratio_from_rounds
+from autoaccel.remeasure import composite, ratio_from_rounds
 from autoaccel.results import Summary, summarize_study
 from autoaccel.strategy import apply_all
 from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
@@ -148,4 +148,4 @@ def export_recommended(search: "Search", summary: Summary, runner: "Runner") -> 
     return report
 
 
-__all__ = ["ablate", "environment", "export_recommended", "importances", "paired_ratio", "remeasure_front"]
+__all__ = ["ablate", "environment", "export_recommended", "importances", "remeasure_front"]

@@ -12,7 +12,6 @@ import pluggy
 
 from autoaccel import hookspecs, target
 from autoaccel.errors import AutoaccelError, describe, did_you_mean
-from autoaccel.space import load_space
 from autoaccel.strategy import NAME_RE, Phase, Strategy
 
 LOCAL = "<local>"
@@ -108,4 +107,4 @@ def default_registry() -> Registry:
     return collect_strategies(plugin_manager())
 
 
-__all__ = ["Registry", "collect_strategies", "default_registry", "load_space", "plugin_manager"]
+__all__ = ["Registry", "collect_strategies", "default_registry", "plugin_manager"]

@@ -277,10 +277,13 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
     batch = sample_batch(task.val_data, min(plans[0].eval_batch_size, max(len(task.val_data), 1)))
     cache = CheckpointCache(cache_dir) if cache_dir else None
 
+    # Each teacher is loaded once, not once per round.
+    teachers = {i: _teacher(task, plan, cache) if "train_time" in wanted else None for i, plan in enumerate(plans)}
+
     def measure_once(objective: str, i: int) -> float:
         plan = plans[i]
         if objective == "train_time":
-            return train(trainees[i], task, plan, seed, max_samples=samples, teacher=_teacher(task, plan, cache)).seconds
+            return train(trainees[i], task, plan, seed, max_samples=samples, teacher=teachers[i]).seconds
         return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
     out: dict[str, list[list[float]]] = {}
