@@ -6,8 +6,6 @@ ensembling strategy draws its members from here, and distillation finds its teac
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -17,31 +15,26 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoaccel.pipeline import Pipeline
+from autoaccel.pipeline import Pipeline, digest
 from autoaccel.task import Task
+
+# Plan fields that act only after training (how the trained model is transformed, served and evaluated). Every
+# other field, including any added later, is part of the training key: forgetting one would let a recipe reuse
+# another recipe's checkpoint and report that recipe's training time. tests/test_cache.py holds this list to
+# what the training loop really reads.
+SERVING_FIELDS = frozenset({"eval_batch_size", "cuda_graphs", "quantized", "runtime", "model_transforms", "members"})
 
 
 def training_key(task: Task, plan: Pipeline) -> str:
     """Hash of the task and every plan field that changes what training does or how long it takes.
 
-    Post-training transforms, the runtime and evaluation settings are deliberately left out: variants that
-    differ only there share one trained model.
+    Derived from the plan by exclusion (see SERVING_FIELDS): variants that differ only in serving share one
+    trained model, and everything else (compile mode, cuDNN autotuning, matmul precision, ...) keys training.
     """
-    fields = {
-        "task": task.fingerprint(),
-        "batch_size": plan.batch_size,
-        "lr": round(plan.lr, 12),
-        "epochs": plan.epochs,
-        "precision": plan.precision,
-        "loss_scaling": plan.loss_scaling,
-        "schedule": dataclasses.asdict(plan.schedule),
-        "loader": dataclasses.asdict(plan.loader),
-        "memory_format": plan.memory_format,
-        "architecture": plan.architecture(),
-        "distill": dataclasses.asdict(plan.distill) if plan.distill else None,
-        "device": plan.device.split(":")[0],
-    }
-    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    fields = plan.describe(exclude=SERVING_FIELDS)
+    # The device kind, not its index: cuda:0 and cuda:1 train the same model at the same speed.
+    fields["device"] = plan.device.split(":")[0]
+    return digest({"task": task.fingerprint(), "plan": fields})
 
 
 @dataclass(frozen=True)

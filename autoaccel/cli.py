@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--out", required=True, help="path of the exported file")
     app.add_argument("--target", default="cpu", help="device to apply on (default cpu)")
     app.add_argument("--cache", default=None, help="checkpoint folder of the optimize run (OUT/checkpoints) to reuse its training")
+    app.add_argument("--goal", choices=("train", "serve", "combined"), default=None,
+                     help="which answer of the recipe to apply (default: combined where there is one, else the one there is)")
     plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
     plugins.add_argument("--target", default="auto")
     return parser
@@ -96,8 +98,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": _choices(args.choices),
     }
-    if args.json:
-        options["quiet"] = True
+    # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
     result = optimize(args.model, **options)
     if args.json:
         print(json.dumps(result.summary.to_json(), default=str))
@@ -135,7 +136,7 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError:
         raise AutoaccelError(f"--study: '{name}' has no completed baseline trial yet; nothing to report") from None
     meta = {"task": study.user_attrs.get("task"), "study": name, "mode": study.user_attrs.get("mode"),
-            "target": study.user_attrs.get("target"), "storage": url}
+            "target": study.user_attrs.get("target"), "storage": url, "export": study.user_attrs.get("export")}
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(summary, out, meta)
     path = write_report(out, build_report(study, summary, meta))
@@ -155,17 +156,26 @@ def _apply(args: argparse.Namespace) -> int:
 
     task = load_task(args.model)
     target = args.target
-    applied = apply(task, args.recipe, device=target, cache_dir=args.cache)
+    applied = apply(task, args.recipe, device=target, cache_dir=args.cache, goal=args.goal)
     result = export(applied, args.export, args.out, latency_input(task.val_data, task.example_input).to(target))
-    print(yaml.safe_dump({"training": applied.config, "export": result}, sort_keys=False), end="")
+    print(yaml.safe_dump({"training": applied.config, "weights": applied.training, "export": result}, sort_keys=False), end="")
     return 0
 
 
 def _plugins(args: argparse.Namespace) -> int:
     from autoaccel.registry import collect_strategies, plugin_manager
 
+    from autoaccel.target import hypothetical_target
+
     pm = plugin_manager()
-    target = pm.hook.autoaccel_detect_target(spec=args.target)
+    try:
+        target = pm.hook.autoaccel_detect_target(spec=args.target)
+    except AutoaccelError as exc:
+        # Listing what would run on a target this machine lacks is a fair question; answer it, saying so.
+        target = hypothetical_target(args.target)
+        if target is None:
+            raise
+        print(f"autoaccel: note: {exc}; listing what would run on {target.name}", file=sys.stderr)
     registry = collect_strategies(pm)
     table = Table(title=f"strategies on {target.name} [{target.device}]")
     for col in ("strategy", "phase", "distribution", "supported", "notes"):

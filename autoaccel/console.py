@@ -99,14 +99,16 @@ def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
             table.add_column(f"{name} speedup", justify="right")
     table.add_column("")
     table.add_column("configuration (changes from your recipe)")
-    rows = summary.pareto if summary.baseline in summary.pareto else [summary.baseline, *summary.pareto]
+    answered = [p for a in summary.answers if a.given and (p := summary.point(a.trial)) is not None]
+    rows = list({p.trial: p for p in [summary.baseline, *summary.pareto, *answered]}.values())
     for p in rows:
         cells = [str(p.trial)]
         for name in summary.objectives:
             cells.append(fmt_metric(name, p.metrics[name]))
             if name != "accuracy":
                 cells.append(fmt_speedup(p.speedup.get(name)))
-        mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else p.verdict)
+        answered = [a.goal for a in summary.answers if a.given and a.trial == p.trial]
+        mark = "baseline" if p is summary.baseline else (f"{'+'.join(answered)} answer" if answered else p.verdict)
         table.add_row(*cells, mark, fmt_params(p.params, defaults))
     return table
 
@@ -115,7 +117,16 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
     console.print(result_table(summary, defaults))
     if summary.remeasured:
         console.print("Speedups: paired ratios from the interleaved re-measurement, 95% intervals; '~' = within noise.")
-    console.print(f"[bold]Recommendation:[/] {escape(summary.verdict)}")
+    console.print("[bold]Answers[/] (each judged on its own goal's metrics; every requested metric reported):")
+    for a in summary.answers:
+        head = f"trial {a.trial}: {fmt_params(a.params, {})}" if a.given else "keep your recipe"
+        console.print(f"  [bold]{a.goal}[/] -> {escape(head)}")
+        console.print(f"      {escape(a.verdict)}")
+        for note in a.notes:
+            console.print(f"      {escape(note)}")
+        if a.ensemble_members:
+            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.ensemble_members)
+            console.print(f"      its train_time includes the training of its ensemble members: {escape(paid)}")
     if summary.failures:
         console.print(f"{len(summary.failures)} trial(s) failed:")
         for f in summary.failures:

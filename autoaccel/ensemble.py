@@ -8,11 +8,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from autoaccel.cache import CheckpointCache, Entry
 from autoaccel.data import materialize
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import TransformContext
-from autoaccel.task import Task
 
 
 class AverageEnsemble(nn.Module):
@@ -49,26 +47,6 @@ class StackingEnsemble(nn.Module):
         return self.combiner(self.features(x))
 
 
-def build_member(task: Task, entry: Entry, cache: CheckpointCache, device: str) -> nn.Module:
-    arch = str(entry.meta.get("architecture", "model"))
-    if arch.startswith("student:"):
-        if task.student is None:
-            raise TrialFailure(f"cached member {entry.key} is a student, but the task has no student factory", kind="error")
-        model = task.student(float(arch.split(":", 1)[1]))
-    else:
-        model = task.model()
-    return cache.load(entry, model.to(device), device).eval()
-
-
-def pick_members(cache: CheckpointCache, own_key: str, k: int) -> list[Entry]:
-    """The k-1 most accurate other cached models (the trial's own model is always a member)."""
-    others = [e for e in cache.entries() if e.key != own_key and "accuracy" in e.meta]
-    others.sort(key=lambda e: -float(e.meta["accuracy"]))
-    if len(others) < k - 1:
-        raise TrialFailure(f"ensembling needs {k} trained models in the checkpoint cache, but found {len(others) + 1}; "
-                           "it becomes possible after more trials have trained", kind="infeasible")
-    return others[: k - 1]
-
 
 def fit_stacking(features: np.ndarray, targets: np.ndarray, seed: int) -> tuple[LogisticRegression, np.ndarray]:
     """Fit the combiner; return it (fitted on everything) and out-of-fold predicted classes for honest scoring.
@@ -89,16 +67,21 @@ def fit_stacking(features: np.ndarray, targets: np.ndarray, seed: int) -> tuple[
     return full, oof
 
 
-def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn.Module:
-    """Wrap the trial's model with the k-1 most accurate other cached models.
+def ensemble(model: nn.Module, ctx: TransformContext, method: str) -> nn.Module:
+    """Wrap the trial's model with the plan's members: other feasible trained recipes the core chose, each
+    loaded from the checkpoint cache or trained from its own recipe (``autoaccel apply`` without a cache).
 
     A stacking ensemble carries ``oof_outputs``: out-of-fold predictions on the validation set, which the trial
     scores instead of the combiner's in-sample outputs.
     """
-    if ctx.cache is None:
-        raise TrialFailure("ensembling needs the checkpoint cache (run through autoaccel.optimize)", kind="unsupported")
+    if not ctx.plan.members:
+        raise TrialFailure("ensembling needs other trained models, and the study has no feasible one yet; it becomes "
+                           "possible after more trials have trained", kind="infeasible")
+    if ctx.trained is None:
+        raise TrialFailure("ensembling needs the Task to load or train its members; pass the Task, not a bare model",
+                           kind="unsupported")
     device = ctx.plan.device
-    members = [model.eval()] + [build_member(ctx.task, e, ctx.cache, device) for e in pick_members(ctx.cache, ctx.key, k)]
+    members = [model.eval()] + [ctx.trained(m.plan).to(device).eval() for m in ctx.plan.members]
     if method == "average":
         return AverageEnsemble(members)
     probe = StackingEnsemble(members, np.zeros((2, 1)), np.zeros(2))  # only its features() is used

@@ -19,10 +19,13 @@ class AutoaccelError(Exception):
 class TrialFailure(Exception):
     """A trial could not produce metrics; ``reason`` is what the table and the study record."""
 
-    def __init__(self, reason: str, kind: str = "error") -> None:
+    def __init__(self, reason: str, kind: str = "error", stage: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
+        # Where in the trial it failed ("training", "transform:<i>", "serving"), so the search can name the
+        # technique and choice responsible.
+        self.stage = stage
 
 
 def describe(exc: BaseException) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import traceback
@@ -28,7 +29,8 @@ def import_task_module(path: str | Path) -> object:
     if not p.is_file() or p.suffix != ".py":
         raise AutoaccelError(f"{path}: expected a Python file (.py) that defines `task`")
     p = p.resolve()
-    module_name = f"autoaccel_user_{abs(hash(str(p)))}"
+    # A stable name (hash() is salted per process): pickles and messages then read the same in every run.
+    module_name = f"autoaccel_user_{hashlib.sha256(str(p).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, p)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -7,6 +7,8 @@ Strategies never patch models or loops; they return a new Pipeline with some fie
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -59,6 +61,23 @@ ModelTransform = Callable[[nn.Module, "TransformContext"], nn.Module]
 
 
 @dataclass(frozen=True)
+class Member:
+    """Another trained model that a plan serves beside its own (an ensemble member): the trial it came from, the
+    recipe that trains it (to reproduce it when it is not cached) and what its training cost, which the plan
+    that uses it pays too."""
+
+    trial: int
+    key: str
+    plan: "Pipeline"
+    params: Mapping[str, Any]
+    train_time: float
+    memory: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"trial": self.trial, "key": self.key, "params": dict(self.params), "train_time": self.train_time}
+
+
+@dataclass(frozen=True)
 class TransformContext:
     """What a post-training transform may use: the task, the plan, and the core's fine-tuning loop."""
 
@@ -68,6 +87,8 @@ class TransformContext:
     finetune: Callable[[nn.Module, int], nn.Module]
     cache: Any = None  # the CheckpointCache, where ensembles find their members
     key: str = ""  # the trial's own training key
+    # The trained model of another recipe (an ensemble member): from the cache, or trained now when missing.
+    trained: Callable[["Pipeline"], nn.Module] | None = None
 
 
 def describe_transform(transform: Any) -> str:
@@ -105,6 +126,8 @@ class Pipeline:
     weights_from: "Pipeline | None" = None
     # Post-training transforms, applied in phase order after training (pruning before quantization, ...).
     model_transforms: tuple[ModelTransform, ...] = ()
+    # Other trained models this plan serves beside its own, chosen by the core for strategies that ask for them.
+    members: tuple[Member, ...] = ()
     # Free-form fields a third-party strategy and its companion hooks agree on; read-only.
     extras: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -124,26 +147,32 @@ class Pipeline:
         """Which factory builds the trained model: the task's model, or its student at some size."""
         return f"student:{self.distill.student_size:g}" if self.distill else "model"
 
-    def describe(self) -> dict[str, Any]:
-        """A JSON-able view of the plan, for recipes and reports."""
-        return {
-            "device": self.device,
-            "batch_size": self.batch_size,
-            "lr": self.lr,
-            "epochs": self.epochs,
-            "precision": self.precision,
-            "loss_scaling": self.loss_scaling,
-            "schedule": dataclasses.asdict(self.schedule),
-            "loader": dataclasses.asdict(self.loader),
-            "train": self.train,
-            "memory_format": self.memory_format,
-            "compile_mode": self.compile_mode,
-            "cudnn_benchmark": self.cudnn_benchmark,
-            "matmul_precision": self.matmul_precision,
-            "cuda_graphs": self.cuda_graphs,
-            "quantized": self.quantized,
-            "distill": dataclasses.asdict(self.distill) if self.distill else None,
-            "runtime": dataclasses.asdict(self.runtime),
-            "model_transforms": [describe_transform(t) for t in self.model_transforms],
-            "extras": {k: repr(v) for k, v in self.extras.items()},
-        }
+    def describe(self, exclude: frozenset[str] = frozenset()) -> dict[str, Any]:
+        """A JSON-able view of every field of the plan (but ``exclude``), for recipes, reports and fingerprints.
+
+        Built from the dataclass fields, so a field added later is described (and fingerprinted) without anyone
+        having to remember it.
+        """
+        return {f.name: _describe_value(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in exclude}
+
+    def fingerprint(self) -> str:
+        """Identity of the configuration: equal plans, however their parameters were spelled, share it."""
+        return digest(self.describe())
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def _describe_value(value: Any) -> Any:
+    if isinstance(value, (Pipeline, Member)):
+        return value.describe()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, float):
+        return round(value, 12)  # 0.1 * 3 and 0.3 are one learning rate
+    if isinstance(value, Mapping):
+        return {str(k): repr(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [describe_transform(v) if callable(v) else _describe_value(v) for v in value]
+    return value

@@ -17,9 +17,10 @@ import torch
 import yaml
 from torch import nn
 
-from autoaccel.errors import AutoaccelError
+from autoaccel.cache import training_key
+from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.evaluate import latency_input
-from autoaccel.pipeline import Pipeline
+from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import default_registry
 from autoaccel.strategy import apply_all, split_params
 from autoaccel.task import Task, validate_task
@@ -36,19 +37,44 @@ class Applied:
     config: dict[str, Any]
     plan: Pipeline
     export: dict[str, Any] = field(default_factory=dict)
+    training: str = ""  # where the trained weights came from: the cache (reused) or a training run now
 
 
-def read_recipe(path: str | Path) -> dict[str, Any]:
+GOALS = ("train", "serve", "combined")
+
+
+def read_recipe(path: str | Path, goal: str | None = None) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
         raise AutoaccelError(f"{path}: no such recipe file; expected the recipe.yaml an optimize run wrote")
     try:
         recipe = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise AutoaccelError(f"{path}: invalid YAML: {exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise AutoaccelError(f"{path}: not a YAML recipe: {str(exc).splitlines()[0]}") from exc
     if not isinstance(recipe, dict) or not isinstance(recipe.get("params"), dict):
         raise AutoaccelError(f"{path}: expected a mapping with 'params' (a recipe.yaml from autoaccel optimize)")
-    return recipe
+    return select(recipe, goal, str(path))
+
+
+def select(recipe: dict[str, Any], goal: str | None, where: str = "recipe") -> dict[str, Any]:
+    """The recipe of one answer: ``goal``'s, or by default the primary one (combined where there is one).
+
+    A recipe without answers (hand-written, or from an older autoaccel) is taken as it is.
+    """
+    answers = recipe.get("answers")
+    if goal is not None and goal not in GOALS:
+        raise AutoaccelError(f"--goal: expected one of {', '.join(GOALS)}, but got {goal!r}")
+    if not isinstance(answers, dict):
+        if goal is not None:
+            raise AutoaccelError(f"{where}: --goal {goal} needs a recipe with answers per goal (from autoaccel optimize)")
+        return recipe
+    if not answers:
+        raise AutoaccelError(f"{where}: this recipe holds no answer (every goal said keep your recipe); nothing to apply")
+    chosen = goal or recipe.get("goal") or next(g for g in GOALS if g in answers)
+    if chosen not in answers:
+        raise AutoaccelError(f"{where}: no {chosen} answer in this recipe (it has: {', '.join(answers)}); "
+                             f"pick one with --goal")
+    return {**{k: v for k, v in recipe.items() if k != "answers"}, **answers[chosen], "goal": chosen}
 
 
 def training_config(plan: Pipeline) -> dict[str, Any]:
@@ -73,17 +99,39 @@ def training_config(plan: Pipeline) -> dict[str, Any]:
 
 
 def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | None, device: str = "cpu") -> Pipeline:
+    """The plan the recipe's answer ran, ensemble members included (each rebuilt from its own recipe)."""
     registry = default_registry()
-    unknown = [name for name in split_params(recipe["params"]) if name not in registry.strategies]
-    if unknown:
-        raise AutoaccelError(f"recipe: strategies {', '.join(unknown)} are not installed here (known: {', '.join(sorted(registry.strategies))})")
+    strategies = list(registry.strategies.values())
+    members = recipe.get("ensemble_members") or []
+    for params in [recipe["params"], *(m.get("params") or {} for m in members)]:
+        unknown = [name for name in split_params(params) if name not in registry.strategies]
+        if unknown:
+            raise AutoaccelError(f"recipe: strategies {', '.join(unknown)} are not installed here (known: {', '.join(sorted(registry.strategies))})")
     base = Pipeline(device=device, batch_size=task.batch_size if task else 32, lr=task.lr if task else 0.01,
                     epochs=task.epochs if task else 1)
-    return apply_all(list(registry.strategies.values()), base, recipe["params"])
+    if task is not None:
+        base = base.replace(teacher_key=training_key(task, base))
+    plan = apply_all(strategies, base, recipe["params"])
+    if members and task is not None:
+        built = []
+        for m in members:
+            member_plan = apply_all(strategies, base, m.get("params") or {})
+            built.append(Member(int(m["trial"]), training_key(task, member_plan), member_plan, m.get("params") or {},
+                                float(m.get("train_time", 0.0))))
+        plan = plan.replace(members=tuple(built))
+    return plan
+
+
+def check_task(recipe: dict[str, Any], task: Task, where: str) -> None:
+    """A recipe measured on one task says nothing about another: refuse it, naming both."""
+    written_for = recipe.get("task")
+    if written_for is not None and written_for != task.name:
+        raise AutoaccelError(f"{where}: this recipe was written for task '{written_for}', but the task given is "
+                             f"'{task.name}'; run autoaccel optimize on it first")
 
 
 def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] | str | Path, device: str = "cpu",
-          cache_dir: str | None = None, example_input: torch.Tensor | None = None) -> Applied:
+          cache_dir: str | None = None, example_input: torch.Tensor | None = None, goal: str | None = None) -> Applied:
     """Apply ``recipe`` (a recipe.yaml path or its dict) to a trained model or to a Task.
 
     With an ``nn.Module`` (already trained), the post-training techniques are applied to it. With a Task (or
@@ -93,19 +141,25 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     from autoaccel.loading import load_task
     from autoaccel.trial import _runtime, _transform, served_model
 
-    data = read_recipe(recipe) if isinstance(recipe, (str, Path)) else recipe
+    where = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
+    data = read_recipe(recipe, goal) if isinstance(recipe, (str, Path)) else select(recipe, goal)
     if isinstance(model_or_task, (str, Path)):
         model_or_task = load_task(model_or_task)
+    training: dict[str, Any] = {}
     if isinstance(model_or_task, Task):
         task = validate_task(model_or_task)
+        check_task(data, task, where)
         plan = recipe_plan(data, task, None, device)
-        model = served_model(task, plan, task.seed, cache_dir)
+        model = served_model(task, plan, task.seed, cache_dir, training)
         example = latency_input(task.val_data, task.example_input)
     elif isinstance(model_or_task, nn.Module):
         plan = recipe_plan(data, None, model_or_task, device)
         if plan.runtime.kind == "onnxruntime":
             raise AutoaccelError("apply(): this recipe serves through ONNX Runtime, which needs calibration data and an "
                                  "example input: pass the Task (or model.py) instead of a bare model")
+        if data.get("ensemble_members"):
+            raise AutoaccelError("apply(): this recipe is an ensemble, whose members are trained from their own recipes: "
+                                 "pass the Task (or model.py) instead of a bare model")
         model = _transform(None, plan, 0, model_or_task.to(device), None, "")  # type: ignore[arg-type]
         example = example_input if example_input is not None else torch.zeros(1)
         task = None
@@ -113,17 +167,36 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
         raise AutoaccelError(f"apply(): expected an nn.Module, a Task or a model.py path, but got {type(model_or_task).__name__}")
     if plan.runtime.kind == "onnxruntime" and task is not None:
         model = _runtime(task, plan, model, example, task.seed)
-    return Applied(model.eval(), training_config(plan), plan)
+    applied = Applied(model.eval(), training_config(plan), plan)
+    if training:
+        applied.training = (f"reused the cached checkpoint {training['checkpoint']}" if training["cached_training"]
+                            else f"trained now by the recipe ({training['train_time']:.3g}s)")
+    return applied
 
 
 def export(applied: Applied, kind: str, out: str | Path, example: torch.Tensor) -> dict[str, Any]:
-    """Export the applied model and check that the export runs and agrees with PyTorch."""
-    from autoaccel.export import check_onnx
-    from autoaccel.onnx_runtime import OrtModule, export_onnx
+    """Export the applied model and check that the export runs and agrees with PyTorch.
 
+    A file that failed to export or to pass its check is removed: nothing half-checked is left behind.
+    """
     if kind not in EXPORTS:
         raise AutoaccelError(f"--export: expected one of {', '.join(EXPORTS)}, but got {kind!r}")
     path = Path(out)
+    try:
+        return _export(applied, kind, path, example)
+    except AutoaccelError:
+        path.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # noqa: BLE001 - exporters raise anything; the user gets one line
+        path.unlink(missing_ok=True)
+        reason = exc.reason if isinstance(exc, TrialFailure) else describe(exc)
+        raise AutoaccelError(f"--export {kind}: the model does not export ({reason}); try --export state_dict") from exc
+
+
+def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> dict[str, Any]:
+    from autoaccel.export import check_onnx
+    from autoaccel.onnx_runtime import OrtModule, export_onnx
+
     path.parent.mkdir(parents=True, exist_ok=True)
     model = applied.model
     if kind == "state_dict":

@@ -13,19 +13,19 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-# Two-sided 95% Student t quantiles by degrees of freedom (scipy is not a dependency for one table).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093,
-        20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+from scipy import stats
+
+from autoaccel.load import LoadProbe
+
+# A pair of measurements whose sides saw other programs keep this many more cores busy on one side than on
+# the other is not a fair comparison: it is discarded (and counted), never believed.
+LOAD_GAP = 0.5
+MIN_CLEAN_ROUNDS = 3
 
 
 def t95(df: int) -> float:
-    if df <= 0:
-        return math.inf
-    for key in sorted(_T95):
-        if df <= key:
-            return _T95[key]
-    return 1.960
+    """Two-sided 95% Student t quantile."""
+    return math.inf if df <= 0 else float(stats.t.ppf(0.975, df))
 
 
 @dataclass(frozen=True)
@@ -34,31 +34,53 @@ class Ratio:
 
     value: float
     ci95: tuple[float, float]
+    discarded: int = 0  # rounds dropped because the machine's load differed between the two sides
+    unreliable: str = ""  # why no claim can rest on this ratio, if none can
 
     @property
     def faster(self) -> bool:
-        return self.ci95[0] > 1.0
+        return self.ci95[0] > 1.0 and not self.unreliable
 
     @property
     def slower(self) -> bool:
-        return self.ci95[1] < 1.0
+        return self.ci95[1] < 1.0 and not self.unreliable
 
     @property
     def label(self) -> str:
+        if self.unreliable:
+            return "unreliable"
         return "faster" if self.faster else ("slower" if self.slower else "no faster than baseline (within noise)")
 
     def to_json(self) -> dict[str, object]:
-        return {"value": self.value, "ci95": list(self.ci95), "label": self.label}
+        out: dict[str, object] = {"value": self.value, "ci95": list(self.ci95), "label": self.label}
+        if self.discarded:
+            out["discarded_rounds"] = self.discarded
+        if self.unreliable:
+            out["unreliable"] = self.unreliable
+        return out
 
 
-def paired_ratio(base: Sequence[float], cand: Sequence[float], higher_is_better: bool = False) -> Ratio:
+def paired_ratio(base: Sequence[float], cand: Sequence[float], higher_is_better: bool = False,
+                 base_load: Sequence[float | None] | None = None, cand_load: Sequence[float | None] | None = None) -> Ratio:
     """Geometric-mean speedup of ``cand`` over ``base`` from per-round pairs, with a t-interval on log ratios.
 
-    Log ratios make 2x faster and 2x slower symmetric, and the pairing removes the drift both sides share.
+    Log ratios make 2x faster and 2x slower symmetric, and the pairing removes the drift both sides share. With
+    loads (cores busy with other programs during each measurement), a round whose two sides differ by more than
+    LOAD_GAP is discarded; with fewer than MIN_CLEAN_ROUNDS left the ratio is marked unreliable.
     """
     if len(base) != len(cand) or not base:
         raise ValueError(f"paired_ratio needs equally many rounds on both sides, but got {len(base)} and {len(cand)}")
-    return ratio_from_rounds([c / b if higher_is_better else b / c for b, c in zip(base, cand)])
+    ratios = [c / b if higher_is_better else b / c for b, c in zip(base, cand)]
+    if base_load is None or cand_load is None:
+        return ratio_from_rounds(ratios)
+    clean = [r for r, lb, lc in zip(ratios, base_load, cand_load) if lb is None or lc is None or abs(lb - lc) <= LOAD_GAP]
+    discarded = len(ratios) - len(clean)
+    if len(clean) < min(MIN_CLEAN_ROUNDS, len(ratios)):
+        whole = ratio_from_rounds(ratios)
+        return Ratio(whole.value, whole.ci95, discarded,
+                     f"other programs' load differed between the two sides in {discarded} of {len(ratios)} rounds")
+    r = ratio_from_rounds(clean)
+    return Ratio(r.value, r.ci95, discarded)
 
 
 def ratio_from_rounds(ratios: Sequence[float]) -> Ratio:
@@ -80,11 +102,20 @@ def schedule(n_configs: int, rounds: int) -> list[tuple[int, int]]:
     return order
 
 
-def interleave(n_configs: int, rounds: int, measure_once: Callable[[int], float]) -> list[list[float]]:
-    """Call ``measure_once(config)`` in :func:`schedule` order; return samples[config][round]."""
+def interleave(n_configs: int, rounds: int, measure_once: Callable[[int], float],
+               loads: list[list[float | None]] | None = None) -> list[list[float]]:
+    """Call ``measure_once(config)`` in :func:`schedule` order; return samples[config][round].
+
+    With ``loads`` (an empty list), it is filled alike with the cores other programs kept busy during each call.
+    """
     samples: list[list[float]] = [[math.nan] * rounds for _ in range(n_configs)]
+    if loads is not None:
+        loads[:] = [[None] * rounds for _ in range(n_configs)]
     for r, c in schedule(n_configs, rounds):
+        probe = LoadProbe() if loads is not None else None
         samples[c][r] = measure_once(c)
+        if probe is not None and loads is not None:
+            loads[c][r] = probe.stop().foreign_cores
     return samples
 
 

@@ -1,5 +1,5 @@
-"""From a study to an answer: baseline, feasible Pareto front, recommendation, speedups with intervals;
-pareto.json and recipe.yaml."""
+"""From a study to its answers: baseline, feasible Pareto front, one answer per goal with speedups and
+intervals; pareto.json and recipe.yaml."""
 
 from __future__ import annotations
 
@@ -15,8 +15,12 @@ import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
 
-from autoaccel.remeasure import Ratio
+from autoaccel.answers import Answer, goals_for, judging, provisional
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
+
+# The primary answer (pareto.json's `recommended`): both changes where there is such an answer, else the one
+# there is.
+PRIMARY = ("combined", "train", "serve")
 
 
 @dataclass
@@ -25,6 +29,7 @@ class Point:
 
     trial: int
     role: str
+    # Only the settings that changed the plan: what a user applies, nothing inert.
     params: dict[str, Any]
     metrics: dict[str, float]
     metrics_ci95: dict[str, list[float]]
@@ -34,6 +39,9 @@ class Point:
     feasible: bool
     verdict: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
+    goal: str = "combined"  # which factor its settings change: baseline, train, serve or combined
+    ensemble_members: list[dict[str, Any]] = field(default_factory=list)  # {trial, train_time} each
+    load: dict[str, float] = field(default_factory=dict)  # other programs' load while it was measured
 
     def ratio(self, objective: str) -> float:
         return float(self.speedup.get(objective, {}).get("value", 1.0))
@@ -61,14 +69,23 @@ class Summary:
     failures: list[Failure]
     verdict: str
     remeasured: bool
+    answers: list[Answer] = field(default_factory=list)
+
+    def answer(self, goal: str) -> Answer | None:
+        return next((a for a in self.answers if a.goal == goal), None)
+
+    def point(self, trial: int) -> Point | None:
+        return next((p for p in self.points if p.trial == trial), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "objectives": list(self.objectives),
             "max_accuracy_drop": self.max_accuracy_drop,
             "remeasured": self.remeasured,
+            "answers": [a.to_json() for a in self.answers],
             "baseline": self.baseline.to_json(),
             "pareto": [p.to_json() for p in self.pareto],
+            # The primary answer's point (combined, else train, else serve; the baseline when none is given).
             "recommended": self.recommended.to_json(),
             "verdict": self.verdict,
             "trials": {"complete": len(self.points), "failed": len(self.failures)},
@@ -135,10 +152,12 @@ def speed_score(point: Point, objectives: Sequence[str]) -> float:
 def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
     metrics = dict(t.user_attrs.get("metrics", {}))
     drop = accuracy_drop(base, t)
+    details = t.user_attrs.get("details") or {}
+    config = t.user_attrs.get("config")
     return Point(
         trial=t.number,
         role=str(t.user_attrs.get("role", "candidate")),
-        params=dict(t.params),
+        params=dict(config) if config is not None else dict(t.params),
         metrics=metrics,
         metrics_ci95={k: list(v) for k, v in t.user_attrs.get("ci95", {}).items()},
         speedup=single_speedups(metrics, base.user_attrs["metrics"]),
@@ -146,15 +165,20 @@ def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
         # Judged on the point estimate, as the constraint was; the interval is shown beside it.
         feasible=drop["value"] <= max_drop + 1e-12,
         plan=dict(t.user_attrs.get("plan", {})),
+        goal=str(t.user_attrs.get("goal", "baseline" if t.user_attrs.get("role") == "baseline" else "combined")),
+        ensemble_members=list(details.get("ensemble_members") or []),
+        load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
     )
 
 
-def _apply_remeasure(point: Point, entry: Mapping[str, Any]) -> None:
+def _apply_remeasure(point: Point, entry: Mapping[str, Any], objectives: Sequence[str]) -> None:
     for objective, r in entry.get("objectives", {}).items():
         point.speedup[objective] = {**r, "source": "interleaved re-measurement"}
-    comp = entry.get("composite")
-    if comp:
-        point.verdict = Ratio(comp["value"], tuple(comp["ci95"])).label
+    # A point's label speaks for its own goal's metrics only; other metrics carry their own labels.
+    labels = {point.speedup[o].get("label") for o in judging(point.goal, objectives) if o in point.speedup}
+    if labels:
+        point.verdict = labels.pop() if len(labels) == 1 else "mixed: " + ", ".join(
+            f"{o} {point.speedup[o].get('label')}" for o in judging(point.goal, objectives) if o in point.speedup)
 
 
 def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: float) -> Summary:
@@ -170,34 +194,42 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     front = pareto_front(feasible, objectives)
     remeasure = study.user_attrs.get("remeasure") or {}
     entries = remeasure.get("trials", {}) if remeasure.get("baseline") == base_trial.number else {}
-    for p in front:
+    for p in points:
         if str(p.trial) in entries:
-            _apply_remeasure(p, entries[str(p.trial)])
+            _apply_remeasure(p, entries[str(p.trial)], objectives)
     front.sort(key=lambda p: -speed_score(p, objectives))
-    speed = ", ".join(speed_objectives(objectives))
-    if entries:
-        # Only a candidate whose paired interval lies above 1.0 may be recommended on speed grounds.
-        qualified = [p for p in front if p is not baseline and p.verdict == "faster"]
-        best = max(qualified, key=lambda p: (speed_score(p, objectives), p.metrics["accuracy"]), default=None)
+    mode = str(study.user_attrs.get("mode", "both"))
+    stored = study.user_attrs.get("answers") or {}
+    if stored.get("baseline") == base_trial.number:
+        answers = [Answer.from_json(stored["goals"][g]) for g in goals_for(mode) if g in stored.get("goals", {})]
     else:
-        best = max((p for p in front if p is not baseline and speed_score(p, objectives) > 1.0),
-                   key=lambda p: (speed_score(p, objectives), p.metrics["accuracy"]), default=None)
-    if best is not None:
-        recommended = best
-        how = "re-measured side by side" if entries else "single measurements, not yet re-measured"
-        verdict = (f"trial {best.trial} is {speed_score(best, objectives):.2f}x faster than your recipe "
-                   f"(geometric mean over {speed}; {how}), accuracy {best.metrics['accuracy']:.4f} vs "
-                   f"{baseline.metrics['accuracy']:.4f}")
-        if best.accuracy_drop["value"] > 0 and best.accuracy_drop["within_noise"]:
-            verdict += " (the drop is within noise)"
-    else:
-        recommended = baseline
-        verdict = f"no configuration is faster than your own recipe beyond noise on {speed} within the accuracy budget; keep it"
+        answers = [provisional(g, points, baseline, objectives, max_drop) for g in goals_for(mode) if g != "combined"]
+    given = {a.goal: a for a in answers if a.given}
+    primary = next((given[g] for g in PRIMARY if g in given), None)
+    recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
+    verdict = "; ".join(f"{a.goal}: {a.verdict}" for a in answers) or "no goal could be judged"
     failures = [
-        Failure(t.number, str(t.user_attrs.get("failure_kind", "error")), str(t.user_attrs.get("reason", "unknown")), dict(t.params))
+        Failure(t.number, str(t.user_attrs.get("failure_kind", "error")), str(t.user_attrs.get("reason", "unknown")),
+                dict(t.user_attrs.get("config") or t.params))
         for t in trials if t.state == TrialState.FAIL
     ]
-    return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries))
+    return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
+                   answers)
+
+
+def recipe_answers(summary: Summary) -> dict[str, Any]:
+    """Every given answer, keyed by goal, as `autoaccel apply --goal` reads them."""
+    out = {}
+    for a in summary.answers:
+        if not a.given:
+            continue
+        point = summary.point(a.trial)
+        members = [{**m, "params": (summary.point(int(m["trial"])) or summary.baseline).params}
+                   for m in a.ensemble_members]
+        out[a.goal] = {"trial": a.trial, "params": a.params, "plan": point.plan if point else {},
+                       "metrics": point.metrics if point else {}, "speedup": a.speedup, "accuracy_drop": a.accuracy_drop,
+                       "ensemble_members": members, "verdict": a.verdict}
+    return out
 
 
 def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
@@ -205,9 +237,12 @@ def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     pareto = {**summary.to_json(), **meta}
     rec = summary.recommended
+    answers = recipe_answers(summary)
     recipe = {
-        "autoaccel_recipe": 1,
+        "autoaccel_recipe": 2,
         **meta,
+        # The primary answer, as in pareto.json's `recommended`; every answer is under `answers`.
+        "goal": next((g for g in PRIMARY if g in answers), None),
         "trial": rec.trial,
         "params": rec.params,
         "plan": rec.plan,
@@ -215,6 +250,7 @@ def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict
         "speedup": rec.speedup,
         "accuracy_drop": rec.accuracy_drop,
         "verdict": summary.verdict,
+        "answers": answers,
     }
     paths = {"pareto": out_dir / "pareto.json", "recipe": out_dir / "recipe.yaml"}
     _atomic_write(paths["pareto"], json.dumps(pareto, indent=2, default=str) + "\n")

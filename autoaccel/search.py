@@ -13,17 +13,19 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel import study as studies
+from autoaccel.answers import goal_score, judging
 from autoaccel.cache import training_key
+from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
 from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean
-from autoaccel.finalists import ablate, environment, export_recommended, remeasure_front
+from autoaccel.finalists import environment, export_recommended, finalize
 from autoaccel.options import Options
-from autoaccel.pipeline import Pipeline
+from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import collect_strategies
 from autoaccel.report import build_report, write_report
-from autoaccel.results import Summary, speed_score, summarize_study, write_outputs
+from autoaccel.results import Summary, summarize_study, write_outputs
 from autoaccel.space import Categorical, Param
-from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified
+from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
 from autoaccel.target import Target
 from autoaccel.task import Task
 from autoaccel.trial import TrialResult, cache_path
@@ -98,7 +100,7 @@ def _narrow(space: dict[str, Param], name: str, values: tuple[object, ...]) -> P
     if bad or not values:
         raise AutoaccelError(f"--choices: {name} takes values inside {param}, but got {list(values)!r}")
     kept = tuple(dict.fromkeys([param.default, *values]))  # the off value stays: the baseline must be reachable
-    return Categorical(kept, param.default)
+    return Categorical(kept, param.default, param.when)
 
 
 def default_study_name(task: Task, target: Target, mode: str) -> str:
@@ -113,6 +115,63 @@ class Search:
         self.progress = Progress(options.quiet)
         self.out_dir = options.out_dir(task.name)
         self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
+
+    def factors(self) -> tuple[str, ...]:
+        """The factors that have strategies to search, in the order trials alternate between them."""
+        present = {factor_of(s, self.options.mode) for s in self.plan.strategies}
+        # Serving first: its trials reuse the baseline's trained model and cost evaluation only.
+        return tuple(f for f in reversed(FACTORS) if f in present)
+
+    def build(self, params: dict[str, Any], study: optuna.Study | None = None) -> tuple[dict[str, Any], Pipeline]:
+        """The configuration (settings that change the plan) and its plan, with the trained members the plan's
+        strategies ask for chosen from ``study``."""
+        config = configuration(self.plan.strategies, self.plan.base, params, self.plan.defaults)
+        plan = apply_all(self.plan.strategies, self.plan.base, config)
+        grouped = split_params(config)
+        wanted = sum(s.members_needed(grouped[s.name]) for s in self.plan.strategies if s.name in grouped)
+        if wanted and study is not None:
+            plan = plan.replace(members=self.members(study, plan, wanted))
+        return config, plan
+
+    def members(self, study: optuna.Study, plan: Pipeline, k: int) -> tuple[Member, ...]:
+        """The ``k`` most accurate feasible trained models of other training recipes in the study (none that is
+        itself an ensemble), each with the training it cost. Fewer when the study has fewer."""
+        seen, found = {training_key(self.task, plan)}, []
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        for t in sorted(trials, key=lambda t: -t.user_attrs.get("metrics", {}).get("accuracy", 0.0)):
+            feasible = float(t.user_attrs.get("constraint", 1.0)) <= 1e-12
+            member = self.member(t) if feasible and "duplicate_of" not in t.user_attrs else None
+            if member is not None and member.key not in seen:
+                seen.add(member.key)
+                found.append(member)
+            if len(found) == k:
+                break
+        return tuple(found)
+
+    def member(self, t: optuna.trial.FrozenTrial) -> Member | None:
+        """Trial ``t``'s trained model as an ensemble member: its training settings (to reproduce it) and cost.
+        None for a trial that is itself an ensemble, or whose model was not trained by a recipe of this study."""
+        details = t.user_attrs.get("details") or {}
+        if "checkpoint" not in details or details.get("ensemble_members"):
+            return None
+        by_name = {s.name: s for s in self.plan.strategies}
+        train_params = {k: v for k, v in (t.user_attrs.get("config") or {}).items() if k.partition(".")[0] in by_name
+                        and factor_of(by_name[k.partition(".")[0]], self.options.mode) == "train"}
+        plan = apply_all(self.plan.strategies, self.plan.base, train_params)
+        if training_key(self.task, plan) != details["checkpoint"]:
+            return None
+        metrics = t.user_attrs["metrics"]
+        return Member(t.number, details["checkpoint"], plan, train_params, float(metrics["train_time"]),
+                      float(metrics.get("memory", 0.0)))
+
+    def plan_of(self, study: optuna.Study, trial: int) -> Pipeline:
+        """The plan a completed trial ran, members included (rebuilt from the trials they came from)."""
+        t = study.get_trials(deepcopy=False)[trial]
+        config = dict(t.user_attrs.get("config") or {})
+        plan = apply_all(self.plan.strategies, self.plan.base, config)
+        used = (t.user_attrs.get("details") or {}).get("ensemble_members") or []
+        members = [self.member(study.get_trials(deepcopy=False)[int(m["trial"])]) for m in used]
+        return plan.replace(members=tuple(m for m in members if m is not None)) if members else plan
 
     def _runner(self) -> IsolatedRunner | InProcessRunner:
         cache = cache_path(self.out_dir)
@@ -136,11 +195,11 @@ class Search:
         studies.ensure_baseline(study, self.plan.defaults)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         self.progress.info(
-            f"study '{self.study_name}' ({done} completed trial(s) kept) on {self.plan.target.name} [{self.plan.target.device}], "
-            f"objectives {', '.join(self.objectives)}, strategies {', '.join(s.name for s in self.plan.strategies) or 'none'}"
+            escape(f"study '{self.study_name}' ({done} completed trial(s) kept) on {self.plan.target.name} [{self.plan.target.device}], "
+                   f"objectives {', '.join(self.objectives)}, strategies {', '.join(s.name for s in self.plan.strategies) or 'none'}")
         )
         for name, why in self.plan.skipped.items():
-            self.progress.info(f"  skipped {name}: {why}")
+            self.progress.info(escape(f"  skipped {name}: {why}"))
         runner = self._runner()
         deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
         self.progress.start(self.options.trials)
@@ -150,7 +209,8 @@ class Search:
                 if deadline is not None and time.monotonic() >= deadline:
                     self.progress.info(f"--timeout reached after {n - 1} trial(s)")
                     break
-                if self._one_trial(study, runner, n):
+                number = self._one_trial(study, runner, n)
+                if "duplicate_of" not in study.get_trials(deepcopy=False)[number].user_attrs:
                     n, repeats = n + 1, 0
                 else:
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
@@ -161,11 +221,10 @@ class Search:
                                            "the search space is exhausted")
                         break
             self.progress.stop()
-            remeasure_front(self, study, runner)
+            finalize(self, study, runner)
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
-            if self.options.ablation:
-                ablate(self, study, runner, summary)
-            export = export_recommended(self, summary, runner)
+            export = export_recommended(self, study, summary, runner)
+            study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
         finally:
             self.progress.stop()
             runner.close()
@@ -183,45 +242,75 @@ class Search:
             "storage": self.options.storage_url(self.task.name),
         }
 
-    def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> bool:
-        """Run the next trial; False when it was a repeat of a measured configuration (reused, not run)."""
+    def run_fixed(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, config: dict[str, Any],
+                  role: str) -> optuna.trial.FrozenTrial | None:
+        """Measure one given configuration as a trial of the study (an ablation variant, a combined answer);
+        a configuration already measured is reused. None when it failed."""
+        study.enqueue_trial({**self.plan.defaults, **config}, user_attrs={"role": role})
+        number = self._one_trial(study, runner, 0, quiet=True)
+        trial = study.get_trials(deepcopy=False)[number]
+        return trial if trial.state == TrialState.COMPLETE else None
+
+    def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int,
+                   quiet: bool = False) -> int:
+        """Run the next trial; return its number. A trial of a configuration measured before is reused, not run
+        (its ``duplicate_of`` attribute says so)."""
         # Claim the trial for this process before sampling (which takes a while): a kill in between must still
         # leave a trial the next run recognises as interrupted.
         trial = study.ask()
         studies.mark_worker(trial)
-        for name, param in self.plan.space.items():
-            param.suggest(trial, name)
         role = trial.user_attrs.get("role", "candidate")
-        params = dict(trial.params)
-        label = fmt_params(params, self.plan.defaults)
-        twin = studies.duplicate_of(study, params)
+        factors = self.factors()
+        # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
+        # varies one factor at a time, so each answer has trials that changed only what it judges.
+        wanted = FACTORS if role != "candidate" else (factors[n % len(factors)],) if factors else ()
+        params = suggest(trial, self.plan.strategies, self.plan.space, self.options.mode, wanted)
+        config, pipeline = self.build(params, study)
+        fingerprint = pipeline.fingerprint()
+        goal = goal_of(config, self.plan.strategies, self.options.mode)
+        for key, value in (("config", config), ("goal", goal), ("fingerprint", fingerprint)):
+            trial.set_user_attr(key, value)
+        label = fmt_params(config, {})
+        twin = studies.duplicate_of(study, fingerprint)
         if twin is not None and role != "baseline":
-            # The sampler proposed a configuration already measured: reuse it rather than spend minutes again.
-            for key in ("metrics", "ci95", "details", "plan", "constraint"):
-                trial.set_user_attr(key, twin.user_attrs.get(key))
-            trial.set_constraint("accuracy_drop", float(twin.user_attrs.get("constraint", 0.0)))
-            trial.set_user_attr("duplicate_of", twin.number)
-            study.tell(trial, twin.values)
-            self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "",
-                                counted=False)
-            return False
-        pipeline = apply_all(self.plan.strategies, self.plan.base, params)
+            self._reuse(study, trial, twin)
+            if not quiet:
+                self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "",
+                                    counted=False)
+            return trial.number
         trial.set_user_attr("plan", pipeline.describe())
         started = time.monotonic()
         try:
             result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s)
         except TrialFailure as failure:
-            self._fail(study, trial, failure.kind, failure.reason, started)
-            self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(failure.reason)}", "")
+            # Name the technique and choice that failed, then the library's own words, on one line.
+            who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
+            reason = f"{who}: {failure.reason}".splitlines()[0]
+            self._fail(study, trial, failure.kind, reason, started)
+            self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(reason)}", "")
             if role == "baseline":
                 raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
-            return True
+            return trial.number
         except KeyboardInterrupt:
             self._fail(study, trial, "interrupted", "interrupted by the user (Ctrl-C)", started)
             raise
         self._complete(study, trial, result, started)
-        self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, trial), self._best(study))
-        return True
+        if not quiet:
+            self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, trial), self._best(study))
+        return trial.number
+
+    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+        """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
+        trial.set_user_attr("duplicate_of", twin.number)
+        if twin.state == TrialState.FAIL:
+            trial.set_user_attr("failure_kind", twin.user_attrs.get("failure_kind", "error"))
+            trial.set_user_attr("reason", f"same configuration as trial {twin.number}, which failed: {twin.user_attrs.get('reason', '')}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        for key in ("metrics", "ci95", "details", "plan", "constraint"):
+            trial.set_user_attr(key, twin.user_attrs.get(key))
+        trial.set_constraint("accuracy_drop", float(twin.user_attrs.get("constraint", 0.0)))
+        study.tell(trial, twin.values)
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
         trial.set_user_attr("failure_kind", kind)
@@ -251,12 +340,17 @@ class Search:
         return text + ("" if feasible else "  [yellow](accuracy drop over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:
+        """The best feasible candidate so far per goal, on that goal's own metrics (single measurements)."""
         try:
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
         except ValueError:
             return ""
-        rec = summary.recommended
-        if rec is summary.baseline:
-            return "  | best so far: your recipe"
-        return f"  | best so far: trial {rec.trial}, {speed_score(rec, self.objectives):.2f}x"
+        parts = []
+        for goal in ("train", "serve"):
+            metrics = judging(goal, self.objectives)
+            mine = [p for p in summary.points if p.goal == goal and p.feasible and metrics]
+            best = max(mine, key=lambda p: goal_score(p, metrics), default=None)
+            if best is not None and goal_score(best, metrics) > 1.0:
+                parts.append(f"{goal} {goal_score(best, metrics):.2f}x (trial {best.trial})")
+        return f"  | best so far: {', '.join(parts) if parts else 'your recipe'}"
 

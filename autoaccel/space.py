@@ -8,6 +8,15 @@ A strategy's space lives in a YAML file (``search_spaces/<name>.yaml`` for built
       lr_factor: {float: [0.25, 4.0], log: true, default: 1.0}
 
 The default is the "off" value: all defaults together are the user's own recipe (trial 0, the baseline).
+
+A parameter that means nothing under a sibling's value declares when it applies, so it is never suggested
+(or written into a recipe) where it would change nothing::
+
+      amount: {choices: [0.25, 0.5], default: 0.5, when: {method: {not: [none]}}}
+      lr_scaling: {choices: [none, linear], default: none, when: {size: changed}}
+
+A condition is a list of the sibling's values that enable the parameter, ``{not: [...]}`` for the values
+that disable it, or ``changed`` (the sibling is off its default).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from autoaccel.errors import AutoaccelError
 class Categorical:
     choices: tuple[Any, ...]
     default: Any
+    when: "Conditions" = ()
 
     def distribution(self) -> od.BaseDistribution:
         return od.CategoricalDistribution(list(self.choices))
@@ -48,6 +58,7 @@ class IntRange:
     high: int
     default: int
     log: bool = False
+    when: "Conditions" = ()
 
     def distribution(self) -> od.BaseDistribution:
         return od.IntDistribution(self.low, self.high, log=self.log)
@@ -70,6 +81,7 @@ class FloatRange:
     high: float
     default: float
     log: bool = False
+    when: "Conditions" = ()
 
     def distribution(self) -> od.BaseDistribution:
         return od.FloatDistribution(self.low, self.high, log=self.log)
@@ -85,8 +97,56 @@ class FloatRange:
         return isinstance(value, (int, float)) and self.low <= value <= self.high
 
 
+@dataclass(frozen=True)
+class Condition:
+    """When a parameter applies, judged on one sibling's value: inside ``values`` (or outside, when ``negate``);
+    ``changed`` means the sibling is off its default."""
+
+    sibling: str
+    values: tuple[Any, ...] = ()
+    negate: bool = False
+    changed: bool = False
+
+    def holds(self, value: Any, default: Any) -> bool:
+        if self.changed:
+            return value != default
+        return (value in self.values) != self.negate
+
+
+Conditions = tuple[Condition, ...]
 Param = Union[Categorical, IntRange, FloatRange]
 Space = dict[str, Param]
+
+
+def active(space: Mapping[str, Param], name: str, chosen: Mapping[str, Any]) -> bool:
+    """Whether ``name`` applies given the siblings already ``chosen`` (missing siblings are at their default).
+
+    A condition on an inactive sibling fails too: the sibling is at its default, and that is what is judged.
+    """
+    for cond in space[name].when:
+        sibling = space[cond.sibling]
+        if not cond.holds(chosen.get(cond.sibling, sibling.default), sibling.default):
+            return False
+    return True
+
+
+def _parse_when(name: str, spec: Any, where: str) -> Conditions:
+    if spec is None:
+        return ()
+    if not isinstance(spec, Mapping) or not spec:
+        raise AutoaccelError(f"{where}: param '{name}'.when must map a sibling parameter to its values, but got {spec!r}")
+    conds = []
+    for sibling, rule in spec.items():
+        if rule == "changed":
+            conds.append(Condition(str(sibling), changed=True))
+        elif isinstance(rule, Mapping) and set(rule) == {"not"} and isinstance(rule["not"], Sequence) and not isinstance(rule["not"], str):
+            conds.append(Condition(str(sibling), tuple(rule["not"]), negate=True))
+        elif isinstance(rule, Sequence) and not isinstance(rule, str):
+            conds.append(Condition(str(sibling), tuple(rule)))
+        else:
+            raise AutoaccelError(f"{where}: param '{name}'.when.{sibling} must be a list of values, {{not: [...]}} or "
+                                 f"'changed', but got {rule!r}")
+    return tuple(conds)
 
 
 def parse_param(name: str, spec: Any, where: str) -> Param:
@@ -94,11 +154,12 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
     if not isinstance(spec, Mapping) or "default" not in spec:
         raise AutoaccelError(f"{where}: param '{name}' must be a mapping with a 'default', but got {spec!r}")
     default = spec["default"]
+    when = _parse_when(name, spec.get("when"), where)
     if "choices" in spec:
         choices = spec["choices"]
         if not isinstance(choices, Sequence) or isinstance(choices, str) or not choices:
             raise AutoaccelError(f"{where}: param '{name}'.choices must be a non-empty list, but got {choices!r}")
-        param: Param = Categorical(tuple(choices), default)
+        param: Param = Categorical(tuple(choices), default, when)
     elif "int" in spec or "float" in spec:
         kind = "int" if "int" in spec else "float"
         bounds = spec[kind]
@@ -114,7 +175,7 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
             raise AutoaccelError(f"{where}: param '{name}'.{kind} must be [low, high] with low <= high, but got {list(bounds)!r}")
         if log and low <= 0:
             raise AutoaccelError(f"{where}: param '{name}' has log: true, so its low bound must be > 0, but got {low!r}")
-        param = IntRange(low, high, default, log) if kind == "int" else FloatRange(low, high, default, log)
+        param = IntRange(low, high, default, log, when) if kind == "int" else FloatRange(low, high, default, log, when)
     else:
         raise AutoaccelError(f"{where}: param '{name}' needs one of 'choices', 'int' or 'float', but got {sorted(spec)}")
     if not param.contains(default):
@@ -125,7 +186,13 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
 def parse_space(data: Any, where: str) -> Space:
     if not isinstance(data, Mapping) or not isinstance(data.get("params"), Mapping):
         raise AutoaccelError(f"{where}: expected a top-level 'params' mapping of parameter specs")
-    return {str(name): parse_param(str(name), spec, where) for name, spec in data["params"].items()}
+    space = {str(name): parse_param(str(name), spec, where) for name, spec in data["params"].items()}
+    for name, param in space.items():
+        for cond in param.when:
+            if cond.sibling not in space or cond.sibling == name:
+                raise AutoaccelError(f"{where}: param '{name}'.when names '{cond.sibling}', which is not another "
+                                     f"parameter of this space ({', '.join(space)})")
+    return space
 
 
 def load_space(package: str, filename: str) -> Space:
@@ -146,11 +213,11 @@ def restrict(param: Param, allowed: Sequence[Any]) -> Param:
     """Keep only ``allowed`` values (what a target's check() may drop); an int range shrinks to their span."""
     if isinstance(param, IntRange):
         inside = [v for v in allowed if param.contains(v)] + [param.default]
-        return IntRange(min(inside), max(inside), param.default, param.log)
+        return IntRange(min(inside), max(inside), param.default, param.log, param.when)
     if not isinstance(param, Categorical):
         return param
     kept = tuple(c for c in param.choices if c in allowed)
     if param.default not in kept:
         # The baseline must always stay reachable: the off value is never dropped.
         kept = (param.default, *kept)
-    return Categorical(kept, param.default)
+    return Categorical(kept, param.default, param.when)

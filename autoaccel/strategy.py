@@ -60,6 +60,12 @@ class Strategy(ABC):
     # Needs several trained models to exist (e.g. ensembling): pointless in --mode inference, which has one.
     needs_training: ClassVar[bool] = False
 
+    def members_needed(self, params: Mapping[str, Any]) -> int:
+        """How many *other* trained models the plan with ``params`` serves beside its own (an ensemble of k
+        needs k - 1). The core picks them among the study's feasible trained models, puts them in the plan's
+        ``members`` and charges their training to the plan."""
+        return 0
+
     def space(self, task: "Task | None" = None) -> Space:
         """The parameters this strategy varies; ``task`` lets a space adapt to the user's recipe."""
         return load_space(self.space_package, f"{self.name}.yaml")
@@ -100,10 +106,15 @@ def split_params(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
+    """Phase order, then by name, so the order is deterministic."""
+    return sorted(strategies, key=lambda s: (int(s.phase), s.name))
+
+
 def apply_all(strategies: Sequence[Strategy], pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-    """Apply every strategy in phase order (then by name, so the order is deterministic)."""
+    """Apply every strategy in phase order (then by name); a strategy with no params keeps its off value."""
     grouped = split_params(params)
-    for strategy in sorted(strategies, key=lambda s: (int(s.phase), s.name)):
+    for strategy in ordered(strategies):
         if strategy.name in grouped:
             pipeline = strategy.apply(pipeline, grouped[strategy.name])
     return pipeline

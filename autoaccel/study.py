@@ -34,7 +34,11 @@ def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.sam
     if name == "tpe":
         # Few trials: start modelling early; multivariate TPE captures interactions (batch size x LR).
         # Feasibility reaches TPE and NSGA-II through trial.set_constraint (see Search._complete).
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True)
+        # group=True: the space is conditional (define-by-run), and each trial varies one factor; TPE then models
+        # each group of parameters that appear together instead of falling back to independent sampling.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":
@@ -122,9 +126,17 @@ def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
     study.enqueue_trial(dict(defaults), user_attrs={"role": "baseline"})
 
 
-def duplicate_of(study: optuna.Study, params: Mapping[str, Any]) -> FrozenTrial | None:
-    """A completed trial with exactly these params: its measurements can be reused instead of re-running."""
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.params == dict(params):
+# Failures that would happen again with the same configuration; a timeout may be the machine's fault once.
+REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash")
+
+
+def duplicate_of(study: optuna.Study, fingerprint: str) -> FrozenTrial | None:
+    """A completed trial of the same plan (however its parameters were spelled): its measurements are reused,
+    or a failed one whose failure would repeat: it is not run again."""
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    for t in done:
+        if t.user_attrs.get("fingerprint") != fingerprint or "duplicate_of" in t.user_attrs:
+            continue
+        if t.state == TrialState.COMPLETE or t.user_attrs.get("failure_kind") in REPEATABLE:
             return t
     return None

@@ -94,6 +94,21 @@ def cuda_target(index: int, libraries: dict[str, bool]) -> Target:
     return Target("cuda", f"cuda:{index}", props.name, _cores(), round(props.total_memory / 2**30, 1), cc, tuple(precisions), libraries)
 
 
+def hypothetical_target(spec: str) -> Target | None:
+    """A representative target of ``spec``'s kind that this machine lacks, so `autoaccel plugins --target cuda`
+    can say what would run there (a CUDA GPU is assumed recent: compute capability 8.0, tf32/bf16/fp16)."""
+    kind = spec.partition(":")[0]
+    libraries = _libraries()
+    cores, memory = _cores(), round(_host_memory_gb(), 1)
+    if kind == "cuda":
+        return Target("cuda", "cuda:0", "a CUDA GPU (not present here)", cores, 80.0, (8, 0), ("fp32", "tf32", "bf16", "fp16"), libraries)
+    if kind == "mps":
+        return Target("mps", "mps", "Apple MPS (not present here)", cores, memory, None, ("fp32", "fp16"), libraries)
+    if kind == "xla":
+        return Target("xla", "xla", "an XLA device (not present here)", cores, memory, None, ("fp32", "bf16"), libraries)
+    return None
+
+
 def _libraries() -> dict[str, bool]:
     return {name: _importable(name) for name in OPTIONAL_LIBRARIES}
 

@@ -72,9 +72,18 @@ class Task:
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+# Names a user's own file is imported under: they depend on how it was loaded (``autoaccel optimize`` imports
+# model.py under a generated name, a script runs as __main__, a spawned worker as __mp_main__), not on the task.
+USER_MODULES = ("autoaccel_user_", "__main__", "__mp_main__")
+
+
 def _qualname(obj: Any) -> str:
+    """``module.qualname`` of a function, class or callable object; the module is left out for the user's own
+    file, so the same task fingerprints alike whether it is run by the CLI, a script or a resumed study."""
     target = obj if (inspect.isfunction(obj) or inspect.isclass(obj)) else type(obj)
-    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
+    module = str(getattr(target, "__module__", "?"))
+    name = str(getattr(target, "__qualname__", repr(target)))
+    return name if module.startswith(USER_MODULES) else f"{module}.{name}"
 
 
 def _check_dataset(value: Any, field: str) -> None:

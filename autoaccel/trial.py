@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +23,7 @@ from autoaccel.evaluate import (
     score,
     time_inference,
 )
+from autoaccel.load import LoadProbe
 from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline, TransformContext
 from autoaccel.task import Task
@@ -39,13 +42,14 @@ OBJECTIVES = tuple(METRICS)
 SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "memory")
 REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
 TRAINING_OBJECTIVES = ("train_time", "train_throughput")
+MAX_WARNINGS = 10
 
 
 @dataclass
 class TrialResult:
     metrics: dict[str, float]
     ci95: dict[str, tuple[float, float]]
-    details: dict[str, float | bool | str | int] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def seed_everything(seed: int) -> None:
@@ -58,17 +62,41 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
 
 
+class Stage:
+    """Which part of the trial is running, so a failure can be blamed on the techniques acting there."""
+
+    def __init__(self) -> None:
+        self.name = "training"
+
+    def __call__(self, name: str) -> "Stage":
+        self.name = name
+        return self
+
+
 def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
               cache_dir: str | None = None) -> TrialResult:
-    """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason."""
-    try:
-        return _run(task, plan, seed, timing_budget_s, cache_dir)
-    except TrialFailure:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the user's model may raise anything; the study must go on
-        if _is_oom(exc):
-            raise TrialFailure(f"out of memory at batch size {plan.batch_size} (infeasible): {exc}".splitlines()[0], kind="oom") from exc
-        raise TrialFailure(describe(exc), kind="error") from exc
+    """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason.
+
+    Warnings (torch.compile's, schedulers', libraries') go into the result's details, not the terminal.
+    """
+    stage = Stage()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            result = _run(task, plan, seed, timing_budget_s, cache_dir, stage)
+        except TrialFailure as exc:
+            exc.stage = exc.stage or stage.name
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's model may raise anything; the study must go on
+            if _is_oom(exc):
+                raise TrialFailure(f"out of memory at batch size {plan.batch_size} (infeasible): {exc}".splitlines()[0],
+                                   kind="oom", stage=stage.name) from exc
+            raise TrialFailure(describe(exc), kind="error", stage=stage.name) from exc
+    seen = dict.fromkeys(f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
+                         for w in caught)
+    if seen:
+        result.details["warnings"] = "\n".join(list(seen)[:MAX_WARNINGS])
+    return result
 
 
 def warm_up(task: Task) -> None:
@@ -136,6 +164,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
         if plan.memory_format == "channels_last":
             model = model.to(memory_format=torch.channels_last)
         return model, key
+    seed_everything(seed)  # the same initial weights wherever this recipe is built
     model = build_model(task, plan)
     key = training_key(task, plan)
     if not plan.train:
@@ -151,6 +180,9 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
         metrics["train_throughput"] = float(entry.meta.get("train_samples_per_s", 0.0))
         details.update(cached_training=True)
         return model, key
+    # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
+    # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
+    seed_everything(seed)
     stats = train(trainable(model, plan), task, plan, seed, teacher=_teacher(task, plan, cache))
     metrics["train_time"] = stats.seconds
     details["compile_s"] = stats.compile_s
@@ -183,20 +215,22 @@ def fresh_compiler() -> None:
     torch._dynamo.reset()
 
 
-def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None) -> TrialResult:
+def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None, stage: Stage) -> TrialResult:
     if plan.compile_mode:
         fresh_compiler()
     reset_peak_memory(plan.device)
     seed_everything(seed)
+    probe = LoadProbe()
     cache = CheckpointCache(cache_dir) if cache_dir else None
-    details: dict[str, float | bool | str | int] = {}
+    details: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
     model, key = trained_model(task, plan, seed, cache, metrics, details, ci)
     details["checkpoint"] = key
-    model = _transform(task, plan, seed, model, cache, key)
+    model = _transform(task, plan, seed, model, cache, key, stage)
     oof = getattr(model, "oof_outputs", None)
     one = latency_input(task.val_data, task.example_input)
+    stage("serving")
     model = _runtime(task, plan, model, one, seed)
     outputs, targets = predict(model, task.val_data, plan)
     if oof is not None:
@@ -216,15 +250,36 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     thr = time_inference(model, sample_batch(task.val_data, batch), plan, timing_budget_s)
     metrics["throughput"], ci["throughput"] = thr.rate(batch)
     metrics["memory"] = peak_memory_mb(plan.device)
+    if plan.members:
+        # Whoever reuses a model pays for it: an ensemble of k costs the training (and memory) of all k.
+        metrics["train_time"] += sum(m.train_time for m in plan.members)
+        metrics["memory"] += sum(m.memory for m in plan.members)
+        ci.pop("train_throughput", None)
+        metrics["train_throughput"] = _combined_rate(metrics, plan, task)
+        details["ensemble_members"] = [{"trial": m.trial, "train_time": m.train_time} for m in plan.members]
     details.update(latency_first_call_ms=lat.first_call * 1000.0, runtime=type(model).__name__, latency_noisy=lat.noisy, throughput_noisy=thr.noisy,
                    parameters=sum(p.numel() for p in model.parameters()))
+    details.update(probe.stop().to_details())
     return TrialResult(metrics, ci, details)
 
 
-def _transform(task: Task, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None, key: str) -> nn.Module:
+def _combined_rate(metrics: dict[str, float], plan: Pipeline, task: Task) -> float:
+    """Training samples per second over all the trainings an ensemble needed."""
+    samples = plan.epochs * len(task.train_data) * (1 + len(plan.members))
+    return samples / metrics["train_time"] if metrics["train_time"] > 0 else 0.0
+
+
+def _transform(task: Task, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None, key: str,
+               stage: Stage | None = None) -> nn.Module:
     """Apply the plan's post-training transforms in order (pruning, ensembling, quantization, ...)."""
-    ctx = TransformContext(task, plan, seed, lambda m, epochs: _finetune(m, task, plan, seed, epochs), cache, key)
-    for transform in plan.model_transforms:
+    def trained(member: Pipeline) -> nn.Module:
+        return trained_model(task, member, seed, cache, {}, {}, {})[0]
+
+    ctx = TransformContext(task, plan, seed, lambda m, epochs: _finetune(m, task, plan, seed, epochs), cache, key,
+                           trained if task is not None else None)
+    for i, transform in enumerate(plan.model_transforms):
+        if stage is not None:
+            stage(f"transform:{i}")
         model = transform(model, ctx)
     return model
 
@@ -239,15 +294,31 @@ def _finetune(model: nn.Module, task: Task, plan: Pipeline, seed: int, epochs: i
     return model
 
 
-def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> nn.Module:
-    """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export."""
+def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None,
+                 details: dict[str, Any] | None = None) -> nn.Module:
+    """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export; ``details``
+    receives the checkpoint key, whether the training was reused from the cache, and its train_time."""
     cache = CheckpointCache(cache_dir) if cache_dir else None
-    model, key = trained_model(task, plan, seed, cache, {}, {}, {})
+    metrics: dict[str, float] = {}
+    info: dict[str, Any] = {}
+    model, key = trained_model(task, plan, seed, cache, metrics, info, {})
+    if details is not None:
+        details.update(checkpoint=key, cached_training=bool(info.get("cached_training")),
+                       train_time=metrics.get("train_time", 0.0))
     return _transform(task, plan, seed, model, cache, key).eval()
 
 
+@dataclass
+class Timings:
+    """Seconds per fixed amount of work, and the cores other programs kept busy meanwhile, each as
+    [objective][plan][round]."""
+
+    seconds: dict[str, list[list[float]]]
+    load: dict[str, list[list[float | None]]]
+
+
 def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int = 0,
-                    budget_s: float = 0.2, train_samples: int = 4096, cache_dir: str | None = None) -> dict[str, list[list[float]]]:
+                    budget_s: float = 0.2, train_samples: int = 4096, cache_dir: str | None = None) -> Timings:
     """Seconds per fixed amount of work, per objective, per plan, per round, measured interleaved.
 
     Training is timed over the same number of samples for every plan (a whole epoch for small data), so a
@@ -286,12 +357,16 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
             return train(trainees[i], task, plan, seed, max_samples=samples, teacher=teachers[i]).seconds
         return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
-    out: dict[str, list[list[float]]] = {}
-    for objective in wanted:
-        # One warm-up pass per plan first: the first round would otherwise pay lazy initialisation for some.
-        for i in range(len(plans)):
-            measure_once(objective, i)
-        out[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i))
+    out = Timings({}, {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the trials already recorded these plans' warnings
+        for objective in wanted:
+            # One warm-up pass per plan first: the first round would otherwise pay lazy initialisation for some.
+            for i in range(len(plans)):
+                measure_once(objective, i)
+            loads: list[list[float | None]] = []
+            out.seconds[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i), loads)
+            out.load[objective] = loads
     return out
 
 

@@ -7,10 +7,12 @@ The worker is long-lived (torch and the task are imported once), so isolation co
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -22,7 +24,7 @@ from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
-from autoaccel.trial import TrialResult, remeasure_plans, run_trial, warm_up
+from autoaccel.trial import Timings, TrialResult, remeasure_plans, run_trial, warm_up
 
 
 @dataclass(frozen=True)
@@ -77,13 +79,35 @@ def _serve(conn: Connection, source: TaskSource) -> None:
         try:
             outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, **kwargs))
         except TrialFailure as exc:
-            outcome = ("fail", exc.kind, exc.reason)
+            outcome = ("fail", exc.kind, exc.reason, exc.stage)
         except BaseException as exc:  # noqa: BLE001 - report, never die silently
-            outcome = ("fail", "error", describe(exc))
+            outcome = ("fail", "error", describe(exc), "")
         conn.send(outcome)
 
 
 JOBS = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model}
+
+
+@contextlib.contextmanager
+def _main_not_rerun() -> Iterator[None]:
+    """Start a spawned worker without re-running the caller's ``__main__``.
+
+    multiprocessing's spawn re-executes the main script in the child so that pickles can refer to it. The worker
+    needs nothing from it (the task arrives by path, or pickled by value), and a script that calls
+    ``autoaccel.optimize`` at top level, without an ``if __name__ == "__main__":`` guard, would otherwise start
+    a search inside the worker and fail. Hiding the script's path while the child is prepared skips that.
+    """
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if main is not None and hasattr(main, name)}
+    try:
+        for name in saved:
+            setattr(main, name, None)
+        if "__file__" in saved:
+            del main.__file__  # type: ignore[union-attr]
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
 
 
 def _describe_exit(code: int | None) -> tuple[str, str]:
@@ -114,7 +138,8 @@ class IsolatedRunner:
         parent, child = self.ctx.Pipe()
         # Not a daemon: the trial's DataLoader must be free to start worker processes of its own.
         self.proc = self.ctx.Process(target=_serve, args=(child, self.source), daemon=False, name="autoaccel-trial")
-        self.proc.start()
+        with _main_not_rerun():
+            self.proc.start()
         child.close()
         self.conn = parent
         if not parent.poll(self.startup_timeout):
@@ -137,7 +162,7 @@ class IsolatedRunner:
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
         return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir)
 
-    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
         return self._call("remeasure", plans=plans, objectives=objectives, rounds=rounds, seed=seed, cache_dir=self.cache_dir)
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
@@ -163,7 +188,7 @@ class IsolatedRunner:
             raise TrialFailure(reason, kind=kind) from None
         if outcome[0] == "ok":
             return outcome[1]
-        raise TrialFailure(outcome[2], kind=outcome[1])
+        raise TrialFailure(outcome[2], kind=outcome[1], stage=outcome[3])
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.is_alive():
@@ -191,7 +216,7 @@ class InProcessRunner:
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
         return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir)
 
-    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> dict[str, list[list[float]]]:
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
         return remeasure_plans(self.task, plans, objectives, rounds, seed, cache_dir=self.cache_dir)
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ class BatchSizeStrategy(Strategy):
         high = min(bounds.high, len(task.train_data)) if task is not None else bounds.high
         sizes = {2**k for k in range(int(math.log2(bounds.low)), int(math.log2(max(high, 1))) + 1) if bounds.low <= 2**k <= high}
         sizes.add(base)
-        return {"size": Categorical(tuple(sorted(sizes)), base), "lr_scaling": raw["lr_scaling"]}
+        return {"size": Categorical(tuple(sorted(sizes)), base, bounds.when), "lr_scaling": raw["lr_scaling"]}
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         size = int(params.get("size", pipeline.batch_size))

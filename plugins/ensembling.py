@@ -15,13 +15,16 @@ class EnsemblingStrategy(Strategy):
     # Runtime phase, before quantization by name: an ensemble is what gets served, and then quantized.
     phase = Phase.RUNTIME
     needs_training = True
-    description = "Ensembles of k cached models: averaged probabilities or stacking; trades latency for accuracy."
+    description = "Ensembles of k trained models: averaged probabilities or stacking; pays for all k trainings."
+
+    def members_needed(self, params: Mapping[str, Any]) -> int:
+        return max(0, int(params.get("k", 1)) - 1)
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         k = int(params.get("k", 1))
         if k <= 1:
             return pipeline
-        return pipeline.add_transform(partial(ensemble, k=k, method=str(params.get("method", "average"))))
+        return pipeline.add_transform(partial(ensemble, method=str(params.get("method", "average"))))
 
 
 @hookimpl

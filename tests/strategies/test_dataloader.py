@@ -6,7 +6,7 @@ import pytest
 
 from autoaccel import LoaderPlan, Pipeline, Target, Task
 from autoaccel.plugins.dataloader import DataLoaderStrategy
-from autoaccel.space import Categorical, IntRange
+from autoaccel.space import Categorical, active, IntRange
 from autoaccel.testing import StrategyContract
 from tiny_digits import base_plan, train_with
 
@@ -43,7 +43,15 @@ def test_pin_memory_is_dropped_off_cuda_with_a_reason() -> None:
 def test_other_settings_are_left_to_the_search() -> None:
     space = DataLoaderStrategy().effective_space(cpu(2))
     assert space["cache"] == Categorical((False, True), False)
-    assert space["prefetch_factor"] == Categorical((2, 4, 8), 2)
+    assert space["prefetch_factor"].choices == (2, 4, 8) and space["prefetch_factor"].default == 2
+
+
+def test_worker_settings_apply_only_with_workers() -> None:
+    """PyTorch's DataLoader refuses persistent_workers or prefetch_factor without workers: never suggested then."""
+    space = DataLoaderStrategy().effective_space(cpu(2))
+    for name in ("persistent_workers", "prefetch_factor"):
+        assert not active(space, name, {"num_workers": 0})
+        assert active(space, name, {"num_workers": 2})
 
 
 def test_apply_builds_the_loader_plan() -> None:

@@ -1,0 +1,172 @@
+"""Answers per goal: what the user can change independently gets its own answer, judged on its own metrics.
+
+- train: the fastest training recipe (serving unchanged), judged on train_time / train_throughput;
+- serve: the fastest serving of the user's trained model, judged on latency / throughput;
+- combined (--mode both): the train answer's model served by the serve answer, re-measured together.
+
+An answer is given only when every metric that judges its goal lies above 1.0 beyond noise and its accuracy is
+within budget; otherwise the goal says "keep your recipe", with the best candidate tried and why it was
+rejected. Every requested speed metric is reported beside it, so a regression elsewhere is never hidden.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from autoaccel.trial import SPEED_OBJECTIVES, TRAINING_OBJECTIVES
+
+if TYPE_CHECKING:
+    from autoaccel.results import Point
+
+SERVING_OBJECTIVES = ("latency", "throughput")
+GOAL_WORDS = {"train_time": "training", "train_throughput": "training throughput", "latency": "latency",
+              "throughput": "serving throughput", "memory": "memory"}
+# A trial's single-measurement ratio and its re-measured interval disagree when they are further apart than
+# this factor: a shared VM drifts by up to ~40% within a run, so closer than 2x is drift, not contradiction.
+AGREEMENT = 2.0
+
+
+def goals_for(mode: str) -> tuple[str, ...]:
+    return {"train": ("train",), "inference": ("serve",)}.get(mode, ("train", "serve", "combined"))
+
+
+def judging(goal: str, objectives: Sequence[str]) -> list[str]:
+    """The requested metrics that judge ``goal`` (memory judges none: it is reported, never the aim)."""
+    pool = {"train": TRAINING_OBJECTIVES, "serve": SERVING_OBJECTIVES,
+            "combined": TRAINING_OBJECTIVES + SERVING_OBJECTIVES}[goal]
+    return [o for o in objectives if o in pool]
+
+
+def goal_score(point: "Point", metrics: Sequence[str]) -> float:
+    """Geometric mean of the goal's own ratios: ranks candidates of one goal, never shown as a headline."""
+    ratios = [point.ratio(o) for o in metrics]
+    return math.exp(sum(math.log(max(r, 1e-12)) for r in ratios) / len(ratios)) if ratios else 1.0
+
+
+def agrees(single: float, entry: Mapping[str, Any]) -> bool:
+    """Whether one trial's ratio is compatible with a re-measured interval (within the drift allowance)."""
+    lo, hi = entry.get("ci95") or (entry["value"], entry["value"])
+    return lo / AGREEMENT <= single <= hi * AGREEMENT
+
+
+def _fmt(entry: Mapping[str, Any]) -> str:
+    ci = entry.get("ci95")
+    return f"{entry['value']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{entry['value']:.2f}x (one measurement)"
+
+
+def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequence[str], judged: Sequence[str]) -> str:
+    """'training 2.10x [1.9, 2.3] faster; latency 0.84x [0.8, 0.9], slower' over every requested speed metric."""
+    parts = []
+    for o in objectives:
+        if o not in SPEED_OBJECTIVES or o not in speedup:
+            continue
+        entry = speedup[o]
+        label = entry.get("label", "")
+        if label == "faster" or (o in judged and not entry.get("ci95") and entry["value"] > 1):
+            word = "faster" if o != "memory" else "less memory"
+        elif label == "slower":
+            word = "slower" if o != "memory" else "more memory"
+        elif label == "unreliable":
+            word = "unreliable"
+        elif entry.get("ci95"):
+            word = "within noise"
+        else:
+            word = "one measurement"
+        parts.append(f"{GOAL_WORDS[o]} {_fmt(entry)} {word}")
+    return "; ".join(parts)
+
+
+def describe_drop(drop: Mapping[str, Any], base_acc: float, acc: float) -> str:
+    text = f"accuracy {acc:.4f} vs {base_acc:.4f}"
+    if drop.get("within_noise"):
+        text += " (the difference is within noise)"
+    return text
+
+
+@dataclass
+class Answer:
+    """One goal's answer: the trial and settings to apply with their evidence, or 'keep your recipe'."""
+
+    goal: str
+    given: bool
+    trial: int
+    params: dict[str, Any]
+    speedup: dict[str, dict[str, Any]]
+    accuracy_drop: dict[str, Any]
+    verdict: str
+    source: str = "interleaved re-measurement"
+    ensemble_members: list[dict[str, Any]] = field(default_factory=list)
+    rejected: dict[str, Any] | None = None  # the best candidate tried, and why it is not the answer
+    notes: list[str] = field(default_factory=list)  # techniques dropped as not pulling their weight, re-checks
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Answer":
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def rejection(point: "Point", judged: Sequence[str], max_drop: float, why: str = "") -> dict[str, Any]:
+    """Why ``point`` is not an answer, in words, with its figures."""
+    if not why:
+        if not point.feasible:
+            why = (f"its accuracy drop {point.accuracy_drop['value']:.4f} is over the budget of {max_drop:g}")
+        else:
+            slow = [o for o in judged if point.speedup.get(o, {}).get("label") != "faster"]
+            why = "; ".join(f"{GOAL_WORDS[o]} {_fmt(point.speedup[o])} is not faster beyond noise"
+                            for o in slow if o in point.speedup) or "it is not faster beyond noise"
+    return {"trial": point.trial, "params": point.params, "reason": why}
+
+
+def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: str = "") -> Answer:
+    what = {"train": "your training recipe", "serve": "serving your trained model as it is",
+            "combined": "your recipe"}[goal]
+    verdict = f"keep {what}"
+    if rejected is not None:
+        settings = " ".join(f"{k}={v}" for k, v in rejected["params"].items()) or "your recipe"
+        verdict += f": the best candidate, trial {rejected['trial']} ({settings}), was rejected because {rejected['reason']}"
+    elif note:
+        verdict += f": {note}"
+    else:
+        verdict += ": no candidate of this goal was measured"
+    return Answer(goal, False, baseline.trial, {}, {}, {"value": 0.0, "ci95": [0.0, 0.0], "within_noise": True},
+                  verdict, source="", rejected=rejected)
+
+
+def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str], source: str,
+         notes: Sequence[str] = ()) -> Answer:
+    judged = judging(goal, objectives)
+    verdict = (f"{describe_speed(point.speedup, objectives, judged)}; "
+               f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'])}")
+    if source != "interleaved re-measurement":
+        verdict += " (single measurements, not yet re-measured)"
+    return Answer(goal, True, point.trial, dict(point.params), dict(point.speedup), dict(point.accuracy_drop), verdict,
+                  source, list(point.ensemble_members), None, list(notes))
+
+
+def qualifies(point: "Point", judged: Sequence[str], remeasured: bool) -> bool:
+    """Feasible, and faster beyond noise on every judging metric (on one measurement: simply faster)."""
+    if not point.feasible or not judged:
+        return False
+    if remeasured:
+        return all(point.speedup.get(o, {}).get("label") == "faster" for o in judged)
+    return all(point.ratio(o) > 1.0 for o in judged)
+
+
+def provisional(goal: str, points: Sequence["Point"], baseline: "Point", objectives: Sequence[str],
+                max_drop: float) -> Answer:
+    """The answer from single measurements (no re-measurement was run): the best qualifying candidate."""
+    judged = judging(goal, objectives)
+    if not judged:
+        return keep(goal, baseline, None, f"no requested objective judges this goal (add one of "
+                                          f"{', '.join(judging(goal, SPEED_OBJECTIVES))} to --objectives)")
+    mine = sorted((p for p in points if p.goal == goal), key=lambda p: -goal_score(p, judged))
+    best = next((p for p in mine if qualifies(p, judged, remeasured=False)), None)
+    if best is not None:
+        return give(goal, best, baseline, objectives, "trial")
+    return keep(goal, baseline, rejection(mine[0], judged, max_drop) if mine else None)
