@@ -158,6 +158,16 @@ def qualifies(point: "Point", judged: Sequence[str], remeasured: bool) -> bool:
     return all(point.ratio(o) > 1.0 for o in judged)
 
 
+def ranked(points: Sequence["Point"], goal: str, judged: Sequence[str]) -> list["Point"]:
+    """The goal's candidates, best first: feasible before infeasible, then by the goal's own ratios (so the
+    'best candidate tried' of a rejected goal is the one that nearly made it)."""
+    return sorted((p for p in points if p.goal == goal), key=lambda p: (not p.feasible, -goal_score(p, judged)))
+
+
+def _remeasured(point: "Point", judged: Sequence[str]) -> bool:
+    return all(point.speedup.get(o, {}).get("source") == "interleaved re-measurement" for o in judged)
+
+
 def provisional(goal: str, points: Sequence["Point"], baseline: "Point", objectives: Sequence[str],
                 max_drop: float) -> Answer:
     """The answer from single measurements (no re-measurement was run): the best qualifying candidate."""
@@ -165,8 +175,8 @@ def provisional(goal: str, points: Sequence["Point"], baseline: "Point", objecti
     if not judged:
         return keep(goal, baseline, None, f"no requested objective judges this goal (add one of "
                                           f"{', '.join(judging(goal, SPEED_OBJECTIVES))} to --objectives)")
-    mine = sorted((p for p in points if p.goal == goal), key=lambda p: -goal_score(p, judged))
-    best = next((p for p in mine if qualifies(p, judged, remeasured=False)), None)
+    mine = ranked(points, goal, judged)
+    best = next((p for p in mine if qualifies(p, judged, remeasured=_remeasured(p, judged))), None)
     if best is not None:
-        return give(goal, best, baseline, objectives, "trial")
+        return give(goal, best, baseline, objectives, "interleaved re-measurement" if _remeasured(best, judged) else "trial")
     return keep(goal, baseline, rejection(mine[0], judged, max_drop) if mine else None)

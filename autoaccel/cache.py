@@ -23,6 +23,9 @@ from autoaccel.task import Task
 # another recipe's checkpoint and report that recipe's training time. tests/test_cache.py holds this list to
 # what the training loop really reads.
 SERVING_FIELDS = frozenset({"eval_batch_size", "cuda_graphs", "quantized", "runtime", "model_transforms", "members"})
+# Derived from the task's own recipe (the baseline a student learns from), which the key already covers through
+# the task's fingerprint; keying on it too would keep the baseline from ever finding its own checkpoint.
+DERIVED_FIELDS = frozenset({"teacher_key"})
 
 
 def training_key(task: Task, plan: Pipeline) -> str:
@@ -31,7 +34,7 @@ def training_key(task: Task, plan: Pipeline) -> str:
     Derived from the plan by exclusion (see SERVING_FIELDS): variants that differ only in serving share one
     trained model, and everything else (compile mode, cuDNN autotuning, matmul precision, ...) keys training.
     """
-    fields = plan.describe(exclude=SERVING_FIELDS)
+    fields = plan.describe(exclude=SERVING_FIELDS | DERIVED_FIELDS)
     # The device kind, not its index: cuda:0 and cuda:1 train the same model at the same speed.
     fields["device"] = plan.device.split(":")[0]
     return digest({"task": task.fingerprint(), "plan": fields})

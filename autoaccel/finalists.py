@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from rich.markup import escape
 
-from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, rejection
+from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.remeasure import Ratio, paired_ratio
 from autoaccel.results import Point, Summary, summarize_study
@@ -148,7 +148,7 @@ class Finisher:
                 rejected = rejected or rejection(p, judged, self.max_drop, why)
             rejected = rejected or rejection(self.point(p.trial), judged, self.max_drop)
         if rejected is None:
-            mine = sorted((p for p in self.summary.points if p.goal == goal), key=lambda p: -goal_score(p, judged))
+            mine = ranked(self.summary.points, goal, judged)
             rejected = rejection(mine[0], judged, self.max_drop) if mine else None
         return keep(goal, base, rejected)
 

@@ -20,7 +20,8 @@ from typing import Any
 import optuna
 
 from autoaccel.console import fmt_metric, fmt_params
-from autoaccel.results import Point, Summary, speed_objectives, speed_score
+from autoaccel.answers import goal_score, judging
+from autoaccel.results import Point, Summary, speed_objectives
 from autoaccel.trial import METRICS
 
 NOT_FASTER = ("slower", "no faster than baseline (within noise)")
@@ -44,7 +45,7 @@ body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,san
 background:#f3f4f6;margin:0}main{max-width:1180px;margin:0 auto;padding:24px 28px 48px}
 h1{font-size:26px;margin:0 0 4px}h2{font-size:18px;margin:0 0 12px}.sub{color:#6b7280;margin:0 0 20px}
 section{background:#fff;border:1px solid #e5e7eb;border-radius:10px;padding:18px 22px;margin:0 0 18px}
-#recommendation{border-left:5px solid #1e40af}.verdict{font-size:16px;font-weight:600;margin:0 0 12px}
+#answers .answer{border-left:5px solid #1e40af;padding-left:12px;margin:0 0 18px}#answers .keep{border-left-color:#9ca3af}.verdict{font-size:16px;font-weight:600;margin:0 0 12px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin:12px 0}.card{border:1px solid #e5e7eb;border-radius:8px;
 padding:10px 14px;min-width:170px}.card .big{font-size:22px;font-weight:700}.muted{color:#6b7280}
 .small{font-size:12px}table{border-collapse:collapse;width:100%;font-size:13px}th,td{text-align:left;
@@ -141,8 +142,12 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
     if not pts:
         return f'<text x="{ox + W / 2}" y="{oy + H / 2}" text-anchor="middle">no {e(objective)} measured</text>'
     budget = summary.baseline.metrics["accuracy"] - summary.max_accuracy_drop
+    # The accuracy axis spans what matters around the budget; a point far below it (a recipe that failed to
+    # learn) is pinned to the bottom edge, its real value in its tooltip, instead of squashing the front flat.
+    floor = budget - max(4 * summary.max_accuracy_drop, 0.02)
+    acc: Callable[[Point], float] = lambda p: max(p.metrics["accuracy"], floor)  # noqa: E731
     x0, x1 = _domain([p.metrics[objective] for p in pts])
-    y0, y1 = _domain([p.metrics["accuracy"] for p in pts] + [budget])
+    y0, y1 = _domain([acc(p) for p in pts] + [budget])
     sx: Callable[[float], float] = lambda v: ox + ML + (v - x0) / (x1 - x0) * (W - ML - MR)  # noqa: E731
     sy: Callable[[float], float] = lambda v: oy + MT + (y1 - v) / (y1 - y0) * (H - MT - MB)  # noqa: E731
     left, right, top, bottom = ox + ML, ox + W - MR, oy + MT, oy + H - MB
@@ -169,16 +174,18 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
         tip = (f"trial {p.trial} ({'baseline' if p is summary.baseline else cls}): accuracy {fmt_metric('accuracy', p.metrics['accuracy'])}, "
                f"{objective} {fmt_metric(objective, p.metrics[objective])}\n{fmt_params(p.params, summary.baseline.params)}")
         out.append(f'<circle class="dot {cls}" data-trial="{p.trial}" cx="{sx(p.metrics[objective]):.1f}" '
-                   f'cy="{sy(p.metrics["accuracy"]):.1f}" {style}><title>{e(tip)}</title></circle>')
+                   f'cy="{sy(acc(p)):.1f}" {style}><title>{e(tip)}</title></circle>')
     for p, name, color in ((summary.baseline, "baseline", "#111827"), (summary.recommended, "recommended", "#f59e0b")):
         if p not in pts or (name == "recommended" and p is summary.baseline):
             continue
-        x, y = sx(p.metrics[objective]), sy(p.metrics["accuracy"])
+        x, y = sx(p.metrics[objective]), sy(acc(p))
         shape = (f'<rect x="{x - 9:.1f}" y="{y - 9:.1f}" width="18" height="18"' if name == "baseline"
                  else f'<path d="M{x:.1f} {y - 12:.1f} L{x + 12:.1f} {y:.1f} L{x:.1f} {y + 12:.1f} L{x - 12:.1f} {y:.1f} Z"')
         anchor, dx = ("end", -14) if x > (left + right) / 2 else ("start", 14)
+        # The baseline's label sits above its mark and the answer's below, so the two never overlap.
+        dy = -10 if name == "baseline" else 20
         out.append(f'{shape} class="mark {name}" fill="none" stroke="{color}" stroke-width="2" pointer-events="none"/>'
-                   f'<text x="{x + dx:.1f}" y="{y - 10:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{name}</text>')
+                   f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{name}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{oy + H - 12}" font-size="12" text-anchor="middle" fill="#374151">{e(_axis_label(objective))}</text>'
                f'<text transform="translate({ox + 16},{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#374151">accuracy</text></g>')
     return "".join(out)
@@ -205,37 +212,49 @@ def _plots(summary: Summary) -> str:
 # --- sections -----------------------------------------------------------------------------------------------
 
 
-def _recommendation(summary: Summary, rounds: Any) -> str:
-    rec, base = summary.recommended, summary.baseline
-    changed = [(k, v) for k, v in rec.params.items() if base.params.get(k) != v]
-    params = ("<p>Keep your own recipe: nothing beat it beyond noise within the accuracy budget.</p>" if rec is base else
-              f"<p>Recommended configuration: trial {rec.trial}. Change these settings "
-              "(everything else as in your recipe):</p><ul>"
-              + "".join(f"<li><code>{e(k)}</code> = <code>{e(v)}</code></li>" for k, v in changed) + "</ul>")
-    versus = ("your recipe, as measured" if rec is base else
-              f'baseline {e(fmt_metric("accuracy", base.metrics["accuracy"]))}; drop {_drop(rec.accuracy_drop, wrap=False)}')
-    cards = [f'<div class="card"><div class="muted small">accuracy</div><div class="big">{e(fmt_metric("accuracy", rec.metrics["accuracy"]))}</div>'
-             f'<div class="small">{versus}</div></div>']
-    for o in speed_objectives(summary.objectives) if rec is not base else ():
-        if o in rec.metrics:
-            s = rec.speedup.get(o)
-            cards.append(f'<div class="card"><div class="muted small">{e(o)} speedup</div><div class="big">{(s or {}).get("value", 1.0):.2f}x</div>'
-                         f'<div class="small">{_ratio(s, wrap=False)}<br>{e(fmt_metric(o, rec.metrics[o]))}'
-                         + (f" vs {e(fmt_metric(o, base.metrics[o]))}" if o in base.metrics else "") + "</div></div>")
-    how = (f"Speedups of the front are paired ratios from re-measuring it interleaved with the baseline ({e(rounds)} rounds, "
-           "95% intervals)." if summary.remeasured else
+def _answers(summary: Summary, rounds: Any) -> str:
+    """One block per goal: the settings to change with every requested metric's ratio, or why to keep yours."""
+    base = summary.baseline
+    blocks = []
+    for a in summary.answers:
+        p = summary.point(a.trial) if a.given else None
+        if p is None:
+            blocks.append(f'<div class="answer keep" data-goal="{e(a.goal)}"><h3>{e(a.goal)}: keep your recipe</h3>'
+                          f'<p class="verdict">{e(a.verdict)}</p></div>')
+            continue
+        settings = "".join(f"<li><code>{e(k)}</code> = <code>{e(v)}</code></li>" for k, v in a.params.items())
+        cards = [f'<div class="card"><div class="muted small">accuracy</div><div class="big">{e(fmt_metric("accuracy", p.metrics["accuracy"]))}</div>'
+                 f'<div class="small">baseline {e(fmt_metric("accuracy", base.metrics["accuracy"]))}; drop {_drop(a.accuracy_drop, wrap=False)}</div></div>']
+        for o in speed_objectives(summary.objectives):
+            if o in p.metrics:
+                sp = a.speedup.get(o)
+                cards.append(f'<div class="card"><div class="muted small">{e(o)} speedup</div><div class="big">{(sp or {}).get("value", 1.0):.2f}x</div>'
+                             f'<div class="small">{_ratio(sp, wrap=False)}<br>{e(fmt_metric(o, p.metrics[o]))}'
+                             + (f" vs {e(fmt_metric(o, base.metrics[o]))}" if o in base.metrics else "") + "</div></div>")
+        extra = "".join(f"<li>{e(n)}</li>" for n in a.notes)
+        if a.ensemble_members:
+            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.ensemble_members)
+            extra += f"<li>{e('Its train_time includes the training of its ensemble members: ' + paid)}</li>"
+        blocks.append(f'<div class="answer" data-goal="{e(a.goal)}"><h3>{e(a.goal)}: trial {a.trial}</h3>'
+                      f'<p class="verdict">{e(a.verdict)}</p><p>Change these settings (everything else as in your recipe):</p>'
+                      f'<ul>{settings}</ul><div class="cards">{"".join(cards)}</div>'
+                      + (f'<ul class="small">{extra}</ul>' if extra else "") + "</div>")
+    how = (f"Speedups are paired ratios from re-measuring each candidate interleaved with the baseline ({e(rounds)} rounds, "
+           "95% intervals); each answer is judged on its own goal's metrics (train: training time, serve: latency and "
+           "throughput), and every other requested metric is reported beside it." if summary.remeasured else
            "Speedups are single measurements against the baseline (not re-measured side by side), so they carry no interval.")
-    return (f'<section id="recommendation"><h2>Recommendation</h2><p class="verdict">{e(summary.verdict)}</p>{params}'
-            f'<div class="cards">{"".join(cards)}</div><p class="muted small">{how} Accuracy budget: a drop of at most '
-            f'{summary.max_accuracy_drop:g} from the baseline.</p></section>')
+    return (f'<section id="answers"><h2>Answers</h2>{"".join(blocks)}<p class="muted small">{how} Accuracy budget: a drop of at '
+            f'most {summary.max_accuracy_drop:g} from the baseline.</p></section>')
 
 
 def _pareto_table(summary: Summary) -> str:
     speeds = speed_objectives(summary.objectives)
     head = ["trial", "accuracy", "accuracy drop"] + [h for o in speeds for h in (e(o), f"{e(o)} speedup")] + ["changes from your recipe"]
     rows = []
-    for p in summary.pareto if summary.baseline in summary.pareto else [summary.baseline, *summary.pareto]:
-        mark = "recommended" if p is summary.recommended else ("baseline" if p is summary.baseline else p.verdict)
+    answered = {a.trial: a.goal for a in summary.answers if a.given}
+    shown = {p.trial: p for p in [summary.baseline, *summary.pareto, *(summary.point(t) for t in answered)] if p is not None}
+    for p in shown.values():
+        mark = f"{answered[p.trial]} answer" if p.trial in answered else ("baseline" if p is summary.baseline else p.verdict)
         cells = [f'<td>{p.trial}<br>{_tag(mark) if mark else ""}</td><td class="num">{_with_ci(p, "accuracy")}</td>',
                  f'<td class="num">{"—" if p is summary.baseline else _drop(p.accuracy_drop)}</td>']
         for o in speeds:
@@ -253,16 +272,20 @@ def _pareto_table(summary: Summary) -> str:
 def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str]) -> str:
     if ab and ab.get("method") == "ablation" and ab.get("rows"):
         speeds = [o for o in objectives if any(o in r.get("speedup", {}) for r in ab["rows"])]
-        head = ["technique", "removed settings"] + [f"{e(o)}: with vs without" for o in speeds] + ["accuracy without", "accuracy: with − without"]
+        head = (["answer", "technique", "removed settings"] + [f"{e(o)}: with vs without" for o in speeds]
+                + ["accuracy without", "accuracy: with − without", "verdict"])
         rows = []
         for r in ab["rows"]:
-            cells = [f"<td>{e(r.get('technique', '?'))}</td><td>{e(', '.join(f'{k}={v}' for k, v in r.get('dropped', {}).items()))}</td>"]
+            cells = [f"<td>{e(r.get('goal', ''))} (trial {e(r.get('trial', ab.get('trial', '?')))})</td>"
+                     f"<td>{e(r.get('technique', '?'))}</td><td>{e(', '.join(f'{k}={v}' for k, v in r.get('dropped', {}).items()))}</td>"]
             cells += [f'<td class="num">{_ratio(r["speedup"].get(o)) if "speedup" in r else e(r.get("error", "n/a"))}</td>' for o in speeds]
             acc, change = r.get("accuracy"), r.get("accuracy_change")
-            cells.append(f'<td class="num">{"n/a" if acc is None else f"{acc:.4f}"}</td><td class="num">{"n/a" if change is None else f"{change:+.4f}"}</td>')
+            cells.append(f'<td class="num">{"n/a" if acc is None else f"{acc:.4f}"}</td><td class="num">{"n/a" if change is None else f"{change:+.4f}"}</td>'
+                         f"<td>{e(r.get('verdict', ''))}</td>")
             rows.append(f"<tr>{''.join(cells)}</tr>")
-        body = (f"<p>Each row removes one technique from the recommendation (trial {e(ab.get('trial', '?'))}) and times both side by "
-                "side: a speedup above 1 means the recommendation is that much faster <em>with</em> the technique.</p>" + _table(head, rows))
+        body = ("<p>Each row removes one technique from an answer and times both side by side: a speedup above 1 means the "
+                "answer is that much faster <em>with</em> the technique. A technique whose removal does not slow the answer "
+                "beyond noise (and keeps accuracy within budget) is dropped from it.</p>" + _table(head, rows))
     elif ab and ab.get("method") == "importance" and ab.get("importances"):
         blocks = []
         for objective, imp in ab["importances"].items():
@@ -291,7 +314,7 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
         sp = {o: s for o, s in r.get("speedup", {}).items() if s.get("ci95")}
         if sp and not any(s["ci95"][0] > 1.0 for s in sp.values()):
             how = ", ".join(f"{o} {s['value']:.2f}x [{_num(s['ci95'][0])}, {_num(s['ci95'][1])}]" for o, s in sp.items())
-            verb = "made the recommendation slower" if all(s["ci95"][1] < 1.0 for s in sp.values()) else "did not make the recommendation faster beyond noise"
+            verb = "made the answer slower" if all(s["ci95"][1] < 1.0 for s in sp.values()) else "did not make the answer faster beyond noise"
             out.append(f"{name} did not help on this target: keeping it {verb} ({how}); consider leaving it out.")
     for p in summary.pareto:
         if p is not summary.baseline and p.verdict in NOT_FASTER:
@@ -299,13 +322,14 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
                        f"is {p.verdict}: its techniques bought no speed on this target.")
     # Technique selectors only (a string or boolean default such as 'none', 'fp32', false): a numeric knob
     # like pruning.amount means nothing on its own, and flagging it would blame a setting that was never active.
+    # A point's params are only the settings it changed; each is judged on its own goal's metrics.
     used: dict[tuple[str, str], list[float]] = {}
     for p in summary.points:
+        judged = judging(p.goal, summary.objectives) if p.goal in ("train", "serve", "combined") else []
         for k, v in p.params.items():
-            default = summary.baseline.params.get(k)
-            if isinstance(default, (str, bool)) and v != default:
-                used.setdefault((k, str(v)), []).append(speed_score(p, summary.objectives))
-    speeds = ", ".join(speed_objectives(summary.objectives))
+            if isinstance(v, (str, bool)):
+                used.setdefault((k, str(v)), []).append(goal_score(p, judged or speed_objectives(summary.objectives)))
+    speeds = "the metrics of each trial's own goal"
     for (k, v), scores in sorted(used.items()):
         known = KNOWN.get((k, v))
         # Unknown settings need two trials, none faster; a known trap is named once most of its trials lose.
@@ -313,7 +337,7 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
         if never_faster or (known is not None and statistics.median(scores) <= 1.0):
             n_slow = sum(s <= 1.0 for s in scores)
             out.append(f"{k}={v} did not help on this target: {n_slow} of {len(scores)} trial(s) using it were no faster than your recipe "
-                       f"(median speedup {statistics.median(scores):.2f}x, geometric mean over {speeds})"
+                       f"(median speedup {statistics.median(scores):.2f}x, on {speeds})"
                        + (f". Expected: {known}." if known else "."))
     return out
 
@@ -379,7 +403,7 @@ def build_report(study: optuna.Study, summary: Summary, meta: dict[str, Any]) ->
     sub = (f"study {e(meta.get('study') or study.study_name)} · mode {e(_mode(study, meta))} · "
            f"{where} · generated {datetime.now():%Y-%m-%d %H:%M}")
     rounds = (study.user_attrs.get("remeasure") or {}).get("rounds", "?")
-    body = "".join([_recommendation(summary, rounds), _pareto_table(summary),
+    body = "".join([_answers(summary, rounds), _pareto_table(summary),
                     _ablation(study.user_attrs.get("ablation"), summary.objectives), _warnings(study, summary),
                     _failures(summary), _environment(study, meta, summary)])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'

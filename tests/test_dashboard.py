@@ -30,4 +30,4 @@ def test_study_loads_through_optunas_public_storage_api(tmp_path: Path, tiny_tas
         json.dumps(t.user_attrs)  # the dashboard serialises user attributes as JSON
         assert all(isinstance(k, str) for k in t.params)
     json.dumps(study.user_attrs)
-    assert "remeasure" in study.user_attrs and "environment" in study.user_attrs
+    assert "answers" in study.user_attrs and "environment" in study.user_attrs

@@ -21,7 +21,8 @@ def _bits(correct: list[int]) -> dict[str, Any]:
 def _trial(study: optuna.Study, n: int, acc: float, train_time: float, correct: list[int] | None = None,
            role: str = "candidate") -> None:
     attrs: dict[str, Any] = {"metrics": {"accuracy": acc, "train_time": train_time}, "role": role,
-                             "ci95": {"accuracy": [acc - 0.02, acc + 0.02]}}
+                             "ci95": {"accuracy": [acc - 0.02, acc + 0.02]}, "config": {} if role == "baseline" else {"s.x": n},
+                             "goal": "baseline" if role == "baseline" else "train"}
     if correct is not None:
         attrs["details"] = _bits(correct)
     study.add_trial(optuna.trial.create_trial(
@@ -46,16 +47,33 @@ def test_without_remeasurement_single_measurements_decide() -> None:
     assert "not yet re-measured" in summary.verdict
 
 
+def answers_of(study: optuna.Study) -> list[Any]:
+    """Let the answer rule decide on a study whose re-measurement is recorded, as the search's end does."""
+    from autoaccel.answers import give, judging, keep, qualifies, ranked, rejection
+
+    summary = summarize_study(study, OBJ, 0.01)
+    judged = judging("train", OBJ)
+    candidates = ranked(summary.points, "train", judged)
+    best = next((p for p in candidates if qualifies(p, judged, remeasured=True)), None)
+    if best is not None:
+        return [give("train", best, summary.baseline, OBJ, "interleaved re-measurement")]
+    return [keep("train", summary.baseline, rejection(candidates[0], judged, 0.01))]
+
+
+def store(study: optuna.Study, answers: list[Any]) -> None:
+    study.set_user_attr("answers", {"baseline": 0, "goals": {a.goal: a.to_json() for a in answers}})
+
+
 def test_a_candidate_whose_interval_includes_one_is_never_recommended() -> None:
     study = make_study()
     study.set_user_attr("remeasure", {"baseline": 0, "rounds": 7, "trials": {
-        "1": {"objectives": {"train_time": {"value": 1.05, "ci95": [0.9, 1.2], "label": "no faster than baseline (within noise)"}},
-              "composite": {"value": 1.05, "ci95": [0.9, 1.2]}},
+        "1": {"objectives": {"train_time": {"value": 1.05, "ci95": [0.9, 1.2], "label": "no faster than baseline (within noise)"}}},
     }})
+    store(study, answers_of(study))
     summary = summarize_study(study, OBJ, 0.01)
     assert summary.remeasured
     assert summary.recommended is summary.baseline
-    assert "beyond noise" in summary.verdict
+    assert "keep your training recipe" in summary.verdict and "not faster beyond noise" in summary.verdict
     point = next(p for p in summary.pareto if p.trial == 1)
     assert point.verdict == "no faster than baseline (within noise)"
     assert point.speedup["train_time"]["ci95"] == [0.9, 1.2]
@@ -65,19 +83,18 @@ def test_a_candidate_whose_interval_includes_one_is_never_recommended() -> None:
 def test_a_candidate_faster_beyond_noise_is_recommended() -> None:
     study = make_study()
     study.set_user_attr("remeasure", {"baseline": 0, "rounds": 7, "trials": {
-        "1": {"objectives": {"train_time": {"value": 1.02, "ci95": [0.95, 1.1], "label": "x"}},
-              "composite": {"value": 1.02, "ci95": [0.95, 1.1]}},
-        "2": {"objectives": {"train_time": {"value": 1.3, "ci95": [1.2, 1.4], "label": "faster"}},
-              "composite": {"value": 1.3, "ci95": [1.2, 1.4]}},
+        "1": {"objectives": {"train_time": {"value": 1.02, "ci95": [0.95, 1.1], "label": "x"}}},
+        "2": {"objectives": {"train_time": {"value": 1.3, "ci95": [1.2, 1.4], "label": "faster"}}},
     }})
+    store(study, answers_of(study))
     summary = summarize_study(study, OBJ, 0.01)
     assert summary.recommended.trial == 2
-    assert "re-measured side by side" in summary.verdict
+    assert "training 1.30x [1.20, 1.40] faster" in summary.verdict
 
 
 def test_remeasurement_of_another_baseline_is_ignored() -> None:
     study = make_study()
-    study.set_user_attr("remeasure", {"baseline": 99, "trials": {"1": {"objectives": {}, "composite": {"value": 0.5, "ci95": [0.4, 0.6]}}}})
+    study.set_user_attr("remeasure", {"baseline": 99, "trials": {"1": {"objectives": {}}}})
     assert not summarize_study(study, OBJ, 0.01).remeasured
 
 

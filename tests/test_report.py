@@ -44,8 +44,12 @@ def make_study(keep: tuple[int, ...] | None = None) -> optuna.Study:
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     for dtype, prune, quant, acc, tt, lat, extra in (TRIALS if keep is None else [TRIALS[i] for i in keep]):
         metrics = {"accuracy": acc, "train_time": tt, "latency": lat, "throughput": 1000.0 / lat, "memory": 50.0}
+        config = {k: v for k, v, off in (("precision.dtype", dtype, "fp32"), ("pruning.method", prune, "none"),
+                                          ("quantization.method", quant, "none")) if v != off}
+        factors = {"train" if k.startswith("precision") else "serve" for k in config}
+        goal = "baseline" if not factors else factors.pop() if len(factors) == 1 else "combined"
         attrs = {"metrics": metrics, "ci95": {"accuracy": [acc - 0.004, acc + 0.004], "latency": [lat * 0.95, lat * 1.05]},
-                 "details": {}, "plan": {}, **extra}
+                 "details": {}, "plan": {}, "config": config, "goal": goal, **extra}
         study.add_trial(optuna.trial.create_trial(
             params={"precision.dtype": dtype, "pruning.method": prune, "quantization.method": quant},
             distributions=DISTS, values=[acc, tt, lat], user_attrs=attrs))
@@ -85,7 +89,7 @@ def charts(html: str) -> dict[str, str]:
 
 def test_every_section_is_there_and_the_page_is_offline() -> None:
     html, _ = render(full_study())
-    for section in ("recommendation", "pareto-plot", "pareto-table", "ablation", "warnings", "failures", "environment"):
+    for section in ("answers", "pareto-plot", "pareto-table", "ablation", "warnings", "failures", "environment"):
         assert f'id="{section}"' in html
     assert re.search(r"<h1>[^<]*digits</h1>", html)
     # Self-contained: nothing fetched from anywhere.
@@ -137,11 +141,11 @@ def test_pareto_table_shows_remeasured_speedups_intervals_and_noise() -> None:
     table = html[html.index('id="pareto-table"'):html.index('id="ablation"')]
     rows = {t: text(row) for t, row in re.findall(r'<tr data-trial="(\d+)"[^>]*>(.*?)</tr>', table, re.S)}
     assert sorted(rows) == ["0", "1", "3"], "the baseline for reference, then the front"
-    assert "1.84x [1.71, 1.98]" in rows["1"] and "recommended" in rows["1"]
+    assert "1.84x [1.71, 1.98]" in rows["1"] and "train answer" in rows["1"]
     assert "1.02x [0.95, 1.10]" in rows["3"] and "within noise" in rows["3"]
     # Accuracy drop with its interval: 0.900 - 0.895 = +0.005, half width hypot(0.004, 0.004).
     assert "+0.0050 [-0.0007, +0.0107]" in rows["3"]
-    rec = text(html[html.index('id="recommendation"'):html.index('id="pareto-table"')])
+    rec = text(html[html.index('id="answers"'):html.index('id="pareto-table"')])
     assert "precision.dtype" in rec and "bf16" in rec and "1.84x [1.71, 1.98]" in rec and "5 rounds" in rec
 
 
@@ -159,8 +163,11 @@ def test_renders_without_any_optional_study_attribute() -> None:
 def test_when_nothing_beats_the_baseline_the_report_says_keep_it() -> None:
     html, summary = render(make_study(keep=(0, 4, 5, 7)))
     assert summary.recommended is summary.baseline
-    rec = text(html[html.index('id="recommendation"'):html.index('id="pareto-table"')])
-    assert "Keep your own recipe" in rec and "speedup" not in rec, "no speedup cards for the recipe against itself"
+    rec = text(html[html.index('id="answers"'):html.index('id="pareto-table"')])
+    assert "train: keep your recipe" in rec and "serve: keep your recipe" in rec
+    assert "speedup" not in rec, "no speedup cards for the recipe against itself"
+    # The best candidate tried is named, with why it was rejected.
+    assert "the best candidate, trial" in rec and "was rejected because" in rec
     for body in charts(html).values():
         assert body.count('class="mark baseline"') == 1 and 'class="mark recommended"' not in body
         assert body.count("<circle") == 4

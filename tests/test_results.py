@@ -87,7 +87,10 @@ def test_speed_score_is_the_geometric_mean_over_speed_objectives() -> None:
 
 def add(study: optuna.Study, dtype: str, acc: float, train_time: float, latency: float, **attrs: Any) -> None:
     metrics = {"accuracy": acc, "train_time": train_time, "latency": latency, "throughput": 100.0, "memory": 50.0}
-    user_attrs = {"metrics": metrics, "ci95": {"accuracy": [acc - 0.02, acc + 0.02]}, **attrs}
+    role = attrs.get("role", "candidate")
+    config = {} if dtype == "fp32" else {"precision.dtype": dtype}
+    user_attrs = {"metrics": metrics, "ci95": {"accuracy": [acc - 0.02, acc + 0.02]}, "config": config,
+                  "goal": "baseline" if role == "baseline" else "train", **attrs}
     study.add_trial(optuna.trial.create_trial(params={"precision.dtype": dtype}, distributions={"precision.dtype": DTYPE},
                                               values=[acc, train_time, latency], user_attrs=user_attrs))
 
@@ -115,9 +118,14 @@ def test_summary_front_recommendation_and_failures(study: optuna.Study) -> None:
     assert by_trial[3].feasible and by_trial[3].accuracy_drop["value"] == pytest.approx(0.005)
     # The baseline is dominated by trial 1; trial 2 is infeasible; 1 and 3 trade accuracy for latency.
     assert sorted(p.trial for p in summary.pareto) == [1, 3]
+    # Without a re-measurement the train answer rests on single measurements, and says so.
     assert summary.recommended.trial == 1
-    assert summary.recommended.speedup["train_time"]["value"] == pytest.approx(2.0)
-    assert "trial 1 is 2.00x faster" in summary.verdict
+    train = summary.answer("train")
+    assert train is not None and train.given and train.trial == 1 and train.source == "trial"
+    assert train.speedup["train_time"]["value"] == pytest.approx(2.0)
+    assert "not yet re-measured" in train.verdict and "training 2.00x" in train.verdict
+    serve = summary.answer("serve")
+    assert serve is not None and not serve.given and "no candidate" in serve.verdict
     assert [(f.trial, f.kind, f.reason) for f in summary.failures] == [(5, "crash", "worker died")]
 
 
@@ -130,7 +138,7 @@ def test_a_tight_budget_leaves_the_baseline_recommended(study: optuna.Study) -> 
     add(slow, "bf16", 0.9, 2.0, 2.0)
     summary = summarize_study(slow, OBJECTIVES, max_drop=0.01)
     assert summary.recommended is summary.baseline
-    assert "keep it" in summary.verdict
+    assert "keep your training recipe" in summary.verdict and "trial 1" in summary.verdict
 
 
 def test_a_candidate_within_noise_after_remeasurement_is_not_recommended(study: optuna.Study) -> None:
@@ -140,7 +148,7 @@ def test_a_candidate_within_noise_after_remeasurement_is_not_recommended(study: 
     }})
     summary = summarize_study(study, OBJECTIVES, max_drop=0.01)
     assert summary.remeasured
-    assert summary.recommended is summary.baseline
+    assert summary.recommended.trial != 1
     one = next(p for p in summary.pareto if p.trial == 1)
     assert one.speedup["train_time"]["ci95"] == [0.95, 1.10]
 
@@ -160,6 +168,9 @@ def test_write_outputs(study: optuna.Study, tmp_path: Path) -> None:
     for p in [data["baseline"], data["recommended"], *data["pareto"]]:
         assert {"trial", "params", "metrics"} <= set(p)
     assert [p["trial"] for p in data["pareto"]] == [p.trial for p in summary.pareto]
+    assert [a["goal"] for a in data["answers"]] == ["train", "serve"]
+    assert {"goal", "trial", "params", "speedup", "accuracy_drop", "verdict"} <= set(data["answers"][0])
     recipe = yaml.safe_load(paths["recipe"].read_text())
     assert recipe["trial"] == 1 and recipe["params"] == {"precision.dtype": "bf16"} and recipe["task"] == "tiny"
+    assert recipe["goal"] == "train" and list(recipe["answers"]) == ["train"]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pareto.json", "recipe.yaml"], "no .tmp left"
