@@ -29,8 +29,11 @@ GOAL_WORDS = {"train_time": "training", "train_throughput": "training throughput
 AGREEMENT = 2.0
 
 
-def goals_for(mode: str) -> tuple[str, ...]:
-    return {"train": ("train",), "inference": ("serve",)}.get(mode, ("train", "serve", "combined"))
+def goals_for(mode: str, factors: Sequence[str] = ("train", "serve")) -> tuple[str, ...]:
+    """The goals a search answers: those whose factor it searched (and combined when it searched both)."""
+    wanted = {"train": ("train",), "inference": ("serve",)}.get(mode, ("train", "serve"))
+    goals = tuple(g for g in wanted if g in factors)
+    return goals + ("combined",) if len(goals) == 2 else goals
 
 
 def judging(goal: str, objectives: Sequence[str]) -> list[str]:

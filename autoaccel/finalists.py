@@ -105,7 +105,7 @@ class Finisher:
         return found
 
     def run(self) -> None:
-        goals = goals_for(self.search.options.mode)
+        goals = goals_for(self.search.options.mode, self.search.factors())
         if self.rounds == 0 or not self.timed:
             self.study.set_user_attr("ablation", importances(self.study, self.objectives))
             return
@@ -137,9 +137,8 @@ class Finisher:
         if not judged:
             return keep(goal, base, None, f"no requested objective judges this goal (add one of "
                                           f"{', '.join(judging(goal, REMEASURED))} to --objectives)")
-        ranked = sorted((self.point(t) for t in finalists), key=lambda p: -goal_score(p, judged))
         rejected = None
-        for p in ranked:
+        for p in sorted((self.point(t) for t in finalists), key=lambda p: -goal_score(p, judged)):
             if qualifies(p, judged, remeasured=True):
                 why = self.check(p, judged)
                 if not why:

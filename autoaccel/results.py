@@ -198,12 +198,12 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
         if str(p.trial) in entries:
             _apply_remeasure(p, entries[str(p.trial)], objectives)
     front.sort(key=lambda p: -speed_score(p, objectives))
-    mode = str(study.user_attrs.get("mode", "both"))
+    goals = study.user_attrs.get("goals") or goals_for(str(study.user_attrs.get("mode", "both")))
     stored = study.user_attrs.get("answers") or {}
     if stored.get("baseline") == base_trial.number:
-        answers = [Answer.from_json(stored["goals"][g]) for g in goals_for(mode) if g in stored.get("goals", {})]
+        answers = [Answer.from_json(stored["goals"][g]) for g in goals if g in stored.get("goals", {})]
     else:
-        answers = [provisional(g, points, baseline, objectives, max_drop) for g in goals_for(mode) if g != "combined"]
+        answers = [provisional(g, points, baseline, objectives, max_drop) for g in goals if g != "combined"]
     given = {a.goal: a for a in answers if a.given}
     primary = next((given[g] for g in PRIMARY if g in given), None)
     recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)

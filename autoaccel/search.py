@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel import study as studies
-from autoaccel.answers import goal_score, judging
+from autoaccel.answers import goal_score, goals_for, judging
 from autoaccel.cache import training_key
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
@@ -191,6 +191,7 @@ class Search:
         study.set_user_attr("environment", environment())
         study.set_user_attr("max_accuracy_drop", self.options.max_accuracy_drop)
         study.set_user_attr("mode", self.options.mode)
+        study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
         studies.ensure_baseline(study, self.plan.defaults)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))

@@ -95,8 +95,15 @@ def test_pareto_json_shape(two_runs: TwoRuns) -> None:
     for p in [data["baseline"], data["recommended"], *data["pareto"]]:
         assert {"trial", "params", "metrics"} <= set(p)
         assert {"accuracy", "train_time", "latency"} <= set(p["metrics"])
-        assert set(p["params"]) == set(BASELINE_PARAMS)
-    assert data["recommended"]["trial"] in {p["trial"] for p in data["pareto"]} | {data["baseline"]["trial"]}
+        # Only the settings that changed the plan: a subset of the searched parameters, none at its off value.
+        assert set(p["params"]) <= set(BASELINE_PARAMS)
+        assert all(BASELINE_PARAMS[k] != v for k, v in p["params"].items())
+    assert data["baseline"]["params"] == {}
+    assert [a["goal"] for a in data["answers"]] == ["train"]  # --strategies are all training-time techniques
+    answer = data["answers"][0]
+    assert {"goal", "trial", "params", "speedup", "accuracy_drop", "verdict"} <= set(answer)
+    recommended = data["recommended"]["trial"]
+    assert recommended == (answer["trial"] if answer["given"] else data["baseline"]["trial"])
 
 
 def test_recipe_is_the_recommendation(two_runs: TwoRuns) -> None:
@@ -110,9 +117,13 @@ def test_trial_zero_is_the_baseline_with_all_defaults(two_runs: TwoRuns) -> None
     trial0 = two_runs.first.trials[0]
     assert trial0.number == 0 and trial0.state == TrialState.COMPLETE
     assert trial0.user_attrs["role"] == "baseline"
-    assert trial0.params == BASELINE_PARAMS == search_defaults(two_runs.model)
+    # Every searched parameter at its off value, except those that apply only under another's value (the LR
+    # scaling rule of an unchanged batch size, worker settings without workers): those are not suggested at all.
+    inactive = {"batch_size.lr_scaling", "dataloader.persistent_workers", "dataloader.prefetch_factor"}
+    assert trial0.params == {k: v for k, v in BASELINE_PARAMS.items() if k not in inactive}
+    assert BASELINE_PARAMS == search_defaults(two_runs.model)
     assert two_runs.first.pareto["baseline"]["trial"] == 0
-    assert two_runs.first.pareto["baseline"]["params"] == trial0.params
+    assert two_runs.first.pareto["baseline"]["params"] == {} == trial0.user_attrs["config"]
     # Its plan is the user's own recipe.
     plan = trial0.user_attrs["plan"]
     assert (plan["batch_size"], plan["lr"], plan["epochs"], plan["precision"]) == (32, 0.1, 1, "fp32")
@@ -132,7 +143,9 @@ def test_second_run_continues_the_study_without_redoing_the_baseline(two_runs: T
     assert len(second) - len(reused) == 8
     by_number = {t.number: t for t in second}
     for t in reused:
-        assert t.params == by_number[t.user_attrs["duplicate_of"]].params
+        twin = by_number[t.user_attrs["duplicate_of"]]
+        assert t.user_attrs["fingerprint"] == twin.user_attrs["fingerprint"]
+        assert t.user_attrs["config"] == twin.user_attrs["config"]
     assert [t.number for t in second if t.user_attrs.get("role") == "baseline"] == [0]
     # Trials of the first run are kept as they were.
     for before, after in zip(first, second):
