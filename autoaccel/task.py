@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -154,7 +155,9 @@ def _dry_run(task: Task, model: nn.Module, metric: MetricFn) -> None:
     shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
     model.eval()
     try:
-        with torch.no_grad():
+        # The model's and libraries' warnings show up in each trial's record; here they would only be noise.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             outputs = model(inputs)
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

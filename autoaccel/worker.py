@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -65,6 +66,9 @@ def _serve(conn: Connection, source: TaskSource) -> None:
     # forks them on Linux; measure what they will get.
     if sys.platform.startswith("linux"):
         mp.set_start_method("fork", force=True)
+    # Warnings of the model and libraries belong in each trial's record (run_trial collects them), never on
+    # the user's terminal; outside a trial (loading, warm-up, export) they are dropped.
+    warnings.simplefilter("ignore")
     task = source.load()
     warm_up(task)
     conn.send(("ready", os.getpid()))
