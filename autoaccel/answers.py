@@ -74,6 +74,9 @@ def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequenc
             word = "slower" if o != "memory" else "more memory"
         elif label == "unreliable":
             word = "unreliable"
+        elif label.startswith("unchanged"):
+            parts.append(f"{GOAL_WORDS[o]} unchanged (same trained model)")
+            continue
         elif entry.get("ci95"):
             word = "within noise"
         else:

@@ -164,7 +164,6 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     from autoaccel.registry import collect_strategies, plugin_manager
-
     from autoaccel.target import hypothetical_target
 
     pm = plugin_manager()

@@ -67,16 +67,17 @@ def fit_stacking(features: np.ndarray, targets: np.ndarray, seed: int) -> tuple[
     return full, oof
 
 
-def ensemble(model: nn.Module, ctx: TransformContext, method: str) -> nn.Module:
+def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn.Module:
     """Wrap the trial's model with the plan's members: other feasible trained recipes the core chose, each
     loaded from the checkpoint cache or trained from its own recipe (``autoaccel apply`` without a cache).
 
     A stacking ensemble carries ``oof_outputs``: out-of-fold predictions on the validation set, which the trial
     scores instead of the combiner's in-sample outputs.
     """
-    if not ctx.plan.members:
-        raise TrialFailure("ensembling needs other trained models, and the study has no feasible one yet; it becomes "
-                           "possible after more trials have trained", kind="infeasible")
+    if len(ctx.plan.members) < k - 1:
+        # Serving fewer models than the configuration says would measure another configuration under its name.
+        raise TrialFailure(f"an ensemble of {k} needs {k - 1} other feasible trained model(s), and the study has "
+                           f"{len(ctx.plan.members)} so far; it becomes possible after more trials have trained", kind="infeasible")
     if ctx.trained is None:
         raise TrialFailure("ensembling needs the Task to load or train its members; pass the Task, not a bare model",
                            kind="unsupported")

@@ -117,8 +117,3 @@ def interleave(n_configs: int, rounds: int, measure_once: Callable[[int], float]
         if probe is not None and loads is not None:
             loads[c][r] = probe.stop().foreign_cores
     return samples
-
-
-def composite(ratios: Sequence[Sequence[float]]) -> list[float]:
-    """Per-round geometric mean across objectives: one speed score per round, for one overall interval."""
-    return [math.exp(statistics.fmean(math.log(x) for x in row)) for row in zip(*ratios)]

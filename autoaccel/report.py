@@ -19,8 +19,8 @@ from typing import Any
 
 import optuna
 
-from autoaccel.console import fmt_metric, fmt_params
 from autoaccel.answers import goal_score, judging
+from autoaccel.console import fmt_metric, fmt_params
 from autoaccel.results import Point, Summary, speed_objectives
 from autoaccel.trial import METRICS
 
@@ -316,6 +316,10 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
             how = ", ".join(f"{o} {s['value']:.2f}x [{_num(s['ci95'][0])}, {_num(s['ci95'][1])}]" for o, s in sp.items())
             verb = "made the answer slower" if all(s["ci95"][1] < 1.0 for s in sp.values()) else "did not make the answer faster beyond noise"
             out.append(f"{name} did not help on this target: keeping it {verb} ({how}); consider leaving it out.")
+    for p in summary.points:
+        if p.load.get("foreign_cores", 0.0) > BUSY_CORES:
+            out.append(f"Trial {p.trial} was measured while other programs kept {p.load['foreign_cores']:.2f} cores busy: "
+                       "its single-measurement figures are unreliable (re-measured candidates are compared in pairs).")
     for p in summary.pareto:
         if p is not summary.baseline and p.verdict in NOT_FASTER:
             out.append(f"Trial {p.trial} ({fmt_params(p.params, summary.baseline.params)}) is on the front but, re-measured side by side, "
@@ -368,6 +372,25 @@ def _mode(study: optuna.Study, meta: Mapping[str, Any]) -> str:
     return str(meta.get("mode") or study.user_attrs.get("mode") or "n/a")
 
 
+# Cores kept busy by other programs during a trial above which its figures are flagged as taken under load.
+BUSY_CORES = 0.5
+
+
+def load_summary(study: optuna.Study, summary: Summary) -> str:
+    """Other programs' load while the trials ran, and re-measurement rounds discarded because of it."""
+    cores = [p.load["foreign_cores"] for p in summary.points if "foreign_cores" in p.load]
+    averages = [p.load["loadavg"] for p in summary.points if "loadavg" in p.load]
+    rm = (study.user_attrs.get("remeasure") or {}).get("trials", {})
+    discarded = sum(int(r.get("discarded_rounds", 0)) for entry in rm.values() for r in entry.get("objectives", {}).values())
+    if not cores and not averages:
+        return "not recorded"
+    text = (f"other programs kept {statistics.median(cores):.2f} cores busy (median over trials, max {max(cores):.2f})"
+            if cores else "other programs' CPU time not available")
+    if averages:
+        text += f"; 1-minute load average {min(averages):.2f}-{max(averages):.2f}"
+    return text + f"; {discarded} re-measurement round(s) discarded because the load differed between the two sides"
+
+
 def _environment(study: optuna.Study, meta: Mapping[str, Any], summary: Summary) -> str:
     t = study.user_attrs.get("target") or meta.get("target") or {}
     if t:
@@ -389,6 +412,7 @@ def _environment(study: optuna.Study, meta: Mapping[str, Any], summary: Summary)
                ("storage", f"<code>{e(meta.get('storage') or 'n/a')}</code>"), ("objectives", e(", ".join(summary.objectives))),
                ("max accuracy drop", e(f"{summary.max_accuracy_drop:g}")),
                ("re-measurement", e(f"{rm['rounds']} interleaved rounds" if summary.remeasured and "rounds" in rm else "none")),
+               ("machine load", e(load_summary(study, summary))),
                ("exported files", "<br>".join(f"{e(k)}: <code>{e(v)}</code>" for k, v in (export.get("files") or {}).items()) or "none"),
                ("export notes", "<br>".join(e(n) for n in export.get("notes") or []) or "none")])
     return (f'<section id="environment"><h2>Target and environment</h2><div class="grid2"><div><h3>Target</h3>{target}</div>'

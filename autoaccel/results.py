@@ -42,6 +42,7 @@ class Point:
     goal: str = "combined"  # which factor its settings change: baseline, train, serve or combined
     ensemble_members: list[dict[str, Any]] = field(default_factory=list)  # {trial, train_time} each
     load: dict[str, float] = field(default_factory=dict)  # other programs' load while it was measured
+    finetune_s: float = 0.0  # training after the main run (fine-tuning a pruned model), included in train_time
 
     def ratio(self, objective: str) -> float:
         return float(self.speedup.get(objective, {}).get("value", 1.0))
@@ -168,6 +169,7 @@ def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
         goal=str(t.user_attrs.get("goal", "baseline" if t.user_attrs.get("role") == "baseline" else "combined")),
         ensemble_members=list(details.get("ensemble_members") or []),
         load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
+        finetune_s=float(details.get("finetune_s", 0.0)),
     )
 
 

@@ -18,7 +18,9 @@ from autoaccel.cache import training_key
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
 from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean
-from autoaccel.finalists import environment, export_recommended, finalize
+from autoaccel.finalists import environment, export_recommended
+from autoaccel.finish import finalize
+from autoaccel.members import choose_members, plan_of
 from autoaccel.options import Options
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import collect_strategies
@@ -134,44 +136,11 @@ class Search:
         return config, plan
 
     def members(self, study: optuna.Study, plan: Pipeline, k: int) -> tuple[Member, ...]:
-        """The ``k`` most accurate feasible trained models of other training recipes in the study (none that is
-        itself an ensemble), each with the training it cost. Fewer when the study has fewer."""
-        seen, found = {training_key(self.task, plan)}, []
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        for t in sorted(trials, key=lambda t: -t.user_attrs.get("metrics", {}).get("accuracy", 0.0)):
-            feasible = float(t.user_attrs.get("constraint", 1.0)) <= 1e-12
-            member = self.member(t) if feasible and "duplicate_of" not in t.user_attrs else None
-            if member is not None and member.key not in seen:
-                seen.add(member.key)
-                found.append(member)
-            if len(found) == k:
-                break
-        return tuple(found)
-
-    def member(self, t: optuna.trial.FrozenTrial) -> Member | None:
-        """Trial ``t``'s trained model as an ensemble member: its training settings (to reproduce it) and cost.
-        None for a trial that is itself an ensemble, or whose model was not trained by a recipe of this study."""
-        details = t.user_attrs.get("details") or {}
-        if "checkpoint" not in details or details.get("ensemble_members"):
-            return None
-        by_name = {s.name: s for s in self.plan.strategies}
-        train_params = {k: v for k, v in (t.user_attrs.get("config") or {}).items() if k.partition(".")[0] in by_name
-                        and factor_of(by_name[k.partition(".")[0]], self.options.mode) == "train"}
-        plan = apply_all(self.plan.strategies, self.plan.base, train_params)
-        if training_key(self.task, plan) != details["checkpoint"]:
-            return None
-        metrics = t.user_attrs["metrics"]
-        return Member(t.number, details["checkpoint"], plan, train_params, float(metrics["train_time"]),
-                      float(metrics.get("memory", 0.0)))
+        return choose_members(study, self.task, self.plan.strategies, self.plan.base, self.options.mode, plan, k)
 
     def plan_of(self, study: optuna.Study, trial: int) -> Pipeline:
         """The plan a completed trial ran, members included (rebuilt from the trials they came from)."""
-        t = study.get_trials(deepcopy=False)[trial]
-        config = dict(t.user_attrs.get("config") or {})
-        plan = apply_all(self.plan.strategies, self.plan.base, config)
-        used = (t.user_attrs.get("details") or {}).get("ensemble_members") or []
-        members = [self.member(study.get_trials(deepcopy=False)[int(m["trial"])]) for m in used]
-        return plan.replace(members=tuple(m for m in members if m is not None)) if members else plan
+        return plan_of(study, trial, self.task, self.plan.strategies, self.plan.base, self.options.mode)
 
     def _runner(self) -> IsolatedRunner | InProcessRunner:
         cache = cache_path(self.out_dir)
@@ -250,6 +219,8 @@ class Search:
         study.enqueue_trial({**self.plan.defaults, **config}, user_attrs={"role": role})
         number = self._one_trial(study, runner, 0, quiet=True)
         trial = study.get_trials(deepcopy=False)[number]
+        if "duplicate_of" in trial.user_attrs:
+            trial = study.get_trials(deepcopy=False)[int(trial.user_attrs["duplicate_of"])]  # measured before: that one
         return trial if trial.state == TrialState.COMPLETE else None
 
     def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int,

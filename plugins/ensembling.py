@@ -24,7 +24,7 @@ class EnsemblingStrategy(Strategy):
         k = int(params.get("k", 1))
         if k <= 1:
             return pipeline
-        return pipeline.add_transform(partial(ensemble, method=str(params.get("method", "average"))))
+        return pipeline.add_transform(partial(ensemble, k=k, method=str(params.get("method", "average"))))
 
 
 @hookimpl

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_report import OBJECTIVES, full_study
 
 from autoaccel.report import build_report, write_report
 from autoaccel.results import summarize_study
-from test_report import OBJECTIVES, full_study
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(),

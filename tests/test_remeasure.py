@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from autoaccel.remeasure import Ratio, composite, interleave, paired_ratio, ratio_from_rounds, schedule, t95
+from autoaccel.remeasure import Ratio, interleave, paired_ratio, ratio_from_rounds, schedule, t95
 
 
 def test_schedule_alternates_and_reverses_each_round() -> None:
@@ -76,8 +76,15 @@ def test_slower_and_noise_labels() -> None:
     assert ratio_from_rounds([1.5]).ci95 == (0.0, math.inf)  # one round: no interval can be claimed
 
 
-def test_composite_is_the_per_round_geometric_mean() -> None:
-    assert composite([[2.0, 4.0], [8.0, 1.0]]) == pytest.approx([4.0, 2.0])
+def test_rounds_with_unequal_load_are_discarded_and_too_few_left_is_unreliable() -> None:
+    base, cand = [2.0, 2.0, 2.0, 2.0, 2.0], [1.0, 1.0, 1.0, 1.0, 1.0]
+    even = [0.1] * 5
+    assert paired_ratio(base, cand, base_load=even, cand_load=even).label == "faster"
+    one_loaded = paired_ratio(base, cand, base_load=[1.5, 0.1, 0.1, 0.1, 0.1], cand_load=even)
+    assert one_loaded.discarded == 1 and not one_loaded.unreliable
+    mostly = paired_ratio(base, cand, base_load=[1.5, 1.5, 1.5, 0.1, 0.1], cand_load=even)
+    assert mostly.discarded == 3 and mostly.label == "unreliable" and not mostly.faster
+    assert mostly.to_json()["unreliable"].startswith("other programs' load differed")
 
 
 def test_t_table() -> None:

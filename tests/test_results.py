@@ -144,7 +144,7 @@ def test_a_tight_budget_leaves_the_baseline_recommended(study: optuna.Study) -> 
 def test_a_candidate_within_noise_after_remeasurement_is_not_recommended(study: optuna.Study) -> None:
     within_noise = {"value": 1.02, "ci95": [0.95, 1.10], "label": "no faster than baseline (within noise)"}
     study.set_user_attr("remeasure", {"baseline": 0, "rounds": 7, "trials": {
-        "1": {"objectives": {"train_time": within_noise, "latency": within_noise}, "composite": within_noise},
+        "1": {"objectives": {"train_time": within_noise, "latency": within_noise}},
     }})
     summary = summarize_study(study, OBJECTIVES, max_drop=0.01)
     assert summary.remeasured

@@ -6,7 +6,7 @@ import pytest
 
 from autoaccel import LoaderPlan, Pipeline, Target, Task
 from autoaccel.plugins.dataloader import DataLoaderStrategy
-from autoaccel.space import Categorical, active, IntRange
+from autoaccel.space import Categorical, IntRange, active
 from autoaccel.testing import StrategyContract
 from tiny_digits import base_plan, train_with
 

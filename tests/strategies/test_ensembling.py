@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from autoaccel.cache import training_key
 from autoaccel.ensemble import AverageEnsemble, StackingEnsemble
 from autoaccel.errors import TrialFailure
-from autoaccel.cache import training_key
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.plugins.ensembling import EnsemblingStrategy
 from autoaccel.testing import StrategyContract
@@ -25,7 +25,7 @@ def test_ensembles_need_members_then_pay_for_all_of_them(tiny_task, tmp_path: Pa
     s = EnsemblingStrategy()
     assert s.members_needed({"k": 3}) == 2 and s.members_needed({"k": 1}) == 0
     avg = s.apply(base, {"k": 2, "method": "average"})
-    with pytest.raises(TrialFailure, match="needs other trained models"):
+    with pytest.raises(TrialFailure, match="needs 1 other feasible trained model"):
         run_trial(tiny_task, avg, timing_budget_s=0.05, cache_dir=cache)
     other = base.replace(lr=0.05)
     alone = run_trial(tiny_task, other, timing_budget_s=0.05, cache_dir=cache)  # a second trained model

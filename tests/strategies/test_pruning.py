@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
@@ -11,7 +12,6 @@ from autoaccel.plugins.pruning import PruningStrategy
 from autoaccel.surgery import find_chains, prune_structured, prune_unstructured, sparsity
 from autoaccel.testing import CPU, CUDA, StrategyContract
 from autoaccel.trial import run_trial
-import pytest
 
 
 class TestPruningContract(StrategyContract):

@@ -1,0 +1,285 @@
+"""The end of a search: the finalists of each goal re-measured against the baseline, one answer per goal chosen,
+checked for consistency across its measurements and made minimal (an ablation), and the combined answer run
+and re-measured. Each step records what it found in the study, so `autoaccel report` rebuilds it from storage."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from rich.markup import escape
+
+from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
+from autoaccel.cache import training_key
+from autoaccel.errors import TrialFailure
+from autoaccel.finalists import importances
+from autoaccel.remeasure import Ratio, paired_ratio
+from autoaccel.results import Point, Summary, summarize_study
+from autoaccel.strategy import split_params
+from autoaccel.trial import METRICS, REMEASURED, TRAINING_OBJECTIVES
+
+if TYPE_CHECKING:
+    from autoaccel.search import Search
+    from autoaccel.trial import Timings
+    from autoaccel.worker import InProcessRunner, IsolatedRunner
+
+    Runner = IsolatedRunner | InProcessRunner
+
+
+def timed_objectives(search: "Search") -> list[str]:
+    return [o for o in search.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or search.plan.base.train)]
+
+
+# The training speedup of a serving variant: it trains nothing new (the user's own checkpoint).
+UNCHANGED = {"value": 1.0, "ci95": [1.0, 1.0], "label": "unchanged (same trained model)", "source": "same checkpoint"}
+
+
+def _speedups(timings: "Timings", timed: list[str], ref: int, i: int) -> dict[str, dict[str, Any]]:
+    """Paired speedups of plan ``i`` over plan ``ref`` per timed objective, rounds of unequal load discarded;
+    both training objectives read the one training timing (seconds for the same samples)."""
+    out = {}
+    for o in timed:
+        key = "train_time" if o in TRAINING_OBJECTIVES else o
+        s, load = timings.seconds[key], timings.load.get(key)
+        r = paired_ratio(s[ref], s[i], base_load=load[ref] if load else None, cand_load=load[i] if load else None)
+        out[o] = {**r.to_json(), "source": "interleaved re-measurement"}
+    return out
+
+
+class Finisher:
+    """The end of a search: finalists re-measured, one answer per goal chosen, checked and made minimal.
+
+    Every figure it produces is stored in the study (``remeasure``, ``answers``, ``ablation``), so that
+    `autoaccel report` rebuilds the same answers from storage alone.
+    """
+
+    def __init__(self, search: "Search", study: optuna.Study, runner: "Runner") -> None:
+        self.search, self.study, self.runner = search, study, runner
+        self.objectives = search.objectives
+        self.max_drop = search.options.max_accuracy_drop
+        self.rounds = search.options.remeasure_rounds
+        self.timed = timed_objectives(search)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.summary = self.refresh()
+
+    def refresh(self) -> Summary:
+        self.summary = summarize_study(self.study, self.objectives, self.max_drop)
+        return self.summary
+
+    def compare(self, trials: list[int], ref: int = 0, timed: list[str] | None = None) -> dict[int, dict[str, dict[str, Any]]] | None:
+        """Time the trials' plans interleaved; speedup of each over ``trials[ref]``. None when it failed."""
+        timed = self.timed if timed is None else timed
+        plans = [self.search.plan_of(self.study, t) for t in trials]
+        try:
+            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed)
+        except TrialFailure as failure:
+            self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
+            return None
+        return {t: _speedups(timings, timed, ref, i) for i, t in enumerate(trials) if i != ref}
+
+    def remeasure(self, trials: list[int]) -> bool:
+        """Re-measure ``trials`` against the baseline and record their speedups in the study.
+
+        Serving variants of the user's own trained model train exactly as the baseline does (the same
+        checkpoint): their training is not timed again, and their training speedup is recorded as unchanged,
+        unless they fine-tune after training, whose extra cost stays as their trial measured it.
+        """
+        base = self.summary.baseline.trial
+        key = self.training_key(base)
+        same = [t for t in trials if self.training_key(t) == key]
+        serving = [o for o in self.timed if o not in TRAINING_OBJECTIVES]
+        found: dict[int, dict[str, dict[str, Any]]] = {}
+        for group, timed in (([t for t in trials if t not in same], self.timed), (same, serving)):
+            if not group or not timed:
+                continue
+            measured = self.compare([base, *group], timed=timed)
+            if measured is None:
+                return False
+            found.update(measured)
+        for t in same:
+            if not self.point(t).finetune_s:
+                found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in self.timed if o in TRAINING_OBJECTIVES})
+        for t, speedup in found.items():
+            self.entries[str(t)] = {"objectives": speedup}
+        self.study.set_user_attr("remeasure", {"baseline": base, "rounds": self.rounds, "trials": self.entries})
+        self.refresh()
+        return True
+
+    def training_key(self, trial: int) -> str:
+        return training_key(self.search.task, self.search.plan_of(self.study, trial))
+
+    def point(self, trial: int) -> Point:
+        found = self.summary.point(trial)
+        assert found is not None, trial
+        return found
+
+    def run(self) -> None:
+        goals = goals_for(self.search.options.mode, self.search.factors())
+        if self.rounds == 0 or not self.timed:
+            self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+            return
+        finalists: dict[str, list[int]] = {}
+        share = max(1, self.search.options.max_finalists // 2)
+        for goal in (g for g in goals if g != "combined"):
+            judged = judging(goal, self.objectives)
+            mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
+            finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
+        everyone = list(dict.fromkeys(t for ts in finalists.values() for t in ts))
+        if everyone:
+            self.search.progress.info(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
+                                      f"{self.rounds} rounds ...")
+            self.remeasure(everyone)
+        answers = {goal: self.decide(goal, finalists[goal]) for goal in finalists}
+        if "combined" in goals:
+            answers["combined"] = self.combine(answers)
+        self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
+                                             "goals": {g: a.to_json() for g, a in answers.items()}})
+        if self.rows:
+            self.study.set_user_attr("ablation", {"method": "ablation", "rows": self.rows})
+        else:
+            self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+
+    def decide(self, goal: str, finalists: list[int]) -> Answer:
+        """The first finalist (fastest on the goal's own metrics) that stays faster beyond noise, agrees with
+        itself across measurements and is within the accuracy budget, made minimal; else keep the recipe."""
+        base, judged = self.summary.baseline, judging(goal, self.objectives)
+        if not judged:
+            return keep(goal, base, None, f"no requested objective judges this goal (add one of "
+                                          f"{', '.join(judging(goal, REMEASURED))} to --objectives)")
+        rejected = None
+        for p in sorted((self.point(t) for t in finalists), key=lambda p: -goal_score(p, judged)):
+            if qualifies(p, judged, remeasured=True):
+                why = self.check(p, judged)
+                if not why:
+                    point, notes = self.minimise(self.point(p.trial), goal, judged)
+                    return give(goal, point, base, self.objectives, "interleaved re-measurement", notes)
+                rejected = rejected or rejection(p, judged, self.max_drop, why)
+            rejected = rejected or rejection(self.point(p.trial), judged, self.max_drop)
+        if rejected is None:
+            mine = ranked(self.summary.points, goal, judged)
+            rejected = rejection(mine[0], judged, self.max_drop) if mine else None
+        return keep(goal, base, rejected)
+
+    def check(self, p: Point, judged: list[str]) -> str:
+        """'' when the trial's own ratio agrees with its re-measurement; otherwise measure again, and say why
+        the measurement is unreliable (with the figures) if it still disagrees."""
+        single = self._singles(p)
+        first = {o: dict(p.speedup[o]) for o in judged}
+        if all(agrees(single[o], first[o]) for o in judged if o in single):
+            return ""
+        self.search.progress.info(f"trial {p.trial}: its own measurement and its re-measurement disagree; measuring again")
+        if not self.remeasure([p.trial]):
+            return "its re-measurement failed"
+        again = self.point(p.trial)
+        ok = all(agrees(single[o], again.speedup[o]) or _overlap(first[o], again.speedup[o]) for o in judged if o in single)
+        if ok and qualifies(again, judged, remeasured=True):
+            return ""
+        figures = "; ".join(f"{o}: {single[o]:.2f}x in its trial, {first[o]['value']:.2f}x "
+                            f"[{first[o]['ci95'][0]:.2f}, {first[o]['ci95'][1]:.2f}] re-measured, then "
+                            f"{again.speedup[o]['value']:.2f}x" for o in judged if o in single)
+        return f"its measurement is unreliable ({figures})" if not ok else "it was not faster beyond noise when measured again"
+
+    def _singles(self, p: Point) -> dict[str, float]:
+        base = self.summary.baseline.metrics
+        out = {}
+        for o in judging(p.goal, self.objectives) or self.timed:
+            if p.metrics.get(o, 0) > 0 and base.get(o, 0) > 0:
+                out[o] = p.metrics[o] / base[o] if METRICS[o] else base[o] / p.metrics[o]
+        return out
+
+    def minimise(self, p: Point, goal: str, judged: list[str]) -> tuple[Point, list[str]]:
+        """Drop each technique of ``p`` in turn; one whose removal does not slow the answer beyond noise (and
+        keeps accuracy within budget) does not earn its place. The slimmer answer is re-measured and returned."""
+        names = list(split_params(p.params))
+        if len(names) < 2 or not self.search.options.ablation:
+            return p, []
+        self.search.progress.info(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
+        variants: dict[str, int] = {}
+        for name in names:
+            config = {k: v for k, v in p.params.items() if not k.startswith(f"{name}.")}
+            trial = self.search.run_fixed(self.study, self.runner, config, "ablation")
+            row: dict[str, Any] = {"goal": goal, "trial": p.trial, "technique": name,
+                                   "dropped": {k: v for k, v in p.params.items() if k.startswith(f"{name}.")}}
+            if trial is None:
+                row["error"] = "the variant without it failed"
+            else:
+                variants[name] = trial.number
+            self.rows.append(row)
+        self.refresh()
+        found = self.compare([p.trial, *variants.values()]) if variants else None
+        useless = []
+        for row in self.rows[-len(names):]:
+            name = row["technique"]
+            if name not in variants:
+                continue
+            variant = self.point(variants[name])
+            row["accuracy"] = variant.metrics["accuracy"]
+            row["accuracy_change"] = p.metrics["accuracy"] - variant.metrics["accuracy"]
+            if found is None:
+                row["error"] = "re-measurement failed"
+                continue
+            # How much faster the answer is *with* the technique than without it (> 1: it pulls its weight).
+            row["speedup"] = {o: {**r, "label": r["label"]} for o, r in _inverse(found[variants[name]]).items()}
+            if variant.feasible and all(row["speedup"].get(o, {}).get("label") != "faster" for o in judged):
+                useless.append(name)
+                row["verdict"] = "dropped: removing it did not slow the answer beyond noise"
+            else:
+                row["verdict"] = "kept"
+        if not useless or len(useless) == len(names):
+            return p, []
+        slim = {k: v for k, v in p.params.items() if k.partition(".")[0] not in useless}
+        trial = self.search.run_fixed(self.study, self.runner, slim, "ablation")
+        if trial is None or not self.remeasure([trial.number]):
+            return p, [f"dropping {', '.join(useless)} could not be measured; the answer keeps them"]
+        lean = self.point(trial.number)
+        if qualifies(lean, judged, remeasured=True):
+            return lean, [f"dropped {name}: removing it did not slow the answer beyond noise" for name in useless]
+        return p, [f"without {', '.join(useless)} the answer was no longer faster beyond noise; kept them"]
+
+    def combine(self, answers: dict[str, Answer]) -> Answer:
+        """The train answer's model served by the serve answer, run and re-measured together; its accuracy loss
+        is attributed to the training change alone and the serving change alone."""
+        base = self.summary.baseline
+        train, serve = answers.get("train"), answers.get("serve")
+        if train is None or serve is None or not (train.given and serve.given):
+            missing = [g for g, a in (("train", train), ("serve", serve)) if a is None or not a.given]
+            return keep("combined", base, None, f"a combined answer needs both a train and a serve answer; "
+                                                f"{' and '.join(missing)} said keep your recipe")
+        trial = self.search.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
+        if trial is None:
+            failed = next((f for f in reversed(self.summary.failures)), None)
+            return keep("combined", base, None, f"the combination failed to run{': ' + failed.reason if failed else ''}")
+        self.search.progress.info(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
+        self.remeasure([trial.number])
+        p = self.point(trial.number)
+        judged = judging("combined", self.objectives)
+        why = self.check(p, judged) if qualifies(p, judged, remeasured=True) else ""
+        p = self.point(trial.number)
+        attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}; with the training change alone "
+                       f"{train.accuracy_drop['value']:+.4f}, with the serving change alone {serve.accuracy_drop['value']:+.4f}")
+        if why or not qualifies(p, judged, remeasured=True):
+            return keep("combined", base, rejection(p, judged, self.max_drop, why + ("; " if why else "") + attribution
+                                                    if why or p.feasible else ""))
+        return give("combined", p, base, self.objectives, "interleaved re-measurement", [attribution])
+
+
+def _inverse(speedup: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Speedups of the reference over each variant, from the variant-over-reference figures (1/x, bounds swap)."""
+    out = {}
+    for o, r in speedup.items():
+        lo, hi = r["ci95"]
+        inv = Ratio(1 / r["value"], (1 / hi if hi > 0 else math.inf, 1 / lo if lo > 0 else math.inf),
+                    int(r.get("discarded_rounds", 0)), str(r.get("unreliable", "")))
+        out[o] = inv.to_json()
+    return out
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
+
+
+def finalize(search: "Search", study: optuna.Study, runner: "Runner") -> None:
+    """Re-measure the finalists, choose and check one answer per goal, and record them in the study."""
+    Finisher(search, study, runner).run()
