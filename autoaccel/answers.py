@@ -151,7 +151,8 @@ def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str]
                f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'])}")
     if source != "interleaved re-measurement":
         verdict += " (single measurements, not yet re-measured)"
-    return Answer(goal, True, point.trial, dict(point.params), dict(point.speedup), dict(point.accuracy_drop), verdict,
+    speedup = {o: point.speedup[o] for o in objectives if o in point.speedup}  # what the user asked for, no more
+    return Answer(goal, True, point.trial, dict(point.params), speedup, dict(point.accuracy_drop), verdict,
                   source, list(point.ensemble_members), None, list(notes))
 
 

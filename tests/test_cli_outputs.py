@@ -31,6 +31,7 @@ def test_json_keeps_stdout_for_the_document_and_progress_on_stderr(tmp_path: Pat
     data = json.loads(done.stdout)  # the whole of stdout is one JSON document
     assert {"answers", "baseline", "recommended"} <= set(data)
     assert "trial 1/2" in done.stderr and "trial 1/2" not in done.stdout
+    assert "[cpu], objectives accuracy" in done.stderr  # the device in brackets is text, not rich markup
 
 
 def test_report_rebuilds_pareto_json_with_its_export(tmp_path: Path, tiny_task_file: Path) -> None:

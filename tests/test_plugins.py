@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+import torch
 
 import autoaccel
 import autoaccel.plugins
@@ -100,3 +101,13 @@ def test_plugins_command_with_a_bad_target_is_one_line(capsys: pytest.CaptureFix
     assert main(["plugins", "--target", "tpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("autoaccel: error: --target: unknown target 'tpu'")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer for a target this machine lacks")
+def test_plugins_lists_what_would_run_on_a_target_this_machine_lacks(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--target", "cuda"]) == 0
+    captured = capsys.readouterr()
+    assert "not present here" in captured.out and "cuda_graphs" in captured.out
+    rows = {line.split("│")[1].strip(): line for line in captured.out.splitlines() if line.count("│") > 4}
+    assert "yes" in rows["cuda_graphs"] and "yes" in rows["cudnn_benchmark"]  # CUDA-only techniques run there
+    assert captured.err.count("\n") == 1 and "no CUDA device is available here" in captured.err

@@ -248,3 +248,18 @@ def test_ticks_are_round_numbers_inside_the_range() -> None:
     assert ticks == pytest.approx([0.5, 1.0, 1.5, 2.0, 2.5]) and decimals == 1
     ticks, decimals = _ticks(812.0, 1290.0)
     assert ticks == pytest.approx([900.0, 1000.0, 1100.0, 1200.0]) and decimals == 0
+
+
+def test_a_recipe_that_failed_to_learn_does_not_squash_the_accuracy_axis() -> None:
+    study = make_study(keep=(0, 1, 3))
+    metrics = {"accuracy": 0.1, "train_time": 2.0, "latency": 1.0, "throughput": 1000.0, "memory": 50.0}
+    study.add_trial(optuna.trial.create_trial(
+        params={"precision.dtype": "fp16", "pruning.method": "none", "quantization.method": "none"}, distributions=DISTS,
+        values=[0.1, 2.0, 1.0], user_attrs={"metrics": metrics, "config": {"precision.dtype": "fp16"}, "goal": "train"}))
+    html, _ = render(study)
+    for body in charts(html).values():
+        ticks = [float(t) for t in re.findall(r'text-anchor="end" fill="#4b5563">([0-9.]+)<', body)]
+        assert min(ticks) > 0.8, f"the accuracy axis spans {min(ticks)}..{max(ticks)}"
+        assert "accuracy 0.1000" in body  # the pinned point keeps its real value in its tooltip
+        labels = re.findall(r'<text x="([0-9.]+)" y="([0-9.]+)"[^>]*font-weight="600" text-anchor="\w+" fill="#(?:111827|f59e0b)">', body)
+        assert len(labels) == 2 and labels[0][1] != labels[1][1], "baseline and answer labels on separate lines"

@@ -98,3 +98,13 @@ def test_pruning_with_finetuning_runs_in_a_trial(tiny_task) -> None:  # type: ig
     baseline = run_trial(tiny_task, base, timing_budget_s=0.05)
     assert result.details["parameters"] < baseline.details["parameters"]
     assert result.metrics["accuracy"] > 0.5
+
+
+def test_fine_tuning_is_charged_to_the_recipe(tiny_task, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A pruned variant reuses the cached training, but its fine-tuning epoch is training it pays for."""
+    base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
+    cached = run_trial(tiny_task, base, timing_budget_s=0.02, cache_dir=str(tmp_path))
+    plan = PruningStrategy().apply(base, {"method": "structured", "amount": 0.5, "finetune_epochs": 1})
+    pruned = run_trial(tiny_task, plan, timing_budget_s=0.02, cache_dir=str(tmp_path))
+    assert pruned.details["cached_training"] is True and pruned.details["finetune_s"] > 0
+    assert pruned.metrics["train_time"] == pytest.approx(cached.metrics["train_time"] + pruned.details["finetune_s"])
