@@ -99,7 +99,9 @@ class Finisher:
                 return False
             found.update(measured)
         for t in same:
-            if not self.point(t).finetune_s:
+            point = self.point(t)
+            # Fine-tuning and ensemble members are training beyond the user's run: their single measurement stands.
+            if not point.finetune_s and not point.ensemble_members:
                 found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in self.timed if o in TRAINING_OBJECTIVES})
         for t, speedup in found.items():
             self.entries[str(t)] = {"objectives": speedup}

@@ -185,10 +185,17 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
         # The baseline's label sits above its mark and the answer's below, so the two never overlap.
         dy = -10 if name == "baseline" else 20
         out.append(f'{shape} class="mark {name}" fill="none" stroke="{color}" stroke-width="2" pointer-events="none"/>'
-                   f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{name}</text>')
+                   f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{e(_mark_label(summary, name))}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{oy + H - 12}" font-size="12" text-anchor="middle" fill="#374151">{e(_axis_label(objective))}</text>'
                f'<text transform="translate({ox + 16},{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#374151">accuracy</text></g>')
     return "".join(out)
+
+
+def _mark_label(summary: Summary, name: str) -> str:
+    """'baseline', or the primary answer's goal ('combined answer')."""
+    if name == "baseline":
+        return name
+    return next((f"{a.goal} answer" for a in summary.answers if a.given and a.trial == summary.recommended.trial), name)
 
 
 def _plots(summary: Summary) -> str:
@@ -202,7 +209,7 @@ def _plots(summary: Summary) -> str:
               '<span><i class="sw" style="background:#94a3b8"></i>feasible, dominated</span>'
               '<span><i class="sw" style="background:#9ca3af;opacity:.3"></i>over the accuracy budget</span>'
               '<span><i class="sw" style="border:2px solid #111827;border-radius:0;width:8px;height:8px"></i>baseline (your recipe)</span>'
-              '<span><i class="sw" style="border:2px solid #f59e0b;border-radius:0;transform:rotate(45deg);width:8px;height:8px"></i>recommended</span>'
+              '<span><i class="sw" style="border:2px solid #f59e0b;border-radius:0;transform:rotate(45deg);width:8px;height:8px"></i>primary answer (combined, else train, else serve)</span>'
               '<span style="color:#dc2626">- - accuracy budget</span></div>')
     return (f'<svg id="pareto-plot" role="img" aria-label="accuracy against each speed objective" viewBox="0 0 {cols * W} {rows * H}" '
             f'style="width:100%;max-width:{cols * W * 1.3:.0f}px;height:auto">{charts}</svg>{legend}'
