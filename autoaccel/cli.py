@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 from rich.console import Console
 from rich.table import Table
 
-from autoaccel.errors import AutoaccelError
+from autoaccel.errors import AutoaccelError, Interrupted, exit_status, interrupt_reason
 from autoaccel.options import DEFAULT_OBJECTIVES, SAMPLERS
 from autoaccel.strategy import MODES
 from autoaccel.trial import OBJECTIVES
@@ -113,9 +115,9 @@ def _report(args: argparse.Namespace) -> int:
     import optuna
 
     from autoaccel.console import make_console, print_summary
-    from autoaccel.report import build_report, write_report
-    from autoaccel.results import summarize_study, write_outputs
-    from autoaccel.study import open_storage
+    from autoaccel.outputs import Generation, publish
+    from autoaccel.results import summarize_study
+    from autoaccel.study import mask_url, open_storage
 
     if args.storage is None and args.out is None:
         raise AutoaccelError("report: give --out (the folder of an optimize run) or --storage URL")
@@ -136,10 +138,14 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError:
         raise AutoaccelError(f"--study: '{name}' has no completed baseline trial yet; nothing to report") from None
     meta = {"task": study.user_attrs.get("task"), "study": name, "mode": study.user_attrs.get("mode"),
-            "target": study.user_attrs.get("target"), "storage": url, "export": study.user_attrs.get("export")}
-    out.mkdir(parents=True, exist_ok=True)
-    write_outputs(summary, out, meta)
-    path = write_report(out, build_report(study, summary, meta))
+            "target": study.user_attrs.get("target"), "storage": mask_url(url), "export": study.user_attrs.get("export")}
+    generation = Generation(out)
+    try:
+        generation.adopt_model()  # the model of the run that exported it; the rest is rebuilt from the study
+        path = publish(generation, summary, study, meta)
+    except BaseException:
+        generation.discard()
+        raise
     if args.json:
         print(json.dumps(summary.to_json(), default=str))
         return 0
@@ -190,6 +196,7 @@ def _plugins(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _terminate_like_ctrl_c()
     try:
         commands = {"optimize": _optimize, "report": _report, "apply": _apply, "plugins": _plugins}
         return commands[args.command](args)
@@ -198,9 +205,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"autoaccel: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("autoaccel: interrupted; completed trials are kept in the study, re-run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"autoaccel: {interrupt_reason(exc)}; completed trials are kept in the study, re-run the same command to resume",
+              file=sys.stderr)
+        return exit_status(exc)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _terminate_like_ctrl_c() -> dict[int, Any]:
+    """SIGTERM and SIGHUP stop a run the way Ctrl-C does (trial marked failed, worker killed, exit 143 / 129);
+    returns the handlers they replaced."""
+    def handler(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread (main() called from a thread): leave the default
+            pass
+    return previous
 
 
 if __name__ == "__main__":

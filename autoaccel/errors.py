@@ -7,6 +7,7 @@ line naming the culprit and what was expected. The CLI prints it without a trace
 from __future__ import annotations
 
 import difflib
+import signal
 from collections.abc import Iterable
 
 
@@ -26,6 +27,27 @@ class TrialFailure(Exception):
         # Where in the trial it failed ("training", "transform:<i>", "serving"), so the search can name the
         # technique and choice responsible.
         self.stage = stage
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (what a scheduler, `timeout` or a closed terminal sends), handled like Ctrl-C: the
+    running trial is marked failed with the reason, and the process exits 128 + the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+    @property
+    def reason(self) -> str:
+        return f"interrupted by {signal.Signals(self.signum).name}"
+
+
+def interrupt_reason(exc: KeyboardInterrupt) -> str:
+    return exc.reason if isinstance(exc, Interrupted) else "interrupted by the user (Ctrl-C)"
+
+
+def exit_status(exc: KeyboardInterrupt) -> int:
+    return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
 
 
 def describe(exc: BaseException) -> str:

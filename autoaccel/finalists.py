@@ -7,6 +7,7 @@ import platform
 import sys
 import warnings
 from importlib import metadata
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -49,11 +50,11 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, A
     return result
 
 
-def export_recommended(search: "Search", study: optuna.Study, summary: Summary, runner: "Runner") -> dict[str, Any]:
-    """Write the primary answer's model (state dict always, ONNX where it exports) under OUT/model/."""
+def export_recommended(search: "Search", study: optuna.Study, summary: Summary, runner: "Runner", out: Path) -> dict[str, Any]:
+    """Write the primary answer's model (state dict always, ONNX where it exports) into ``out``."""
     plan = search.plan_of(study, summary.recommended.trial)
     try:
-        report = runner.export(plan, search.out_dir / "model", search.task.seed)
+        report = runner.export(plan, out, search.task.seed)
     except TrialFailure as failure:
         search.progress.info(f"[yellow]could not export the recommended model ({failure.kind}): {escape(failure.reason)}[/]")
         return {"files": {}, "notes": [failure.reason]}

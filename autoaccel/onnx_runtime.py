@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,9 +88,18 @@ def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, cal
     """Export ``model``, optionally quantize it to static int8, and open an ORT session on it."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="autoaccel-ort-"))
     folder.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, example, folder / "model.onnx")
-    path = quantize_static_int8(fp32, folder / "model.int8.onnx", calibration) if int8_static else fp32
-    return OrtModule(path, threads, providers)
+    try:
+        fp32 = export_onnx(model, example, folder / "model.onnx")
+        path = quantize_static_int8(fp32, folder / "model.int8.onnx", calibration) if int8_static else fp32
+        module = OrtModule(path, threads, providers)
+    except BaseException:
+        if workdir is None:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if workdir is None:
+        # The graph files live as long as the session that may still be copied out (autoaccel apply --export).
+        weakref.finalize(module, shutil.rmtree, folder, True)
+    return module
 
 
 def available() -> tuple[bool, str]:

@@ -8,13 +8,10 @@ carry a traceback line with ``<`` in it, and a parameter value is whatever a thi
 from __future__ import annotations
 
 import math
-import os
 import statistics
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -442,20 +439,4 @@ def build_report(study: optuna.Study, summary: Summary, meta: dict[str, Any]) ->
             f'<h1>autoaccel report: {e(task)}</h1><p class="sub">{sub}</p>{body}</main><script>{JS}</script></body></html>\n')
 
 
-def write_report(out_dir: Path, html: str) -> Path:
-    """Write out_dir/report.html through a temporary file in the same folder, so a reader (or a browser
-    refreshing) never sees half a page."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / "report.html"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=".report.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(html)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-__all__ = ["build_report", "technique_warnings", "write_report"]
+__all__ = ["build_report", "technique_warnings"]

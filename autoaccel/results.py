@@ -7,7 +7,6 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -234,9 +233,8 @@ def recipe_answers(summary: Summary) -> dict[str, Any]:
     return out
 
 
-def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict[str, Path]:
-    """Write pareto.json and recipe.yaml; files are replaced atomically so a reader never sees half a file."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def output_texts(summary: Summary, meta: dict[str, Any]) -> dict[str, str]:
+    """The text of pareto.json and recipe.yaml (published together, with the report and model, by outputs.py)."""
     pareto = {**summary.to_json(), **meta}
     rec = summary.recommended
     answers = recipe_answers(summary)
@@ -254,13 +252,5 @@ def write_outputs(summary: Summary, out_dir: Path, meta: dict[str, Any]) -> dict
         "verdict": summary.verdict,
         "answers": answers,
     }
-    paths = {"pareto": out_dir / "pareto.json", "recipe": out_dir / "recipe.yaml"}
-    _atomic_write(paths["pareto"], json.dumps(pareto, indent=2, default=str) + "\n")
-    _atomic_write(paths["recipe"], yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=False))
-    return paths
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    return {"pareto.json": json.dumps(pareto, indent=2, default=str) + "\n",
+            "recipe.yaml": yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=False)}

@@ -17,15 +17,16 @@ from autoaccel.answers import goal_score, goals_for, judging
 from autoaccel.cache import training_key
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
-from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean
+from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean, interrupt_reason
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize
 from autoaccel.members import choose_members, plan_of
 from autoaccel.options import Options
+from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import collect_strategies
-from autoaccel.report import build_report, write_report
-from autoaccel.results import Summary, summarize_study, write_outputs
+from autoaccel.results import Summary, summarize_study
+from autoaccel.scratch import run_scratch
 from autoaccel.space import Categorical, Param
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
 from autoaccel.target import Target
@@ -149,7 +150,18 @@ class Search:
         return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout, cache)
 
     def run(self) -> tuple[optuna.Study, Summary]:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        """Run the search; everything temporary (ONNX graphs, ...) lives in one folder removed at the end."""
+        with run_scratch():
+            return self._run()
+
+    def _run(self) -> tuple[optuna.Study, Summary]:
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise AutoaccelError(f"--out: cannot create the folder {self.out_dir} ({exc.strerror or exc}); "
+                                 "expected a folder path you can write to") from exc
+        if removed := sweep(self.out_dir):
+            self.progress.info(f"removed {len(removed)} leftover(s) of an earlier run that was killed while writing its outputs")
         storage = studies.open_storage(self.options.storage_url(self.task.name))
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
@@ -193,14 +205,17 @@ class Search:
             self.progress.stop()
             finalize(self, study, runner)
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
-            export = export_recommended(self, study, summary, runner)
-            study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
+            generation = Generation(self.out_dir)
+            try:
+                export = export_recommended(self, study, summary, runner, generation.path("model"))
+                study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
+                publish(generation, summary, study, {**self.meta(), "export": export})
+            except BaseException:
+                generation.discard()  # the last complete outputs stay current
+                raise
         finally:
             self.progress.stop()
             runner.close()
-        meta = {**self.meta(), "export": export}
-        write_outputs(summary, self.out_dir, meta)
-        write_report(self.out_dir, build_report(study, summary, meta))
         return study, summary
 
     def meta(self) -> dict[str, Any]:
@@ -209,7 +224,7 @@ class Search:
             "study": self.study_name,
             "mode": self.options.mode,
             "target": self.plan.target.describe(),
-            "storage": self.options.storage_url(self.task.name),
+            "storage": studies.mask_url(self.options.storage_url(self.task.name)),
         }
 
     def run_fixed(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, config: dict[str, Any],
@@ -263,8 +278,8 @@ class Search:
             if role == "baseline":
                 raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
             return trial.number
-        except KeyboardInterrupt:
-            self._fail(study, trial, "interrupted", "interrupted by the user (Ctrl-C)", started)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP turned into Interrupted by the CLI
+            self._fail(study, trial, "interrupted", interrupt_reason(exc), started)
             raise
         self._complete(study, trial, result, started)
         if not quiet:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 import socket
 import warnings
 from collections.abc import Mapping, Sequence
@@ -46,11 +47,36 @@ def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.sam
     return GridSampler({k: p.grid_values() for k, p in space.items()}, seed=seed)
 
 
+def mask_url(url: str) -> str:
+    """The storage URL with its password hidden, as it may be printed, stored and reported."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: hide anything between ':' and '@'
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
 def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """Open an Optuna RDB storage. A password may be in the URL, or (PostgreSQL) in PGPASSWORD or ~/.pgpass,
+    which libpq reads itself when the URL has none; it never appears in a message or an output."""
     try:
         return optuna.storages.RDBStorage(url)
     except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
-        raise AutoaccelError(f"--storage: cannot open '{url}': {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        password = _password(url)
+        if password:
+            detail = detail.replace(password, "***")
+        raise AutoaccelError(f"--storage: cannot open '{mask_url(url)}': {type(exc).__name__}: {detail}") from exc
+
+
+def _password(url: str) -> str | None:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).password
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequence[str],
@@ -131,12 +157,13 @@ REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash")
 
 
 def duplicate_of(study: optuna.Study, fingerprint: str) -> FrozenTrial | None:
-    """A completed trial of the same plan (however its parameters were spelled): its measurements are reused,
-    or a failed one whose failure would repeat: it is not run again."""
-    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+    """A completed trial of the same plan (however its parameters were spelled): its measurements are reused.
+    Or a failed one whose failure would repeat: it is not run again; a timeout (maybe the machine's fault) is
+    retried once."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if t.user_attrs.get("fingerprint") == fingerprint and "duplicate_of" not in t.user_attrs]
+    timeouts = [t for t in done if t.user_attrs.get("failure_kind") == "timeout"]
     for t in done:
-        if t.user_attrs.get("fingerprint") != fingerprint or "duplicate_of" in t.user_attrs:
-            continue
         if t.state == TrialState.COMPLETE or t.user_attrs.get("failure_kind") in REPEATABLE:
             return t
-    return None
+    return timeouts[-1] if len(timeouts) >= 2 else None

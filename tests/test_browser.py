@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from test_report import OBJECTIVES, full_study
 
-from autoaccel.report import build_report, write_report
+from autoaccel.report import build_report
 from autoaccel.results import summarize_study
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -44,7 +44,9 @@ def chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProce
 
 def open_page(html: str, rec: int, folder: Path) -> tuple[str, str, Path]:
     """(DOM after scripts, Chromium's log, screenshot path) for the page with the error hook injected."""
-    page = write_report(folder, html.replace("<head>", "<head>" + HOOK.replace("REC", str(rec)), 1))
+    folder.mkdir(parents=True, exist_ok=True)
+    page = folder / "report.html"
+    page.write_text(html.replace("<head>", "<head>" + HOOK.replace("REC", str(rec)), 1), encoding="utf-8")
     dom = chromium(page, folder / "profile", "--dump-dom")
     shot = folder / "shot.png"
     snap = chromium(page, folder / "profile", f"--screenshot={shot}")

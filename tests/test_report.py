@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autoaccel.report import _ticks, build_report, technique_warnings, write_report
+from autoaccel.report import _ticks, build_report, technique_warnings
 from autoaccel.results import Summary, summarize_study
 
 OBJECTIVES = ("accuracy", "train_time", "latency")
@@ -232,15 +232,6 @@ def test_no_warnings_says_so() -> None:
     html, _ = render(study)
     assert "Nothing in this study shows a technique that failed to help" in html
     assert "No trial failed." in html
-
-
-def test_write_report_replaces_the_file_atomically(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    first = write_report(out, "<html>1</html>")
-    assert first == out / "report.html" and first.read_text(encoding="utf-8") == "<html>1</html>"
-    second = write_report(out, "<html>2</html>")
-    assert second.read_text(encoding="utf-8") == "<html>2</html>"
-    assert [p.name for p in out.iterdir()] == ["report.html"], "no temporary file is left behind"
 
 
 def test_ticks_are_round_numbers_inside_the_range() -> None:

@@ -13,7 +13,7 @@ import yaml
 from optuna.trial import TrialState
 
 from autoaccel import results
-from autoaccel.results import Point, dominates, pareto_front, speed_score, summarize_study, write_outputs
+from autoaccel.results import Point, dominates, output_texts, pareto_front, speed_score, summarize_study
 
 OBJECTIVES = ("accuracy", "train_time", "latency")
 DTYPE = optuna.distributions.CategoricalDistribution(["fp32", "bf16", "fp16"])
@@ -160,17 +160,16 @@ def test_no_baseline_is_an_error() -> None:
         summarize_study(s, OBJECTIVES, 0.01)
 
 
-def test_write_outputs(study: optuna.Study, tmp_path: Path) -> None:
+def test_output_texts(study: optuna.Study) -> None:
     summary = summarize_study(study, OBJECTIVES, max_drop=0.01)
-    paths = write_outputs(summary, tmp_path / "out", {"task": "tiny", "study": "s"})
-    data = json.loads(paths["pareto"].read_text())
+    texts = output_texts(summary, {"task": "tiny", "study": "s"})
+    data = json.loads(texts["pareto.json"])
     assert {"baseline", "pareto", "recommended", "task", "study"} <= set(data)
     for p in [data["baseline"], data["recommended"], *data["pareto"]]:
         assert {"trial", "params", "metrics"} <= set(p)
     assert [p["trial"] for p in data["pareto"]] == [p.trial for p in summary.pareto]
     assert [a["goal"] for a in data["answers"]] == ["train", "serve"]
     assert {"goal", "trial", "params", "speedup", "accuracy_drop", "verdict"} <= set(data["answers"][0])
-    recipe = yaml.safe_load(paths["recipe"].read_text())
+    recipe = yaml.safe_load(texts["recipe.yaml"])
     assert recipe["trial"] == 1 and recipe["params"] == {"precision.dtype": "bf16"} and recipe["task"] == "tiny"
     assert recipe["goal"] == "train" and list(recipe["answers"]) == ["train"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["pareto.json", "recipe.yaml"], "no .tmp left"

@@ -1,0 +1,54 @@
+"""One temporary folder per run, under the system's temp dir (honouring TMPDIR), that everything temporary
+goes into: removed when the run ends, swept at the next start when a run was killed before it could."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+PREFIX = "autoaccel-run-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_scratch(root: Path) -> list[str]:
+    """Remove the run folders of processes that are gone (this host's temp dir is this host's alone)."""
+    removed = []
+    for folder in root.glob(f"{PREFIX}*"):
+        pid = folder.name[len(PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder.name)
+    return removed
+
+
+@contextlib.contextmanager
+def run_scratch() -> Iterator[Path]:
+    """A fresh temp folder for this run, made the process's (and its workers') TMPDIR while the run lasts."""
+    root = Path(tempfile.gettempdir())
+    sweep_scratch(root)
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(folder)  # spawned trial workers inherit it
+    tempfile.tempdir = None  # tempfile caches the temp dir: forget it so this process uses the run folder too
+    try:
+        yield folder
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+        tempfile.tempdir = None
+        shutil.rmtree(folder, ignore_errors=True)
