@@ -97,6 +97,12 @@ class Generation:
             _point_through_current(self.out_dir, name)
         sweep(self.out_dir)
 
+    def public(self, export: dict[str, Any]) -> dict[str, Any]:
+        """An export report naming its files as the user opens them (OUT/model/...), not inside this generation."""
+        files = {k: str(self.out_dir / Path(v).relative_to(self.dir)) if Path(v).is_relative_to(self.dir) else v
+                 for k, v in (export.get("files") or {}).items()}
+        return {**export, "files": files} if files else dict(export)
+
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -182,11 +188,7 @@ def publish(gen: Generation, summary: "Summary", study: "optuna.Study", meta: di
     from autoaccel.results import output_texts
     from autoaccel.study import mask_url
 
-    export = dict(meta.get("export") or {})
-    if export.get("files"):
-        export["files"] = {k: str(gen.out_dir / Path(v).relative_to(gen.dir)) if Path(v).is_relative_to(gen.dir) else v
-                           for k, v in export["files"].items()}
-    meta = {**meta, "export": export, "generation": gen.id}
+    meta = {**meta, "export": gen.public(meta.get("export") or {}), "generation": gen.id}
     if meta.get("storage"):
         meta["storage"] = mask_url(str(meta["storage"]))  # whoever called, no output carries a password
     _fault_point("after:model")

@@ -207,7 +207,7 @@ class Search:
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
             generation = Generation(self.out_dir)
             try:
-                export = export_recommended(self, study, summary, runner, generation.path("model"))
+                export = generation.public(export_recommended(self, study, summary, runner, generation.path("model")))
                 study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
                 publish(generation, summary, study, {**self.meta(), "export": export})
             except BaseException:
