@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from autoaccel.errors import AutoaccelError, Interrupted, exit_status, interrupt_reason
@@ -37,8 +38,22 @@ def _choices(items: list[str] | None) -> dict[str, tuple[object, ...]] | None:
         if not sep or not name or not values:
             raise AutoaccelError(f"--choices: expected PARAM=V1,V2 (e.g. batch_size.size=64,128), but got {item!r}")
         # YAML scalars: 64 is an int, true a bool, 0.5 a float, fp16 a string, as in the search-space files.
-        out[name.strip()] = tuple(yaml.safe_load(v.strip()) for v in values.split(",") if v.strip())
+        out[name.strip()] = tuple(_scalar(v.strip(), item) for v in values.split(",") if v.strip())
     return out
+
+
+def _scalar(text: str, item: str) -> object:
+    """One --choices value read as a YAML scalar; anything else (tags, aliases, lists) is refused."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+        ok = False
+    else:
+        ok = isinstance(value, (str, int, float, bool))
+    if not ok:
+        raise AutoaccelError(f"--choices: each value must be a plain number, word or true/false, but got {text!r} in {item!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +122,7 @@ def _optimize(args: argparse.Namespace) -> int:
         return 0
     console = make_console()
     print_summary(console, result.summary, result.baseline.params)
-    console.print(f"wrote {result.out_dir / 'report.html'}, pareto.json and recipe.yaml")
+    console.print(escape(f"wrote {result.out_dir / 'report.html'}, pareto.json and recipe.yaml"))
     return 0
 
 
@@ -151,7 +166,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     console = make_console()
     print_summary(console, summary, summary.baseline.params)
-    console.print(f"wrote {path}")
+    console.print(escape(f"wrote {path}"))
     return 0
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from autoaccel.data import eval_batches, sample_batch
+from autoaccel.errors import TrialFailure
 from autoaccel.measure import Measurement, measure
 from autoaccel.metrics import MetricFn, accuracy
 from autoaccel.pipeline import Pipeline
@@ -51,6 +52,9 @@ def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Te
 def score(outputs: torch.Tensor, targets: torch.Tensor, metric: MetricFn, seed: int = 0) -> Score:
     """The metric with a 95% interval: Wilson for accuracy, a percentile bootstrap for any other metric."""
     value = float(metric(outputs, targets))
+    if not math.isfinite(value):
+        # A NaN or infinite score cannot be compared with anything: the trial fails, saying which field did it.
+        raise TrialFailure(f"Task.metric returned {value} on the validation set; it must return a finite number", kind="error")
     n = len(targets)
     if metric is accuracy:
         return Score(value, wilson(round(value * n), n))

@@ -119,6 +119,11 @@ class Finisher:
 
     def run(self) -> None:
         goals = goals_for(self.search.options.mode, self.search.factors())
+        # Answers and re-measurements of an earlier finish no longer hold once trials were added; cleared first,
+        # a finish killed midway leaves the study saying "not re-measured" rather than claiming it was.
+        self.study.set_user_attr("answers", None)
+        self.study.set_user_attr("remeasure", None)
+        self.refresh()
         if self.rounds == 0 or not self.timed:
             self.study.set_user_attr("ablation", importances(self.study, self.objectives))
             return

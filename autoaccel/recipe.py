@@ -22,7 +22,7 @@ from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.evaluate import latency_input
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import default_registry
-from autoaccel.strategy import apply_all, split_params
+from autoaccel.strategy import apply_all
 from autoaccel.task import Task, validate_task
 
 EXPORTS = ("onnx", "torchscript", "state_dict")
@@ -70,6 +70,10 @@ def select(recipe: dict[str, Any], goal: str | None, where: str = "recipe") -> d
         return recipe
     if not answers:
         raise AutoaccelError(f"{where}: this recipe holds no answer (every goal said keep your recipe); nothing to apply")
+    bad = [str(g) for g, a in answers.items() if g not in GOALS or not isinstance(a, dict) or not isinstance(a.get("params"), dict)]
+    if bad or recipe.get("goal") not in (None, *GOALS):
+        raise AutoaccelError(f"{where}: answers must map goals ({', '.join(GOALS)}) to answers with params, and goal name one "
+                             f"of them, but got {', '.join(bad)[:80] or repr(recipe.get('goal'))[:40]}")
     chosen = goal or recipe.get("goal") or next(g for g in GOALS if g in answers)
     if chosen not in answers:
         raise AutoaccelError(f"{where}: no {chosen} answer in this recipe (it has: {', '.join(answers)}); "
@@ -103,10 +107,10 @@ def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | No
     registry = default_registry()
     strategies = list(registry.strategies.values())
     members = recipe.get("ensemble_members") or []
+    if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("trial"), int) for m in members):
+        raise AutoaccelError("recipe: ensemble_members must be a list of {trial, params, train_time} as optimize writes it")
     for params in [recipe["params"], *(m.get("params") or {} for m in members)]:
-        unknown = [name for name in split_params(params) if name not in registry.strategies]
-        if unknown:
-            raise AutoaccelError(f"recipe: strategies {', '.join(unknown)} are not installed here (known: {', '.join(sorted(registry.strategies))})")
+        validate_params(params, registry, task)
     base = Pipeline(device=device, batch_size=task.batch_size if task else 32, lr=task.lr if task else 0.01,
                     epochs=task.epochs if task else 1)
     if task is not None:
@@ -120,6 +124,37 @@ def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | No
                                 float(m.get("train_time", 0.0))))
         plan = plan.replace(members=tuple(built))
     return plan
+
+
+def validate_params(params: Any, registry: Any, task: Task | None, where: str = "recipe") -> None:
+    """Every setting names an installed strategy's parameter and holds a value its search space allows (the
+    space the task gives it: a batch size the task's data can take, a precision that exists)."""
+    if not isinstance(params, dict):
+        raise AutoaccelError(f"{where}: params must be a mapping of <strategy>.<param>: value, but got {type(params).__name__}")
+    for key, value in params.items():
+        name, _, param = str(key).partition(".")
+        if name not in registry.strategies:
+            raise AutoaccelError(f"{where}: params.{str(key):.80}: no installed strategy '{name:.40}' "
+                                 f"(known: {', '.join(sorted(registry.strategies))})")
+        space = registry.strategies[name].space(task)
+        if param not in space:
+            raise AutoaccelError(f"{where}: params.{key}: strategy '{name}' has no parameter '{param}' (it has: {', '.join(space)})")
+        spec = space[param]
+        # bool is an int to Python, and 1 == True: a value must also have the type the space holds.
+        kinds = {type(c) for c in getattr(spec, "choices", (spec.default,))}
+        if float in kinds:
+            kinds.add(int)
+        if not isinstance(value, (str, int, float, bool)):
+            raise AutoaccelError(f"{where}: params.{key}: expected a value inside {_describe_space(spec)}, but got a "
+                                 f"{type(value).__name__}")  # never its repr: a YAML bomb would print megabytes
+        if type(value) not in kinds or not spec.contains(value):
+            raise AutoaccelError(f"{where}: params.{key}: expected a value inside {_describe_space(spec)}, but got {value!r:.60}")
+
+
+def _describe_space(spec: Any) -> str:
+    if hasattr(spec, "choices"):
+        return "[" + ", ".join(str(c) for c in spec.choices) + "]"
+    return f"[{spec.low}, {spec.high}]"
 
 
 def check_task(recipe: dict[str, Any], task: Task, where: str) -> None:
