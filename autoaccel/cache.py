@@ -64,8 +64,12 @@ class CheckpointCache:
         path = self.root / f"{key}.pt"
         # Write then rename: a trial killed mid-save must not leave a truncated checkpoint that later loads.
         tmp = path.with_suffix(f".pt.{os.getpid()}.tmp")
-        torch.save(model.state_dict(), tmp)
-        tmp.replace(path)
+        try:
+            torch.save(model.state_dict(), tmp)
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not leave half a checkpoint behind
+            raise
         self.update(key, meta)
         return Entry(key, path, meta)
 

@@ -162,10 +162,12 @@ class Search:
                                  "expected a folder path you can write to") from exc
         if removed := sweep(self.out_dir):
             self.progress.info(f"removed {len(removed)} leftover(s) of an earlier run that was killed while writing its outputs")
-        storage = studies.open_storage(self.options.storage_url(self.task.name))
+        url = self.options.storage_url(self.task.name)
+        storage = studies.open_storage(url)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
-        study = studies.open_study(storage, self.study_name, self.objectives, sampler)
-        recovered = studies.fail_interrupted(study, storage)
+        with studies.readable(url):
+            study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+            recovered = studies.fail_interrupted(study, storage)
         if recovered:
             self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
         study.set_user_attr("target", self.plan.target.describe())

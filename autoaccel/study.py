@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
 import socket
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -68,6 +69,22 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         if password:
             detail = detail.replace(password, "***")
         raise AutoaccelError(f"--storage: cannot open '{mask_url(url)}': {type(exc).__name__}: {detail}") from exc
+
+
+@contextlib.contextmanager
+def readable(url: str) -> Iterator[None]:
+    """Turn a storage that opens but cannot be read as an Optuna study (a damaged database, another program's
+    tables) into one line naming it."""
+    try:
+        yield
+    except AutoaccelError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
+        if not type(exc).__module__.startswith(("sqlalchemy", "optuna", "sqlite3", "alembic")):
+            raise
+        detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise AutoaccelError(f"--storage: '{mask_url(url)}' is not a readable Optuna study database "
+                             f"({type(exc).__name__}: {detail}); move it aside or pass another --storage / --out") from exc
 
 
 def _password(url: str) -> str | None:

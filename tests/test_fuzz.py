@@ -103,3 +103,23 @@ def test_a_nan_metric_stops_at_the_baseline_with_one_line(tmp_path: Path, capsys
     assert any("study '[/]'" in line for line in err), "rich markup in names is printed as text"
     study = optuna.load_study(study_name="[/]", storage=f"sqlite:///{tmp_path / 'o' / 'study.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]
+
+
+def test_a_damaged_study_database_is_one_line(tmp_path: Path, tiny_task_file: Path, existing_study: Path, capsys: Any) -> None:
+    import sqlite3
+
+    data = (existing_study / "study.db").read_bytes()
+    con = sqlite3.connect(tmp_path / "other.db")
+    con.execute("create table studies(x)")
+    con.commit()
+    con.close()
+    damaged = {"truncated": data[: len(data) // 3], "zeroed": data[:4096] + bytes(8192) + data[4096 + 8192:],
+               "flipped": bytes(b ^ 0xFF if 5000 < i < 9000 else b for i, b in enumerate(data)),
+               "garbage": bytes(range(256)) * 40, "other_tables": (tmp_path / "other.db").read_bytes()}
+    for name, blob in damaged.items():
+        out = tmp_path / name
+        out.mkdir()
+        (out / "study.db").write_bytes(blob)
+        assert main(["optimize", str(tiny_task_file), "--trials", "1", "--out", str(out), "--quiet"]) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("autoaccel: error: --storage:"), (name, err)
