@@ -212,7 +212,7 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     failures = [
         Failure(t.number, str(t.user_attrs.get("failure_kind", "error")), str(t.user_attrs.get("reason", "unknown")),
                 dict(t.user_attrs.get("config") or t.params))
-        for t in trials if t.state == TrialState.FAIL
+        for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("not_run")
     ]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
                    answers)

@@ -125,16 +125,16 @@ class Search:
         # Serving first: its trials reuse the baseline's trained model and cost evaluation only.
         return tuple(f for f in reversed(FACTORS) if f in present)
 
-    def build(self, params: dict[str, Any], study: optuna.Study | None = None) -> tuple[dict[str, Any], Pipeline]:
-        """The configuration (settings that change the plan) and its plan, with the trained members the plan's
-        strategies ask for chosen from ``study``."""
+    def build(self, params: dict[str, Any], study: optuna.Study | None = None) -> tuple[dict[str, Any], Pipeline, int]:
+        """The configuration (settings that change the plan), its plan with the trained members its strategies
+        ask for chosen from ``study``, and how many of those the study cannot supply yet."""
         config = configuration(self.plan.strategies, self.plan.base, params, self.plan.defaults)
         plan = apply_all(self.plan.strategies, self.plan.base, config)
         grouped = split_params(config)
         wanted = sum(s.members_needed(grouped[s.name]) for s in self.plan.strategies if s.name in grouped)
         if wanted and study is not None:
             plan = plan.replace(members=self.members(study, plan, wanted))
-        return config, plan
+        return config, plan, wanted - len(plan.members)
 
     def members(self, study: optuna.Study, plan: Pipeline, k: int) -> tuple[Member, ...]:
         return choose_members(study, self.task, self.plan.strategies, self.plan.base, self.options.mode, plan, k)
@@ -194,7 +194,8 @@ class Search:
                     self.progress.info(f"--timeout reached after {n - 1} trial(s)")
                     break
                 number = self._one_trial(study, runner, n)
-                if "duplicate_of" not in study.get_trials(deepcopy=False)[number].user_attrs:
+                attrs = study.get_trials(deepcopy=False)[number].user_attrs
+                if "duplicate_of" not in attrs and "not_run" not in attrs:
                     n, repeats = n + 1, 0
                 else:
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
@@ -254,12 +255,23 @@ class Search:
         # varies one factor at a time, so each answer has trials that changed only what it judges.
         wanted = FACTORS if role != "candidate" else (factors[n % len(factors)],) if factors else ()
         params = suggest(trial, self.plan.strategies, self.plan.space, self.options.mode, wanted)
-        config, pipeline = self.build(params, study)
+        config, pipeline, missing = self.build(params, study)
         fingerprint = pipeline.fingerprint()
         goal = goal_of(config, self.plan.strategies, self.options.mode)
         for key, value in (("config", config), ("goal", goal), ("fingerprint", fingerprint)):
             trial.set_user_attr(key, value)
         label = fmt_params(config, {})
+        if missing > 0 and role != "baseline":
+            # Too early for this configuration (an ensemble before enough feasible models exist): nothing to
+            # measure, and no trial of the user's budget is spent on it.
+            trial.set_user_attr("not_run", True)
+            trial.set_user_attr("failure_kind", "infeasible")
+            trial.set_user_attr("reason", f"{label}: needs {missing} more feasible trained model(s) than the study has so far")
+            study.tell(trial, state=TrialState.FAIL)
+            if not quiet:
+                self.progress.trial(n, self.options.trials, trial.number, label, "not run yet: too few feasible trained models "
+                                    "for it so far", "", counted=False)
+            return trial.number
         twin = studies.duplicate_of(study, fingerprint)
         if twin is not None and role != "baseline":
             self._reuse(study, trial, twin)

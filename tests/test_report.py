@@ -4,7 +4,6 @@ the optional study attributes (re-measurement, ablation, importances, target, en
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import optuna
