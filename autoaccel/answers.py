@@ -134,7 +134,8 @@ def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: st
             "combined": "your recipe"}[goal]
     verdict = f"keep {what}"
     if rejected is not None:
-        settings = " ".join(f"{k}={v}" for k, v in rejected["params"].items()) or "your recipe"
+        settings = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in rejected["params"].items()) or "your recipe"
         verdict += f": the best candidate, trial {rejected['trial']} ({settings}), was rejected because {rejected['reason']}"
     elif note:
         verdict += f": {note}"
