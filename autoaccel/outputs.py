@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autoaccel.errors import AutoaccelError
+from autoaccel.pids import alive
 
 if TYPE_CHECKING:
     import optuna
@@ -38,15 +39,6 @@ def _fault_point(step: str) -> None:
     if os.environ.get(KILL_AT) == step:
         os.kill(os.getpid(), signal.SIGKILL)
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Generation:
@@ -84,6 +76,7 @@ class Generation:
     def publish(self) -> None:
         """Make this generation current in one atomic rename, then point the output names through it."""
         _fault_point("before:switch")
+        previous = current(self.out_dir)
         link = _tmp_name(self.out_dir)
         try:
             os.symlink(Path(GENERATIONS) / self.id, link)
@@ -95,7 +88,9 @@ class Generation:
         _fault_point("after:switch")
         for name in OUTPUTS:
             _point_through_current(self.out_dir, name)
-        sweep(self.out_dir)
+        # The generation just superseded stays one more round: a reader that resolved its names a moment ago
+        # still finds whole files there. Everything older goes.
+        sweep(self.out_dir, spare=previous)
 
     def public(self, export: dict[str, Any]) -> dict[str, Any]:
         """An export report naming its files as the user opens them (OUT/model/...), not inside this generation."""
@@ -151,17 +146,17 @@ def _tmp_name(out_dir: Path) -> Path:
 def _writer_alive(pid_text: str, host: str) -> bool:
     """Whether another live process on this host may still be writing."""
     return (pid_text.isdigit() and int(pid_text) != os.getpid() and host == socket.gethostname()
-            and _alive(int(pid_text)))
+            and alive(int(pid_text)))
 
 
-def sweep(out_dir: Path) -> list[str]:
-    """Remove what killed writers left behind: generations that are not current, and temporary links. Those of
-    another live writer on this host (a concurrent run on the same --out) are left alone."""
+def sweep(out_dir: Path, spare: Path | None = None) -> list[str]:
+    """Remove what killed writers left behind: generations that are not current (nor ``spare``), and temporary
+    links. Those of another live writer on this host (a concurrent run on the same --out) are left alone."""
     removed: list[str] = []
     keep = current(out_dir)
     root = out_dir / GENERATIONS
     for gen in sorted(root.iterdir()) if root.is_dir() else []:
-        if keep is not None and gen.resolve() == keep:
+        if gen.resolve() in (keep, spare):
             continue
         host = (gen / ".writer").read_text(encoding="utf-8").strip() if (gen / ".writer").is_file() else ""
         if _writer_alive(gen.name.split("_")[1] if gen.name.count("_") == 2 else "", host):

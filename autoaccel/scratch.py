@@ -10,17 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from autoaccel.pids import alive
+
 PREFIX = "autoaccel-run-"
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep_scratch(root: Path) -> list[str]:
@@ -28,7 +21,7 @@ def sweep_scratch(root: Path) -> list[str]:
     removed = []
     for folder in root.glob(f"{PREFIX}*"):
         pid = folder.name[len(PREFIX):].split("-", 1)[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if folder.is_dir() and pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(folder.name)
     return removed

@@ -15,6 +15,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from autoaccel.errors import AutoaccelError
+from autoaccel.pids import alive
 from autoaccel.space import Param
 from autoaccel.trial import METRICS
 
@@ -122,15 +123,6 @@ def mark_worker(trial: optuna.Trial) -> None:
     trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
     """Mark RUNNING trials of dead processes on this host as failed, so a re-run resumes cleanly.
@@ -144,7 +136,7 @@ def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) 
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         worker = t.user_attrs.get("worker") or {}
         unclaimed = not worker and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > UNCLAIMED_S
-        if unclaimed or (worker.get("host") == HOST and not _alive(int(worker.get("pid", -1)))):
+        if unclaimed or (worker.get("host") == HOST and not alive(int(worker.get("pid", -1)))):
             owner = f"process {worker['pid']}" if worker else "its process"
             storage.set_trial_user_attr(t._trial_id, "reason", f"interrupted: {owner} ended mid-trial")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
