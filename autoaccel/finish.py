@@ -228,7 +228,7 @@ class Finisher:
                 row["error"] = "re-measurement failed"
                 continue
             # How much faster the answer is *with* the technique than without it (> 1: it pulls its weight).
-            row["speedup"] = {o: {**r, "label": r["label"]} for o, r in _inverse(found[variants[name]]).items()}
+            row["speedup"] = _inverse(found[variants[name]])
             if variant.feasible and all(row["speedup"].get(o, {}).get("label") != "faster" for o in judged):
                 useless.append(name)
                 row["verdict"] = "dropped: removing it did not slow the answer beyond noise"
@@ -267,8 +267,9 @@ class Finisher:
         attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}; with the training change alone "
                        f"{train.accuracy_drop['value']:+.4f}, with the serving change alone {serve.accuracy_drop['value']:+.4f}")
         if why or not qualifies(p, judged, remeasured=True):
-            return keep("combined", base, rejection(p, judged, self.max_drop, why + ("; " if why else "") + attribution
-                                                    if why or p.feasible else ""))
+            rejected = rejection(p, judged, self.max_drop, why)
+            rejected["reason"] += f" ({attribution})"
+            return keep("combined", base, rejected)
         return give("combined", p, base, self.objectives, "interleaved re-measurement", [attribution])
 
 

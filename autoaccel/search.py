@@ -151,7 +151,9 @@ class Search:
 
     def run(self) -> tuple[optuna.Study, Summary]:
         """Run the search; everything temporary (ONNX graphs, ...) lives in one folder removed at the end."""
-        with run_scratch():
+        # A storage that fails mid-run (a full disk under SQLite, a database gone) is one line too; the trial in
+        # flight stays RUNNING there and is marked interrupted at the next start.
+        with run_scratch(), studies.readable(self.options.storage_url(self.task.name)):
             return self._run()
 
     def _run(self) -> tuple[optuna.Study, Summary]:
@@ -165,9 +167,8 @@ class Search:
         url = self.options.storage_url(self.task.name)
         storage = studies.open_storage(url)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
-        with studies.readable(url):
-            study = studies.open_study(storage, self.study_name, self.objectives, sampler)
-            recovered = studies.fail_interrupted(study, storage)
+        study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+        recovered = studies.fail_interrupted(study, storage)
         if recovered:
             self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
         study.set_user_attr("target", self.plan.target.describe())

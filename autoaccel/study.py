@@ -74,8 +74,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
 
 @contextlib.contextmanager
 def readable(url: str) -> Iterator[None]:
-    """Turn a storage that opens but cannot be read as an Optuna study (a damaged database, another program's
-    tables) into one line naming it."""
+    """Turn a storage that opens but cannot be read or written as an Optuna study (a damaged database, another
+    program's tables, a full disk) into one line naming it."""
     try:
         yield
     except AutoaccelError:
@@ -84,8 +84,9 @@ def readable(url: str) -> Iterator[None]:
         if not type(exc).__module__.startswith(("sqlalchemy", "optuna", "sqlite3", "alembic")):
             raise
         detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise AutoaccelError(f"--storage: '{mask_url(url)}' is not a readable Optuna study database "
-                             f"({type(exc).__name__}: {detail}); move it aside or pass another --storage / --out") from exc
+        raise AutoaccelError(f"--storage: cannot read or write the Optuna study in '{mask_url(url)}' "
+                             f"({type(exc).__name__}: {detail}); completed trials are kept where the storage still "
+                             "holds them: free space or move a damaged file aside, or pass another --storage / --out") from exc
 
 
 def _password(url: str) -> str | None:
