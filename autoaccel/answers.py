@@ -39,7 +39,7 @@ def goals_for(mode: str, factors: Sequence[str] = ("train", "serve")) -> tuple[s
 def judging(goal: str, objectives: Sequence[str]) -> list[str]:
     """The requested metrics that judge ``goal`` (memory judges none: it is reported, never the aim)."""
     pool = {"train": TRAINING_OBJECTIVES, "serve": SERVING_OBJECTIVES,
-            "combined": TRAINING_OBJECTIVES + SERVING_OBJECTIVES}[goal]
+            "combined": TRAINING_OBJECTIVES + SERVING_OBJECTIVES}.get(goal, ())
     return [o for o in objectives if o in pool]
 
 
@@ -123,7 +123,9 @@ def rejection(point: "Point", judged: Sequence[str], max_drop: float, why: str =
         if not point.feasible:
             why = (f"its accuracy drop {point.accuracy_drop['value']:.4f} is over the budget of {max_drop:g}")
         else:
-            slow = [o for o in judged if point.speedup.get(o, {}).get("label") != "faster"]
+            # With an interval, anything not above 1 beyond noise; on one measurement, what did not beat 1.0.
+            slow = [o for o in judged if o in point.speedup and (
+                point.speedup[o].get("label") != "faster" if point.speedup[o].get("ci95") else point.ratio(o) <= 1.0)]
             why = "; ".join(f"{GOAL_WORDS[o]} {_fmt(point.speedup[o])} is not faster beyond noise"
                             for o in slow if o in point.speedup) or "it is not faster beyond noise"
     return {"trial": point.trial, "params": point.params, "reason": why}

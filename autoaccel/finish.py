@@ -98,11 +98,15 @@ class Finisher:
             if measured is None:
                 return False
             found.update(measured)
-        for t in same:
+        for t in trials:
             point = self.point(t)
-            # Fine-tuning and ensemble members are training beyond the user's run: their single measurement stands.
-            if not point.finetune_s and not point.ensemble_members:
-                found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in self.timed if o in TRAINING_OBJECTIVES})
+            training = [o for o in self.timed if o in TRAINING_OBJECTIVES]
+            if point.finetune_s or point.ensemble_members:
+                # Fine-tuning and ensemble members are training beyond the plan's own run, which is all a
+                # re-measurement times: the trial's own measurement, which paid for them, stands.
+                found.setdefault(t, {}).update({o: dict(point.speedup[o]) for o in training if o in point.speedup})
+            elif t in same:
+                found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in training})
         for t, speedup in found.items():
             self.entries[str(t)] = {"objectives": speedup}
         self.study.set_user_attr("remeasure", {"baseline": base, "rounds": self.rounds, "trials": self.entries})
@@ -128,8 +132,9 @@ class Finisher:
             self.study.set_user_attr("ablation", importances(self.study, self.objectives))
             return
         finalists: dict[str, list[int]] = {}
-        share = max(1, self.search.options.max_finalists // 2)
-        for goal in (g for g in goals if g != "combined"):
+        own = [g for g in goals if g != "combined"]
+        share = max(1, self.search.options.max_finalists // max(1, len(own)))
+        for goal in own:
             judged = judging(goal, self.objectives)
             mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
             finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
@@ -137,7 +142,10 @@ class Finisher:
         if everyone:
             self.search.progress.info(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
                                       f"{self.rounds} rounds ...")
-            self.remeasure(everyone)
+            if not self.remeasure(everyone):
+                # No paired evidence: the answers stay on single measurements and say so (no study attribute).
+                self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+                return
         answers = {goal: self.decide(goal, finalists[goal]) for goal in finalists}
         if "combined" in goals:
             answers["combined"] = self.combine(answers)
@@ -231,19 +239,29 @@ class Finisher:
             row["speedup"] = _inverse(found[variants[name]])
             if variant.feasible and all(row["speedup"].get(o, {}).get("label") != "faster" for o in judged):
                 useless.append(name)
-                row["verdict"] = "dropped: removing it did not slow the answer beyond noise"
+                row["verdict"] = "dropped: removing it did not slow the answer beyond noise"  # unless _kept says otherwise
             else:
                 row["verdict"] = "kept"
-        if not useless or len(useless) == len(names):
+        rows = {row["technique"]: row for row in self.rows[-len(names):]}
+        if not useless:
             return p, []
+        if len(useless) == len(names):
+            return p, self._kept(rows, useless, "each alone looked dispensable, but not all of them at once; kept them")
         slim = {k: v for k, v in p.params.items() if k.partition(".")[0] not in useless}
         trial = self.search.run_fixed(self.study, self.runner, slim, "ablation")
         if trial is None or not self.remeasure([trial.number]):
-            return p, [f"dropping {', '.join(useless)} could not be measured; the answer keeps them"]
+            return p, self._kept(rows, useless, "the answer without them could not be measured; kept them")
         lean = self.point(trial.number)
         if qualifies(lean, judged, remeasured=True):
             return lean, [f"dropped {name}: removing it did not slow the answer beyond noise" for name in useless]
-        return p, [f"without {', '.join(useless)} the answer was no longer faster beyond noise; kept them"]
+        return p, self._kept(rows, useless, "without them together the answer was no longer faster beyond noise; kept them")
+
+    @staticmethod
+    def _kept(rows: dict[str, dict[str, Any]], names: list[str], why: str) -> list[str]:
+        """Mark ablation rows whose technique the answer keeps after all, and say why."""
+        for name in names:
+            rows[name]["verdict"] = f"kept: {why}"
+        return [f"{', '.join(names)}: {why}"]
 
     def combine(self, answers: dict[str, Answer]) -> Answer:
         """The train answer's model served by the serve answer, run and re-measured together; its accuracy loss
@@ -256,8 +274,8 @@ class Finisher:
                                                 f"{' and '.join(missing)} said keep your recipe")
         trial = self.search.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
         if trial is None:
-            failed = next((f for f in reversed(self.summary.failures)), None)
-            return keep("combined", base, None, f"the combination failed to run{': ' + failed.reason if failed else ''}")
+            last = self.study.get_trials(deepcopy=False)[-1]  # the combination's own trial, just run
+            return keep("combined", base, None, f"the combination failed to run: {last.user_attrs.get('reason', 'unknown reason')}")
         self.search.progress.info(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
         self.remeasure([trial.number])
         p = self.point(trial.number)

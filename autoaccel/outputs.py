@@ -46,6 +46,7 @@ class Generation:
 
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
+        self.published = False
         # The writer's pid in the name (and its host in .writer): the next start removes a generation that is
         # not current only if its writer is dead, never another live run's generation in progress.
         self.id = f"{time.strftime('%Y%m%dT%H%M%S')}_{os.getpid()}_{secrets.token_hex(3)}"
@@ -85,12 +86,17 @@ class Generation:
             link.unlink(missing_ok=True)
             self.discard()
             raise _unwritable(self.out_dir, exc) from exc
+        self.published = True  # from here on it is the current generation: never discarded
         _fault_point("after:switch")
-        for name in OUTPUTS:
-            _point_through_current(self.out_dir, name)
-        # The generation just superseded stays one more round: a reader that resolved its names a moment ago
-        # still finds whole files there. Everything older goes.
-        sweep(self.out_dir, spare=previous)
+        try:
+            for name in OUTPUTS:
+                _point_through_current(self.out_dir, name)
+            # The generation just superseded stays one more round: a reader that resolved its names a moment ago
+            # still finds whole files there. Everything older goes.
+            sweep(self.out_dir, spare=previous)
+        except OSError as exc:
+            raise AutoaccelError(f"--out: the outputs are complete under {self.out_dir / CURRENT}, but linking "
+                                 f"{self.out_dir}/pareto.json and the others to them failed ({exc.strerror or exc})") from exc
 
     def public(self, export: dict[str, Any]) -> dict[str, Any]:
         """An export report naming its files as the user opens them (OUT/model/...), not inside this generation."""
@@ -99,7 +105,9 @@ class Generation:
         return {**export, "files": files} if files else dict(export)
 
     def discard(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Remove this generation unless it was published (then it is, or was, the user's outputs)."""
+        if not self.published:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def adopt_model(self) -> None:
         """Carry the current generation's model/ into this one (``autoaccel report`` rebuilds the rest only)."""

@@ -18,10 +18,12 @@ import yaml
 from torch import nn
 
 from autoaccel.cache import training_key
+from autoaccel.configuration import GOALS
 from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.evaluate import latency_input
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.registry import default_registry
+from autoaccel.results import PRIMARY
 from autoaccel.strategy import apply_all
 from autoaccel.task import Task, validate_task
 
@@ -40,7 +42,6 @@ class Applied:
     training: str = ""  # where the trained weights came from: the cache (reused) or a training run now
 
 
-GOALS = ("train", "serve", "combined")
 
 
 def read_recipe(path: str | Path, goal: str | None = None) -> dict[str, Any]:
@@ -74,7 +75,7 @@ def select(recipe: dict[str, Any], goal: str | None, where: str = "recipe") -> d
     if bad or recipe.get("goal") not in (None, *GOALS):
         raise AutoaccelError(f"{where}: answers must map goals ({', '.join(GOALS)}) to answers with params, and goal name one "
                              f"of them, but got {', '.join(bad)[:80] or repr(recipe.get('goal'))[:40]}")
-    chosen = goal or recipe.get("goal") or next(g for g in GOALS if g in answers)
+    chosen = goal or recipe.get("goal") or next(g for g in PRIMARY if g in answers)
     if chosen not in answers:
         raise AutoaccelError(f"{where}: no {chosen} answer in this recipe (it has: {', '.join(answers)}); "
                              f"pick one with --goal")

@@ -316,6 +316,8 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
             out.append(f"{name} could not be ablated ({r['error']}), so its own contribution is unknown.")
             continue
         sp = {o: s for o, s in r.get("speedup", {}).items() if s.get("ci95")}
+        if str(r.get("verdict", "")).startswith("kept"):
+            continue  # the answer needed it after all (with the others); its row says why
         if sp and not any(s["ci95"][0] > 1.0 for s in sp.values()):
             how = ", ".join(f"{o} {s['value']:.2f}x [{_num(s['ci95'][0])}, {_num(s['ci95'][1])}]" for o, s in sp.items())
             verb = "made the answer slower" if all(s["ci95"][1] < 1.0 for s in sp.values()) else "did not make the answer faster beyond noise"

@@ -118,6 +118,7 @@ class Search:
         self.progress = Progress(options.quiet)
         self.out_dir = options.out_dir(task.name)
         self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
+        self.turn = 0  # sampled trials asked so far: which factor the next one varies
 
     def factors(self) -> tuple[str, ...]:
         """The factors that have strategies to search, in the order trials alternate between them."""
@@ -169,6 +170,10 @@ class Search:
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
         recovered = studies.fail_interrupted(study, storage)
+        # This run adds trials: the answers of an earlier run no longer hold. Cleared now, so a run killed before
+        # its own finish leaves the study (and `autoaccel report`) on single measurements, said as such.
+        study.set_user_attr("answers", None)
+        study.set_user_attr("remeasure", None)
         if recovered:
             self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
         study.set_user_attr("target", self.plan.target.describe())
@@ -254,7 +259,12 @@ class Search:
         factors = self.factors()
         # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
         # varies one factor at a time, so each answer has trials that changed only what it judges.
-        wanted = FACTORS if role != "candidate" else (factors[n % len(factors)],) if factors else ()
+        wanted: tuple[str, ...] = FACTORS
+        if role == "candidate":
+            # Alternate on every proposal, reused or not: a factor whose proposals keep repeating measured
+            # configurations must not starve the other one.
+            wanted = (factors[self.turn % len(factors)],) if factors else ()
+            self.turn += 1
         params = suggest(trial, self.plan.strategies, self.plan.space, self.options.mode, wanted)
         config, pipeline, missing = self.build(params, study)
         fingerprint = pipeline.fingerprint()
@@ -289,7 +299,10 @@ class Search:
             who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
             reason = f"{who}: {failure.reason}".splitlines()[0]
             self._fail(study, trial, failure.kind, reason, started)
-            self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(reason)}", "")
+            if quiet:
+                self.progress.info(f"  {escape(role)} trial #{trial.number} {escape(label)} [red]failed ({failure.kind})[/]: {escape(reason)}")
+            else:
+                self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(reason)}", "")
             if role == "baseline":
                 raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
             return trial.number

@@ -7,12 +7,14 @@ import datetime
 import os
 import re
 import socket
+import sqlite3
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import SQLAlchemyError
 
 from autoaccel.errors import AutoaccelError
 from autoaccel.pids import alive
@@ -78,11 +80,7 @@ def readable(url: str) -> Iterator[None]:
     program's tables, a full disk) into one line naming it."""
     try:
         yield
-    except AutoaccelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy and Optuna raise many kinds here
-        if not type(exc).__module__.startswith(("sqlalchemy", "optuna", "sqlite3", "alembic")):
-            raise
+    except (SQLAlchemyError, sqlite3.Error, optuna.exceptions.StorageInternalError) as exc:
         detail = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
         raise AutoaccelError(f"--storage: cannot read or write the Optuna study in '{mask_url(url)}' "
                              f"({type(exc).__name__}: {detail}); completed trials are kept where the storage still "
