@@ -86,6 +86,7 @@ class Finisher:
         checkpoint): their training is not timed again, and their training speedup is recorded as unchanged,
         unless they fine-tune after training, whose extra cost stays as their trial measured it.
         """
+        self.refresh()  # trials may have just run (ablation variants, the combined answer)
         base = self.summary.baseline.trial
         key = self.training_key(base)
         same = [t for t in trials if self.training_key(t) == key]

@@ -102,3 +102,85 @@ def test_a_failed_trial_names_its_technique_and_warnings_stay_in_the_record(tmp_
     reason = failed[0].user_attrs["reason"]
     assert reason.startswith("quantization.method=dynamic_int8: RuntimeError: Picky only runs float nn.Linear layers")
     assert "\n" not in reason and "second line" not in reason
+
+
+def test_a_search_of_both_factors_answers_every_goal_end_to_end(tmp_path: Path) -> None:
+    """Training and serving techniques together: each goal gets its answer or a reason, the combined answer is
+    run as a trial of its own, and ablation rows name their goal."""
+    import autoaccel
+    from tiny_digits import make_task
+
+    result = autoaccel.optimize(make_task(epochs=2), trials=8, strategies="batch_size,scheduler,quantization,runtime",
+                                target="cpu", out=str(tmp_path / "out"), remeasure_rounds=3, timing_budget_s=0.05,
+                                choices={"batch_size.size": (64, 128)})
+    goals = {a.goal: a for a in result.summary.answers}
+    assert list(goals) == ["train", "serve", "combined"]
+    for a in goals.values():
+        assert a.verdict and (a.given or "keep" in a.verdict)
+        if a.given:
+            assert set(a.speedup) <= {"train_time", "latency"} and a.accuracy_drop["value"] <= 0.01 + 1e-9
+    if goals["train"].given and goals["serve"].given:
+        combined = goals["combined"]
+        trial = result.study.trials[combined.trial if combined.given else -1]
+        assert trial.user_attrs.get("role") == "combined" or "combined" in combined.verdict
+    data = json.loads((tmp_path / "out" / "pareto.json").read_text())
+    assert [a["goal"] for a in data["answers"]] == ["train", "serve", "combined"]
+
+
+def test_the_combined_answer_runs_its_own_trial_and_attributes_accuracy(tmp_path: Path) -> None:
+    """Whatever the timings say, combining a train and a serve answer runs the combination as a trial of its
+    own, re-measures it, and attributes its accuracy change to each half (given or rejected)."""
+    from autoaccel.answers import give
+    from autoaccel.finish import Finisher
+    from autoaccel.options import Options
+    from autoaccel.registry import plugin_manager
+    from autoaccel.search import Search
+    from autoaccel.worker import InProcessRunner
+    from tiny_digits import make_task
+
+    task = make_task(epochs=2)
+    options = Options(trials=6, strategies=("batch_size", "quantization"), target="cpu", out=str(tmp_path / "out"),
+                      remeasure_rounds=2, timing_budget_s=0.02, isolate=False, choices={"batch_size.size": (64,)})
+    search = Search(task, None, options, plugin_manager())
+    study, summary = search.run()
+    train = next(p for p in summary.points if p.goal == "train")
+    serve = next(p for p in summary.points if p.goal == "serve")
+    runner = InProcessRunner(task, str(tmp_path / "out" / "checkpoints"))
+    finisher = Finisher(search, study, runner)
+    combined = finisher.combine({"train": give("train", train, summary.baseline, search.objectives, "trial"),
+                                 "serve": give("serve", serve, summary.baseline, search.objectives, "trial")})
+    last = study.trials[-1]
+    assert last.user_attrs["role"] == "combined" and last.user_attrs["goal"] == "combined"
+    assert last.user_attrs["config"] == {**train.params, **serve.params}
+    assert str(last.number) in (study.user_attrs.get("remeasure") or {}).get("trials", {})
+    said = " ".join(combined.notes) + combined.verdict
+    assert "with the training change alone" in said and "with the serving change alone" in said
+
+
+def test_minimising_an_answer_ablates_each_technique_and_says_what_it_kept(tmp_path: Path) -> None:
+    from autoaccel.finish import Finisher
+    from autoaccel.options import Options
+    from autoaccel.registry import plugin_manager
+    from autoaccel.search import Search
+    from autoaccel.worker import InProcessRunner
+    from tiny_digits import make_task
+
+    task = make_task(epochs=2)
+    options = Options(trials=2, strategies=("batch_size", "scheduler"), mode="train", target="cpu", out=str(tmp_path / "out"),
+                      remeasure_rounds=2, timing_budget_s=0.02, isolate=False)
+    search = Search(task, None, options, plugin_manager())
+    study, _ = search.run()
+    runner = InProcessRunner(task, str(tmp_path / "out" / "checkpoints"))
+    answer = search.run_fixed(study, runner, {"batch_size.size": 128, "batch_size.lr_scaling": "linear",
+                                              "scheduler.kind": "cosine"}, "candidate")
+    assert answer is not None
+    finisher = Finisher(search, study, runner)
+    point, notes = finisher.minimise(finisher.point(answer.number), "train", ["train_time"])
+    rows = {r["technique"]: r for r in finisher.rows}
+    assert set(rows) == {"batch_size", "scheduler"}
+    for row in rows.values():
+        assert row["verdict"].startswith(("kept", "dropped")) and "accuracy" in row and "train_time" in row["speedup"]
+    # The answer holds exactly the techniques its rows say were kept (a drop that did not hold is marked kept).
+    kept = {n for n, r in rows.items() if r["verdict"].startswith("kept")}
+    assert {k.partition(".")[0] for k in point.params} == kept
+    assert all(n in " ".join(notes) for n in rows if n not in kept) or not notes
