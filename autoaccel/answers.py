@@ -60,7 +60,7 @@ def _fmt(entry: Mapping[str, Any]) -> str:
     return f"{entry['value']:.2f}x [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{entry['value']:.2f}x (one measurement)"
 
 
-def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequence[str], judged: Sequence[str]) -> str:
+def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequence[str]) -> str:
     """'training 2.10x [1.9, 2.3] faster; latency 0.84x [0.8, 0.9], slower' over every requested speed metric."""
     parts = []
     for o in objectives:
@@ -68,19 +68,19 @@ def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequenc
             continue
         entry = speedup[o]
         label = entry.get("label", "")
-        if label == "faster" or (o in judged and not entry.get("ci95") and entry["value"] > 1):
-            word = "faster" if o != "memory" else "less memory"
-        elif label == "slower":
-            word = "slower" if o != "memory" else "more memory"
-        elif label == "unreliable":
-            word = "unreliable"
-        elif label.startswith("unchanged"):
+        if label.startswith("unchanged"):
             parts.append(f"{GOAL_WORDS[o]} unchanged (same trained model)")
             continue
-        elif entry.get("ci95"):
-            word = "within noise"
+        better = entry["value"] > 1 if not entry.get("ci95") else label == "faster"
+        worse = entry["value"] < 1 if not entry.get("ci95") else label == "slower"
+        if label == "unreliable":
+            word = "unreliable"
+        elif better:
+            word = "faster" if o != "memory" else "less memory"
+        elif worse:
+            word = "slower" if o != "memory" else "more memory"
         else:
-            word = "one measurement"
+            word = "within noise"
         parts.append(f"{GOAL_WORDS[o]} {_fmt(entry)} {word}")
     return "; ".join(parts)
 
@@ -126,8 +126,12 @@ def rejection(point: "Point", judged: Sequence[str], max_drop: float, why: str =
             # With an interval, anything not above 1 beyond noise; on one measurement, what did not beat 1.0.
             slow = [o for o in judged if o in point.speedup and (
                 point.speedup[o].get("label") != "faster" if point.speedup[o].get("ci95") else point.ratio(o) <= 1.0)]
-            why = "; ".join(f"{GOAL_WORDS[o]} {_fmt(point.speedup[o])} is not faster beyond noise"
-                            for o in slow if o in point.speedup) or "it is not faster beyond noise"
+            unconfirmed = [o for o in judged if o in point.speedup and o not in slow and not point.speedup[o].get("ci95")
+                           and point.speedup[o].get("label") != "faster"]
+            why = "; ".join([f"{GOAL_WORDS[o]} {_fmt(point.speedup[o])} is not faster beyond noise" for o in slow]
+                            + [f"{GOAL_WORDS[o]} {_fmt(point.speedup[o])} is not confirmed beyond noise by a paired "
+                               "re-measurement" for o in unconfirmed]) \
+                or "it is not faster beyond noise"
     return {"trial": point.trial, "params": point.params, "reason": why}
 
 
@@ -149,8 +153,7 @@ def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: st
 
 def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str], source: str,
          notes: Sequence[str] = ()) -> Answer:
-    judged = judging(goal, objectives)
-    verdict = (f"{describe_speed(point.speedup, objectives, judged)}; "
+    verdict = (f"{describe_speed(point.speedup, objectives)}; "
                f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'])}")
     if source != "interleaved re-measurement":
         verdict += " (single measurements, not yet re-measured)"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 PROC = Path("/proc")
+# /proc counts CPU time in ticks (10 ms): over a shorter window one stray tick reads as a whole busy core, so a
+# load figure is only given for windows long enough to carry it (a tick is then at most 0.1 core).
+MIN_WINDOW_S = 0.1
 
 
 def _busy_ticks() -> int | None:
@@ -61,7 +64,8 @@ def _own_ticks(root: int) -> int:
 @dataclass(frozen=True)
 class Load:
     """Cores kept busy by other processes during a measurement (0.0 on an idle machine), and the 1-minute
-    load average at its end; ``foreign_cores`` is None where /proc is not available."""
+    load average at its end; ``foreign_cores`` is None where /proc is not available or the window was too short
+    to tell."""
 
     foreign_cores: float | None
     loadavg: float
@@ -89,7 +93,7 @@ class LoadProbe:
             loadavg = os.getloadavg()[0]
         except OSError:
             loadavg = 0.0
-        if self.busy0 is None or busy1 is None or wall <= 0:
+        if self.busy0 is None or busy1 is None or wall < MIN_WINDOW_S:
             return Load(None, loadavg)
         foreign = (busy1 - self.busy0) - (_own_ticks(self.pid) - self.own0)
         return Load(max(0.0, foreign / TICK / wall), loadavg)

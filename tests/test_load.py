@@ -36,7 +36,7 @@ def work() -> float:
     """A fixed amount of CPU work, timed."""
     t0 = time.perf_counter()
     total = 0
-    for i in range(1_500_000):
+    for i in range(3_000_000):  # long enough (well over 0.1 s) for /proc's 10 ms ticks to carry a load figure
         total += i * i
     return time.perf_counter() - t0
 
@@ -85,3 +85,10 @@ def test_equal_load_on_both_sides_is_kept() -> None:
     samples = interleave(2, 5, lambda c: work(), loads)
     r = paired_ratio(samples[0], samples[1], base_load=loads[0], cand_load=loads[1])
     assert r.discarded <= 1 and not r.unreliable
+
+
+def test_a_window_too_short_for_ticks_gives_no_load_figure() -> None:
+    """A 5 ms window holds at most a tick or two: reading it as 'one core busy' would discard honest rounds."""
+    probe = LoadProbe()
+    time.sleep(0.005)
+    assert probe.stop().foreign_cores is None

@@ -73,7 +73,7 @@ def test_a_candidate_whose_interval_includes_one_is_never_recommended() -> None:
     summary = summarize_study(study, OBJ, 0.01)
     assert summary.remeasured
     assert summary.recommended is summary.baseline
-    assert "keep your training recipe" in summary.verdict and "not faster beyond noise" in summary.verdict
+    assert "keep your training recipe" in summary.verdict and "not confirmed beyond noise" in summary.verdict
     point = next(p for p in summary.pareto if p.trial == 1)
     assert point.verdict == "no faster than baseline (within noise)"
     assert point.speedup["train_time"]["ci95"] == [0.9, 1.2]
