@@ -32,14 +32,17 @@ class DataLoaderStrategy(Strategy):
         return Capability(True, reason, allowed)
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        workers = int(params.get("num_workers", 0))
+        cache = bool(params.get("cache", False))
+        # A cached dataset is sliced in memory, with no DataLoader: worker and pinning settings mean nothing then,
+        # and are normalised away so equal plans compare equal.
+        workers = 0 if cache else int(params.get("num_workers", 0))
         loader = LoaderPlan(
             num_workers=workers,
-            pin_memory=bool(params.get("pin_memory", False)),
+            pin_memory=bool(params.get("pin_memory", False)) and not cache,
             # Both only mean something with worker processes; normalised so equal plans compare equal.
             persistent_workers=bool(params.get("persistent_workers", False)) and workers > 0,
             prefetch_factor=int(params.get("prefetch_factor", 2)) if workers > 0 else 2,
-            cache=bool(params.get("cache", False)),
+            cache=cache,
         )
         return pipeline.replace(loader=loader)
 

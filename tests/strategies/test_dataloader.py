@@ -6,10 +6,12 @@ import pytest
 
 from autoaccel import LoaderPlan, Pipeline, Target, Task
 from autoaccel.plugins.dataloader import DataLoaderStrategy
-from autoaccel.space import Categorical, IntRange, active
+from autoaccel.space import Categorical, Condition, IntRange, active
 from autoaccel.testing import StrategyContract
 from tiny_digits import base_plan, train_with
 
+# Without a cached dataset only: with one there is no DataLoader for these to configure.
+ONLY_WITHOUT_CACHE = (Condition("cache", (False,)),)
 
 def cpu(cores: int) -> Target:
     return Target("cpu", "cpu", "test cpu", cores, 8.0, None, ("fp32", "bf16", "fp16"), {})
@@ -29,14 +31,14 @@ class TestDataLoaderContractOnOneCore(StrategyContract):
 
 @pytest.mark.parametrize(("cores", "high"), [(1, 1), (2, 2), (4, 4), (64, 8)])
 def test_num_workers_is_capped_at_the_cores_and_the_yaml_range(cores: int, high: int) -> None:
-    assert DataLoaderStrategy().effective_space(cpu(cores))["num_workers"] == IntRange(0, high, 0)
+    assert DataLoaderStrategy().effective_space(cpu(cores))["num_workers"] == IntRange(0, high, 0, when=ONLY_WITHOUT_CACHE)
 
 
 def test_pin_memory_is_dropped_off_cuda_with_a_reason() -> None:
     s = DataLoaderStrategy()
-    assert s.effective_space(cpu(2))["pin_memory"] == Categorical((False,), False)
+    assert s.effective_space(cpu(2))["pin_memory"] == Categorical((False,), False, ONLY_WITHOUT_CACHE)
     assert "pin_memory" in s.check(cpu(2)).reason
-    assert s.effective_space(GPU)["pin_memory"] == Categorical((False, True), False)
+    assert s.effective_space(GPU)["pin_memory"] == Categorical((False, True), False, ONLY_WITHOUT_CACHE)
     assert s.check(GPU).reason == ""
 
 
@@ -81,3 +83,11 @@ def test_trains_with_non_default_loader_settings(tiny_task: Task, params: dict[s
     plan = DataLoaderStrategy().apply(base_plan(tiny_task), params)
     assert plan.loader != LoaderPlan()
     assert train_with(tiny_task, plan).metrics["accuracy"] > 0.5
+
+
+def test_a_cached_dataset_takes_no_worker_settings() -> None:
+    s = DataLoaderStrategy()
+    space = s.effective_space(cpu(2))
+    assert not active(space, "num_workers", {"cache": True}) and active(space, "num_workers", {"cache": False})
+    base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
+    assert s.apply(base, {"cache": True, "num_workers": 2, "pin_memory": True}) == s.apply(base, {"cache": True})
