@@ -172,20 +172,35 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
                f"{objective} {fmt_metric(objective, p.metrics[objective])}\n{fmt_params(p.params, summary.baseline.params)}")
         out.append(f'<circle class="dot {cls}" data-trial="{p.trial}" cx="{sx(p.metrics[objective]):.1f}" '
                    f'cy="{sy(acc(p)):.1f}" {style}><title>{e(tip)}</title></circle>')
+    placed: list[tuple[float, float, float]] = []  # (left, right, baseline y) of labels already drawn
     for p, name, color in ((summary.baseline, "baseline", "#111827"), (summary.recommended, "recommended", "#f59e0b")):
         if p not in pts or (name == "recommended" and p is summary.baseline):
             continue
         x, y = sx(p.metrics[objective]), sy(acc(p))
         shape = (f'<rect x="{x - 9:.1f}" y="{y - 9:.1f}" width="18" height="18"' if name == "baseline"
                  else f'<path d="M{x:.1f} {y - 12:.1f} L{x + 12:.1f} {y:.1f} L{x:.1f} {y + 12:.1f} L{x - 12:.1f} {y:.1f} Z"')
-        anchor, dx = ("end", -14) if x > (left + right) / 2 else ("start", 14)
-        # The baseline's label sits above its mark and the answer's below, so the two never overlap.
-        dy = -10 if name == "baseline" else 20
+        label = _mark_label(summary, name)
+        tx, ty, anchor = _place_label(x, y, len(label) * 6.5, (left + right) / 2, placed)
         out.append(f'{shape} class="mark {name}" fill="none" stroke="{color}" stroke-width="2" pointer-events="none"/>'
-                   f'<text x="{x + dx:.1f}" y="{y + dy:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{e(_mark_label(summary, name))}</text>')
+                   f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{e(label)}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{oy + H - 12}" font-size="12" text-anchor="middle" fill="#374151">{e(_axis_label(objective))}</text>'
                f'<text transform="translate({ox + 16},{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#374151">accuracy</text></g>')
     return "".join(out)
+
+
+def _place_label(x: float, y: float, width: float, middle: float,
+                 placed: list[tuple[float, float, float]]) -> tuple[float, float, str]:
+    """Where a mark's label goes: above or below it, on the side facing the chart's middle (or the other side),
+    at the first spot that overlaps no label already placed (which it joins)."""
+    inward = "end" if x > middle else "start"
+    outward = "start" if inward == "end" else "end"
+    for anchor, dy in ((inward, -10), (inward, 22), (outward, -10), (outward, 22), (inward, -24), (inward, 36)):
+        lo = x - 14 - width if anchor == "end" else x + 14
+        spot = (lo, lo + width, y + dy)
+        if all(spot[1] < a or spot[0] > b or abs(spot[2] - ty) >= 14 for a, b, ty in placed):
+            break
+    placed.append(spot)
+    return (x - 14 if anchor == "end" else x + 14), y + dy, anchor
 
 
 def _mark_label(summary: Summary, name: str) -> str:
