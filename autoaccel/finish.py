@@ -15,9 +15,9 @@ from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
 from autoaccel.finalists import importances
 from autoaccel.remeasure import Ratio, paired_ratio
-from autoaccel.results import Point, Summary, summarize_study
+from autoaccel.results import Point, Summary, single_speedups, summarize_study
 from autoaccel.strategy import split_params
-from autoaccel.trial import METRICS, REMEASURED, TRAINING_OBJECTIVES
+from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
     from autoaccel.search import Search
@@ -181,7 +181,7 @@ class Finisher:
     def check(self, p: Point, judged: list[str]) -> str:
         """'' when the trial's own ratio agrees with its re-measurement; otherwise measure again, and say why
         the measurement is unreliable (with the figures) if it still disagrees."""
-        single = self._singles(p)
+        single = {o: r["value"] for o, r in single_speedups(p.metrics, self.summary.baseline.metrics).items()}
         first = {o: dict(p.speedup[o]) for o in judged}
         if all(agrees(single[o], first[o]) for o in judged if o in single):
             return ""
@@ -196,14 +196,6 @@ class Finisher:
                             f"[{first[o]['ci95'][0]:.2f}, {first[o]['ci95'][1]:.2f}] re-measured, then "
                             f"{again.speedup[o]['value']:.2f}x" for o in judged if o in single)
         return f"its measurement is unreliable ({figures})" if not ok else "it was not faster beyond noise when measured again"
-
-    def _singles(self, p: Point) -> dict[str, float]:
-        base = self.summary.baseline.metrics
-        out = {}
-        for o in judging(p.goal, self.objectives) or self.timed:
-            if p.metrics.get(o, 0) > 0 and base.get(o, 0) > 0:
-                out[o] = p.metrics[o] / base[o] if METRICS[o] else base[o] / p.metrics[o]
-        return out
 
     def minimise(self, p: Point, goal: str, judged: list[str]) -> tuple[Point, list[str]]:
         """Drop each technique of ``p`` in turn; one whose removal does not slow the answer beyond noise (and

@@ -121,8 +121,8 @@ def _main_not_rerun() -> Iterator[None]:
     main = sys.modules.get("__main__")
     saved = {name: getattr(main, name) for name in ("__file__", "__spec__") if main is not None and hasattr(main, name)}
     try:
-        for name in saved:
-            setattr(main, name, None)
+        if "__spec__" in saved:
+            main.__spec__ = None  # type: ignore[union-attr]
         if "__file__" in saved:
             del main.__file__  # type: ignore[union-attr]
         yield
