@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
-from autoaccel.pipeline import LoaderPlan, Pipeline, SchedulePlan
+from autoaccel.pipeline import Pipeline, Section
 from autoaccel.strategy import Capability, Phase, Strategy
 from autoaccel.target import Target
 from autoaccel.task import Task
@@ -44,11 +44,10 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AutoaccelError",
     "Capability",
-    "LoaderPlan",
     "Phase",
     "Pipeline",
     "Result",
-    "SchedulePlan",
+    "Section",
     "Strategy",
     "Target",
     "Task",

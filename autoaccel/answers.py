@@ -104,7 +104,7 @@ class Answer:
     accuracy_drop: dict[str, Any]
     verdict: str
     source: str = "interleaved re-measurement"
-    ensemble_members: list[dict[str, Any]] = field(default_factory=list)
+    members: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, Any] | None = None  # the best candidate tried, and why it is not the answer
     notes: list[str] = field(default_factory=list)  # techniques dropped as not pulling their weight, re-checks
 
@@ -159,7 +159,7 @@ def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str]
         verdict += " (single measurements, not yet re-measured)"
     speedup = {o: point.speedup[o] for o in objectives if o in point.speedup}  # what the user asked for, no more
     return Answer(goal, True, point.trial, dict(point.params), speedup, dict(point.accuracy_drop), verdict,
-                  source, list(point.ensemble_members), None, list(notes))
+                  source, list(point.members), None, list(notes))
 
 
 def qualifies(point: "Point", judged: Sequence[str], remeasured: bool) -> bool:

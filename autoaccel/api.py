@@ -39,11 +39,9 @@ def make_options(**options: Any) -> Options:
     for key in options:
         if key not in known:
             raise AutoaccelError(f"optimize(): unknown option '{key}'{did_you_mean(key, known)}")
-    if isinstance(options.get("objectives"), str):
-        options["objectives"] = tuple(o.strip() for o in options["objectives"].split(",") if o.strip())
-    if isinstance(options.get("strategies"), str):
-        options["strategies"] = tuple(s.strip() for s in options["strategies"].split(",") if s.strip())
-    for key in ("objectives", "strategies"):
+    for key in ("objectives", "strategies", "exclude"):
+        if isinstance(options.get(key), str):
+            options[key] = tuple(o.strip() for o in options[key].split(",") if o.strip())
         if options.get(key) is not None:
             options[key] = tuple(options[key])
     return Options(**options)

@@ -1,7 +1,7 @@
 """Trained checkpoints, cached by a key of everything that affects training.
 
-Post-training variants (prune x quantize x runtime) of one training recipe then cost one training run, the
-ensembling strategy draws its members from here, and distillation finds its teacher here.
+Post-training variants of one training recipe then cost one training run, members of a plan that serves
+several models come from here, and so does the baseline's model for a strategy that learns from it.
 """
 
 from __future__ import annotations
@@ -18,23 +18,11 @@ from torch import nn
 from autoaccel.pipeline import Pipeline, digest
 from autoaccel.task import Task
 
-# Plan fields that act only after training (how the trained model is transformed, served and evaluated). Every
-# other field, including any added later, is part of the training key: forgetting one would let a recipe reuse
-# another recipe's checkpoint and report that recipe's training time. tests/test_cache.py holds this list to
-# what the training loop really reads.
-SERVING_FIELDS = frozenset({"eval_batch_size", "cuda_graphs", "quantized", "runtime", "model_transforms", "members"})
-# Derived from the task's own recipe (the baseline a student learns from), which the key already covers through
-# the task's fingerprint; keying on it too would keep the baseline from ever finding its own checkpoint.
-DERIVED_FIELDS = frozenset({"teacher_key"})
-
-
 def training_key(task: Task, plan: Pipeline) -> str:
-    """Hash of the task and every plan field that changes what training does or how long it takes.
-
-    Derived from the plan by exclusion (see SERVING_FIELDS): variants that differ only in serving share one
-    trained model, and everything else (compile mode, cuDNN autotuning, matmul precision, ...) keys training.
-    """
-    fields = plan.describe(exclude=SERVING_FIELDS | DERIVED_FIELDS)
+    """Hash of the task and everything in the plan that changes what training does or how long it takes: the
+    recipe's own fields and the sections whose strategy declared ``changes_training`` (see
+    ``Pipeline.training_view``). Variants that differ only in serving share one trained model."""
+    fields = plan.training_view()
     # The device kind, not its index: cuda:0 and cuda:1 train the same model at the same speed.
     fields["device"] = plan.device.split(":")[0]
     return digest({"task": task.fingerprint(), "plan": fields})
@@ -48,7 +36,7 @@ class Entry:
 
 
 class CheckpointCache:
-    """A folder of ``<key>.pt`` state dicts with ``<key>.json`` metadata (train time, accuracy, architecture)."""
+    """A folder of ``<key>.pt`` state dicts with ``<key>.json`` metadata (train time, accuracy)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

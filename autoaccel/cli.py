@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--max-accuracy-drop", type=float, default=0.01, help="absolute accuracy drop allowed vs your recipe (default 0.01)")
     opt.add_argument("--target", default="auto", help="auto, cpu, cuda, cuda:N, mps or xla (default auto)")
     opt.add_argument("--strategies", type=_csv, default=None, help="comma-separated strategy names to search (default: all that apply)")
+    opt.add_argument("--exclude", type=_csv, default=None, help="comma-separated strategy names to leave out of the search")
     opt.add_argument("--choices", action="append", default=None, metavar="PARAM=V1,V2",
                      help="narrow one parameter to these values (repeatable), e.g. batch_size.size=64,128,256")
     opt.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
@@ -111,6 +112,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "trials": args.trials, "timeout": args.timeout, "trial_timeout": args.trial_timeout, "seed": args.seed,
         "sampler": args.sampler, "mode": args.mode, "objectives": args.objectives,
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
+        "exclude": args.exclude,
         "storage": args.storage, "study": args.study, "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": _choices(args.choices),
@@ -185,6 +187,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _plugins(args: argparse.Namespace) -> int:
     from autoaccel.registry import collect_strategies, plugin_manager
+    from autoaccel.strategy import ordered
     from autoaccel.target import hypothetical_target
 
     pm = plugin_manager()
@@ -200,10 +203,10 @@ def _plugins(args: argparse.Namespace) -> int:
     table = Table(title=f"strategies on {target.name} [{target.device}]")
     for col in ("strategy", "phase", "distribution", "supported", "notes"):
         table.add_column(col)
-    for name in sorted(registry.strategies, key=lambda n: (int(registry.strategies[n].phase), n)):
-        s = registry.strategies[name]
+    # In the order they act (phase, then their declared relations).
+    for s in ordered(list(registry.strategies.values())):
         cap = s.check(target)
-        table.add_row(name, s.phase.name.lower(), registry.origins[name], "yes" if cap.supported else "no", cap.reason or s.description)
+        table.add_row(s.name, s.phase.name.lower(), registry.origins[s.name], "yes" if cap.supported else "no", cap.reason or s.description)
     Console(highlight=False, width=160).print(table)
     return 0
 

@@ -78,32 +78,19 @@ def configuration(strategies: Sequence[Strategy], base: Pipeline, params: Mappin
     return config
 
 
-def transform_owners(strategies: Sequence[Strategy], base: Pipeline, params: Mapping[str, Any]) -> list[str]:
-    """Which strategy added each of the plan's model transforms (to name the technique when one fails)."""
-    grouped = split_params(params)
-    owners: list[str] = []
-    plan = base
-    for strategy in ordered(strategies):
-        if strategy.name in grouped:
-            plan = strategy.apply(plan, grouped[strategy.name])
-            owners.extend([strategy.name] * (len(plan.model_transforms) - len(owners)))
-    return owners
-
-
 def culprits(strategies: Sequence[Strategy], base: Pipeline, config: Mapping[str, Any], stage: str) -> str:
-    """The settings a failure at ``stage`` ("training", "transform:<i>", "serving") can be blamed on, as
-    ``quantization.method=static_int8_ort``; all changed settings where the stage cannot narrow it down."""
+    """The settings a failure at ``stage`` can be blamed on, as ``quantization.method=static_int8_ort``.
+
+    A stage named ``<hook>:<strategy>`` (``transform:pruning``, ``serve:runtime``) blames that strategy; the
+    training loop ("training") blames the training settings; anything else, or nothing found, all changed ones.
+    """
     by_name = {s.name: s for s in strategies}
     names: set[str] = set()
-    if stage.startswith("transform:"):
-        owners = transform_owners(strategies, base, config)
-        index = int(stage.split(":", 1)[1])
-        names = {owners[index]} if index < len(owners) else set()
+    owner = stage.partition(":")[2]
+    if owner:
+        names = {owner}
     elif stage == "training":
         names = {n for n in split_params(config) if n in by_name and factor_of(by_name[n], "both") == "train"}
-    elif stage == "serving":
-        names = {n for n in split_params(config) if n in by_name and
-                 (by_name[n].phase == Phase.MODEL or factor_of(by_name[n], "both") == "serve")}
     settings = [f"{k}={v}" for k, v in config.items() if k.partition(".")[0] in names]
     if not settings:
         settings = [f"{k}={v}" for k, v in config.items()]

@@ -124,8 +124,8 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
         console.print(f"      {escape(a.verdict)}")
         for note in a.notes:
             console.print(f"      {escape(note)}")
-        if a.ensemble_members:
-            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.ensemble_members)
+        if a.members:
+            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.members)
             console.print(f"      its train_time includes the training of its ensemble members: {escape(paid)}")
     if summary.failures:
         console.print(f"{len(summary.failures)} trial(s) failed:")

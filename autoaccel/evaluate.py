@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy import stats
 from torch import nn
 
 from autoaccel.data import eval_batches, sample_batch
@@ -15,7 +16,7 @@ from autoaccel.errors import TrialFailure
 from autoaccel.measure import Measurement, measure
 from autoaccel.metrics import MetricFn, accuracy
 from autoaccel.pipeline import Pipeline
-from autoaccel.train import autocast, backend_flags, prepare_input
+from autoaccel.lifecycle import inference, prepare_input
 
 BOOTSTRAP_RESAMPLES = 200
 
@@ -26,22 +27,25 @@ class Score:
     ci95: tuple[float, float]
 
 
-def wilson(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+# Two-sided 95% normal quantile (1.959964...).
+Z95 = float(stats.norm.ppf(0.975))
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of a proportion: honest near 0 and 1, where the normal interval is not."""
     if n == 0:
-        return 0.0, 1.0
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+        return 0.0, 1.0  # no samples: nothing is known (scipy's binomtest refuses n = 0)
+    # scipy takes a confidence level, not z: the two-sided level whose normal quantile is z.
+    level = 1.0 - 2.0 * float(stats.norm.sf(z))
+    ci = stats.binomtest(int(successes), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
 
 
 def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's precision."""
+    """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's inference contexts (autocast, ...)."""
     outputs, targets = [], []
     model.eval()
-    with torch.no_grad(), backend_flags(plan), autocast(plan, inference=True):
+    with inference(plan):
         for inputs, target in eval_batches(dataset, plan.eval_batch_size):
             out = model(prepare_input(inputs, plan))
             outputs.append(out.float().cpu())
@@ -58,13 +62,19 @@ def score(outputs: torch.Tensor, targets: torch.Tensor, metric: MetricFn, seed: 
     n = len(targets)
     if metric is accuracy:
         return Score(value, wilson(round(value * n), n))
-    rng = np.random.default_rng(seed)
-    stats = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        idx = torch.from_numpy(rng.integers(0, n, n))
-        stats.append(float(metric(outputs[idx], targets[idx])))
-    lo, hi = np.percentile(stats, [2.5, 97.5])
-    return Score(value, (float(lo), float(hi)))
+    if n < 2:
+        # Every resample of one sample is that sample (scipy's bootstrap refuses fewer than two).
+        return Score(value, (value, value))
+
+    def resampled(idx: np.ndarray) -> float:
+        # Resampling indices keeps each output with its own target (a paired bootstrap).
+        rows = torch.as_tensor(idx)
+        return float(metric(outputs[rows], targets[rows]))
+
+    # batch=1: one resample's indices at a time, not a BOOTSTRAP_RESAMPLES x n matrix of them.
+    res = stats.bootstrap((np.arange(n),), resampled, n_resamples=BOOTSTRAP_RESAMPLES, batch=1, vectorized=False,
+                          confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed))
+    return Score(value, (float(res.confidence_interval.low), float(res.confidence_interval.high)))
 
 
 def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budget_s: float) -> Measurement:
@@ -72,7 +82,7 @@ def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budge
     inputs = prepare_input(inputs, plan)
 
     def call() -> object:
-        with torch.no_grad(), backend_flags(plan), autocast(plan, inference=True):
+        with inference(plan):
             return model(inputs)
 
     return measure(call, plan.device, budget_s=budget_s)

@@ -7,40 +7,31 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch import nn
 
+from autoaccel.cache import CheckpointCache
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure
 from autoaccel.evaluate import latency_input
+from autoaccel.onnx_export import check_onnx, export_onnx, run_onnx
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
+from autoaccel.trial import serve, served_model, trained_model
 
 # fp32 graphs must agree with PyTorch to this absolute tolerance (ORT reorders float sums, so not bit-exact).
 ONNX_ATOL = 1e-4
 
 
-def check_onnx(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:
-    """Load ``path`` in onnxruntime, run ``inputs``, return the largest absolute difference to ``model``."""
-    from autoaccel.onnx_runtime import OrtModule
-
-    session = OrtModule(path)
-    with torch.no_grad():
-        expected = model.eval()(inputs).float()
-    got = session(inputs)
-    return float((expected - got).abs().max())
-
-
 def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir: str | None = None) -> dict[str, Any]:
     """Write ``out/model.pt`` (state dict of the served model), ``out/trained.pt`` (weights before post-training
-    transforms) and ``out/model.onnx`` where it exports; returns what was written and what was not, and why."""
-    from autoaccel.onnx_runtime import export_onnx, onnx_runtime
-    from autoaccel.trial import served_model, trained_model
+    transforms) and ``out/model.onnx`` where it exports; returns what was written and what was not, and why.
 
+    A plan served from an ONNX graph of its own (a served module with ``onnx_path``, e.g. an int8 graph) exports
+    that very graph, judged by how often its predictions agree with the PyTorch model's.
+    """
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"files": {}, "notes": []}
-    raw, _ = trained_model(task, plan, seed, None if cache_dir is None else _cache(cache_dir), {}, {}, {})
+    raw, _ = trained_model(task, plan, seed, CheckpointCache(cache_dir) if cache_dir else None, {}, {}, {})
     torch.save(raw.state_dict(), out / "trained.pt")
     report["files"]["trained"] = str(out / "trained.pt")
     model = served_model(task, plan, seed, cache_dir)
@@ -49,14 +40,14 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     example = latency_input(task.val_data, task.example_input)
     probe = sample_batch(task.val_data, min(16, len(task.val_data))).float()
     try:
-        if plan.runtime.kind == "onnxruntime":
-            ort_model = onnx_runtime(model, example, plan.runtime.int8_static, _calibration(task, seed) if plan.runtime.int8_static else [],
-                                     workdir=str(out / "onnx-work"))
-            shutil.copyfile(ort_model.path, out / "model.onnx")
-            shutil.rmtree(out / "onnx-work", ignore_errors=True)
-            # An int8 graph is not expected to match fp32 PyTorch closely; agreement is judged on predictions.
+        # Held while its graph is copied: the session owns the graph's folder, removed when it goes.
+        served = serve(task, plan, model, example, seed) if plan.engine() else model
+        graph = getattr(served, "onnx_path", None)
+        if graph is not None:
+            shutil.copyfile(graph, out / "model.onnx")
+            # A quantized graph is not expected to match fp32 PyTorch closely; agreement is judged on predictions.
             with torch.no_grad():
-                agree = float((ort_model(probe).argmax(1) == model(probe).argmax(1)).float().mean())
+                agree = float((run_onnx(out / "model.onnx", probe).argmax(1) == model(probe).argmax(1)).float().mean())
             report["onnx_prediction_agreement"] = agree
         else:
             export_onnx(model, example, out / "model.onnx")
@@ -68,15 +59,3 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     except TrialFailure as exc:
         report["notes"].append(f"no ONNX file: {exc.reason}")
     return report
-
-
-def _cache(cache_dir: str) -> Any:
-    from autoaccel.cache import CheckpointCache
-
-    return CheckpointCache(cache_dir)
-
-
-def _calibration(task: Task, seed: int) -> list[np.ndarray]:
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(task.train_data), generator=g)[:256].tolist()
-    return [torch.stack([task.train_data[i][0] for i in idx[s:s + 32]]).float().numpy() for s in range(0, len(idx), 32)]

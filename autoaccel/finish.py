@@ -102,7 +102,7 @@ class Finisher:
         for t in trials:
             point = self.point(t)
             training = [o for o in self.timed if o in TRAINING_OBJECTIVES]
-            if point.finetune_s or point.ensemble_members:
+            if point.finetune_s or point.members:
                 # Fine-tuning and ensemble members are training beyond the plan's own run, which is all a
                 # re-measurement times: the trial's own measurement, which paid for them, stands.
                 found.setdefault(t, {}).update({o: dict(point.speedup[o]) for o in training if o in point.speedup})

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from scipy import stats
 
 # Relative half-width of the median's CI at which we stop repeating, and the one above which we call it noisy.
 TIGHT = 0.02
@@ -43,7 +44,7 @@ def _trim_count(n: int, alpha: float) -> int:
     with continuity correction beyond, where the two agree to within one rank.
     """
     if n > 200:
-        z = 1.959963984540054 if abs(alpha - 0.05) < 1e-12 else _z(alpha)
+        z = float(stats.norm.isf(alpha / 2))  # two-sided normal quantile: 1.959964 at alpha = 0.05
         return max(0, int(math.floor(n / 2 - z * math.sqrt(n) / 2 - 0.5)) + 1)
     term = 0.5**n  # P(X = 0)
     cdf, j = term, 0
@@ -52,18 +53,6 @@ def _trim_count(n: int, alpha: float) -> int:
         term *= (n - j + 1) / j  # P(X = j) from P(X = j - 1)
         cdf += term
     return j
-
-
-def _z(alpha: float) -> float:
-    """Two-sided normal quantile by bisection (only for confidences other than 95%)."""
-    lo, hi = 0.0, 10.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        if math.erfc(mid / math.sqrt(2)) > alpha:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def median_ci(samples: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:

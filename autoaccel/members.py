@@ -22,7 +22,7 @@ def member_of(t: FrozenTrial, task: Task, strategies: Sequence[Strategy], base: 
     """Trial ``t``'s trained model as an ensemble member: its training settings (to reproduce it) and cost.
     None for a trial that is itself an ensemble, or whose model was not trained by a recipe of this study."""
     details = t.user_attrs.get("details") or {}
-    if "checkpoint" not in details or details.get("ensemble_members"):
+    if "checkpoint" not in details or details.get("members"):
         return None
     by_name = {s.name: s for s in strategies}
     train_params = {k: v for k, v in (t.user_attrs.get("config") or {}).items() if k.partition(".")[0] in by_name
@@ -57,6 +57,6 @@ def plan_of(study: optuna.Study, trial: int, task: Task, strategies: Sequence[St
     trials = study.get_trials(deepcopy=False)
     t = trials[trial]
     plan = apply_all(strategies, base, dict(t.user_attrs.get("config") or {}))
-    used = (t.user_attrs.get("details") or {}).get("ensemble_members") or []
+    used = (t.user_attrs.get("details") or {}).get("members") or []
     members = [member_of(trials[int(m["trial"])], task, strategies, base, mode) for m in used]
     return plan.replace(members=tuple(m for m in members if m is not None)) if members else plan

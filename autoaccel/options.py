@@ -26,6 +26,7 @@ class Options:
     max_accuracy_drop: float = 0.01
     target: str = "auto"
     strategies: tuple[str, ...] | None = None
+    exclude: tuple[str, ...] | None = None  # installed strategies left out of the search
     # Narrow parameters to some values: {"batch_size.size": (64, 128, 256)}; the default always stays in.
     choices: dict[str, tuple[object, ...]] | None = None
     storage: str | None = None

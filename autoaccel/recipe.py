@@ -7,7 +7,6 @@ run (and, for ONNX and TorchScript, to agree with PyTorch).
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,39 +82,28 @@ def select(recipe: dict[str, Any], goal: str | None, where: str = "recipe") -> d
 
 
 def training_config(plan: Pipeline) -> dict[str, Any]:
-    """What to set in your own training script to train the way the recipe did."""
-    loader: dict[str, Any] = {"batch_size": plan.batch_size, "num_workers": plan.loader.num_workers,
-                              "pin_memory": plan.loader.pin_memory}
-    if plan.loader.num_workers > 0:
-        loader.update(persistent_workers=plan.loader.persistent_workers, prefetch_factor=plan.loader.prefetch_factor)
-    return {
-        "precision": plan.precision,
-        "autocast_dtype": {"bf16": "torch.bfloat16", "fp16": "torch.float16"}.get(plan.precision),
-        "grad_scaler": plan.loss_scaling,
-        "lr": plan.lr,
-        "epochs": plan.epochs,
-        "dataloader": loader,
-        "cache_dataset_in_memory": plan.loader.cache,
-        "scheduler": dataclasses.asdict(plan.schedule),
-        "memory_format": plan.memory_format,
-        "compile_mode": plan.compile_mode,
-        "distillation": dataclasses.asdict(plan.distill) if plan.distill else None,
-    }
+    """What to set in your own training script to train the way the recipe did: the recipe's own fields, then
+    each training section as its strategy words it (DataLoader kwargs, autocast dtype, schedule ...)."""
+    config: dict[str, Any] = {"batch_size": plan.batch_size, "lr": plan.lr, "epochs": plan.epochs}
+    for step in plan:
+        if step.changes_training:
+            config[step.name] = step.strategy.recipe(step.section)
+    return config
 
 
 def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | None, device: str = "cpu") -> Pipeline:
-    """The plan the recipe's answer ran, ensemble members included (each rebuilt from its own recipe)."""
+    """The plan the recipe's answer ran, members included (each rebuilt from its own recipe)."""
     registry = default_registry()
     strategies = list(registry.strategies.values())
-    members = recipe.get("ensemble_members") or []
+    members = recipe.get("members") or []
     if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("trial"), int) for m in members):
-        raise AutoaccelError("recipe: ensemble_members must be a list of {trial, params, train_time} as optimize writes it")
+        raise AutoaccelError("recipe: members must be a list of {trial, params, train_time} as optimize writes it")
     for params in [recipe["params"], *(m.get("params") or {} for m in members)]:
         validate_params(params, registry, task)
     base = Pipeline(device=device, batch_size=task.batch_size if task else 32, lr=task.lr if task else 0.01,
                     epochs=task.epochs if task else 1)
     if task is not None:
-        base = base.replace(teacher_key=training_key(task, base))
+        base = base.replace(baseline_key=training_key(task, base))
     plan = apply_all(strategies, base, recipe["params"])
     if members and task is not None:
         built = []
@@ -175,7 +163,7 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     optimize run's checkpoint cache) and then transformed.
     """
     from autoaccel.loading import load_task
-    from autoaccel.trial import _runtime, _transform, served_model
+    from autoaccel.trial import _transform, serve, served_model
 
     where = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
     data = read_recipe(recipe, goal) if isinstance(recipe, (str, Path)) else select(recipe, goal)
@@ -190,19 +178,20 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
         example = latency_input(task.val_data, task.example_input)
     elif isinstance(model_or_task, nn.Module):
         plan = recipe_plan(data, None, model_or_task, device)
-        if plan.runtime.kind == "onnxruntime":
-            raise AutoaccelError("apply(): this recipe serves through ONNX Runtime, which needs calibration data and an "
+        if plan.engine() is not None:
+            raise AutoaccelError(f"apply(): this recipe serves through {plan.engine()}, which needs calibration data and an "
                                  "example input: pass the Task (or model.py) instead of a bare model")
-        if data.get("ensemble_members"):
-            raise AutoaccelError("apply(): this recipe is an ensemble, whose members are trained from their own recipes: "
-                                 "pass the Task (or model.py) instead of a bare model")
-        model = _transform(None, plan, 0, model_or_task.to(device), None, "")  # type: ignore[arg-type]
+        if data.get("members"):
+            raise AutoaccelError("apply(): this recipe serves several models, whose other members are trained from their "
+                                 "own recipes: pass the Task (or model.py) instead of a bare model")
+        model = _transform(None, plan, 0, model_or_task.to(device), None)
         example = example_input if example_input is not None else torch.zeros(1)
         task = None
     else:
         raise AutoaccelError(f"apply(): expected an nn.Module, a Task or a model.py path, but got {type(model_or_task).__name__}")
-    if plan.runtime.kind == "onnxruntime" and task is not None:
-        model = _runtime(task, plan, model, example, task.seed)
+    if plan.engine() is not None and task is not None:
+        # Served by another engine: the model handed back is that engine's session, as the trial measured it.
+        model = serve(task, plan, model, example, task.seed)
     applied = Applied(model.eval(), training_config(plan), plan)
     if training:
         applied.training = (f"reused the cached checkpoint {training['checkpoint']}" if training["cached_training"]
@@ -230,8 +219,7 @@ def export(applied: Applied, kind: str, out: str | Path, example: torch.Tensor) 
 
 
 def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> dict[str, Any]:
-    from autoaccel.export import check_onnx
-    from autoaccel.onnx_runtime import OrtModule, export_onnx
+    from autoaccel.onnx_export import check_onnx, export_onnx
 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = applied.model
@@ -240,11 +228,11 @@ def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> d
         torch.load(path, weights_only=True)  # it must read back
         return {"path": str(path), "kind": kind}
     if kind == "onnx":
-        if isinstance(model, OrtModule):
+        if (graph := getattr(model, "onnx_path", None)) is not None:
             import shutil
 
-            shutil.copyfile(model.path, path)
-            return {"path": str(path), "kind": kind, "check": "copied the ONNX Runtime graph the recipe serves"}
+            shutil.copyfile(graph, path)
+            return {"path": str(path), "kind": kind, "check": "copied the ONNX graph the recipe serves"}
         export_onnx(model, example, path)
         diff = check_onnx(path, model, example)
         if diff > ATOL:

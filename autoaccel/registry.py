@@ -12,7 +12,7 @@ import pluggy
 
 from autoaccel import hookspecs, target
 from autoaccel.errors import AutoaccelError, describe, did_you_mean
-from autoaccel.strategy import NAME_RE, Phase, Strategy
+from autoaccel.strategy import NAME_RE, Phase, Strategy, check_relations
 
 LOCAL = "<local>"
 
@@ -63,10 +63,16 @@ class Registry:
             raise AutoaccelError(f"--strategies: unknown strategy '{name}'{did_you_mean(name, self.strategies)} (known: {known})")
         return self.strategies[name]
 
-    def select(self, names: Iterable[str] | None) -> list[Strategy]:
-        if names is None:
-            return list(self.strategies.values())
-        return [self.get(n) for n in names]
+    def select(self, names: Iterable[str] | None, exclude: Iterable[str] = ()) -> list[Strategy]:
+        """The strategies named (all when ``names`` is None), less those in ``exclude``."""
+        left_out = set()
+        for name in exclude:
+            if name not in self.strategies:
+                known = ", ".join(sorted(self.strategies))
+                raise AutoaccelError(f"--exclude: unknown strategy '{name}'{did_you_mean(name, self.strategies)} (known: {known})")
+            left_out.add(name)
+        chosen = list(self.strategies.values()) if names is None else [self.get(n) for n in names]
+        return [s for s in chosen if s.name not in left_out]
 
 
 def _validate(obj: Any, dist: str) -> Strategy:
@@ -79,6 +85,10 @@ def _validate(obj: Any, dist: str) -> Strategy:
         raise AutoaccelError(f"distribution '{dist}': strategy name must match {NAME_RE.pattern}, but got {name!r}")
     if not isinstance(getattr(obj, "phase", None), Phase):
         raise AutoaccelError(f"distribution '{dist}': strategy '{name}'.phase must be an autoaccel.Phase, but got {getattr(obj, 'phase', None)!r}")
+    for attr in ("after", "before", "requires"):
+        value = getattr(obj, attr, ())
+        if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+            raise AutoaccelError(f"distribution '{dist}': strategy '{name}'.{attr} must be a tuple of strategy names, but got {value!r}")
     obj.space()  # a broken search space is reported now, naming its file, not in the middle of a study
     return obj
 
@@ -100,6 +110,9 @@ def collect_strategies(pm: pluggy.PluginManager) -> Registry:
             registry.origins[strategy.name] = _dist
 
         impl.function(register=register)
+    # Relations are checked once everything is loaded: a cycle or a missing required strategy is one error now,
+    # not a surprise in the middle of a study.
+    check_relations(list(registry.strategies.values()), registry.origins)
     return registry
 
 

@@ -22,19 +22,6 @@ from autoaccel.results import Point, Summary, speed_objectives
 from autoaccel.trial import METRICS
 
 NOT_FASTER = ("slower", "no faster than baseline (within noise)")
-# Why some techniques are known to disappoint; appended to a warning the data raised, so the reader learns
-# that the result is expected rather than a bug in the measurement.
-KNOWN: dict[tuple[str, str], str] = {
-    ("pruning.method", "unstructured"): "unstructured pruning only zeroes weights: dense kernels still multiply the "
-                                        "zeros, so it saves time only with sparse kernels",
-    ("pruning.method", "semi_structured_2_4"): "2:4 sparsity pays off only on sparse tensor cores (compute "
-                                               "capability 8.0+) and on large layers",
-    ("quantization.method", "dynamic_int8"): "dynamic int8 quantizes activations on every call, which can cost more "
-                                             "than it saves on small layers or CPUs without VNNI/AMX",
-    ("quantization.method", "static_int8_ort"): "int8 in ONNX Runtime adds quantize/dequantize steps that small "
-                                                "models do not amortize",
-    ("quantization.method", "torchao_int8"): "weight-only int8 helps memory-bound large matmuls, not small models",
-}
 W, H, ML, MR, MT, MB = 460, 310, 64, 18, 36, 50  # one chart's box and margins, in SVG user units
 
 CSS = """
@@ -251,8 +238,8 @@ def _answers(summary: Summary, rounds: Any) -> str:
                              f'<div class="small">{_ratio(sp, wrap=False)}<br>{e(fmt_metric(o, p.metrics[o]))}'
                              + (f" vs {e(fmt_metric(o, base.metrics[o]))}" if o in base.metrics else "") + "</div></div>")
         extra = "".join(f"<li>{e(n)}</li>" for n in a.notes)
-        if a.ensemble_members:
-            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.ensemble_members)
+        if a.members:
+            paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.members)
             extra += f"<li>{e('Its train_time includes the training of its ensemble members: ' + paid)}</li>"
         blocks.append(f'<div class="answer" data-goal="{e(a.goal)}"><h3>{e(a.goal)}: trial {a.trial}</h3>'
                       f'<p class="verdict">{e(a.verdict)}</p><p>Change these settings (everything else as in your recipe):</p>'
@@ -355,8 +342,10 @@ def technique_warnings(study: optuna.Study, summary: Summary) -> list[str]:
             if isinstance(v, (str, bool)):
                 used.setdefault((k, str(v)), []).append(goal_score(p, judged or speed_objectives(summary.objectives)))
     speeds = "the metrics of each trial's own goal"
+    # Why some settings are known to disappoint, as their strategies said (``Strategy.hints``) when the study ran.
+    hints: dict[str, str] = study.user_attrs.get("hints") or {}
     for (k, v), scores in sorted(used.items()):
-        known = KNOWN.get((k, v))
+        known = hints.get(f"{k}={v}")
         # Unknown settings need two trials, none faster; a known trap is named once most of its trials lose.
         never_faster = max(scores) <= 1.0 and (len(scores) >= 2 or known is not None)
         if never_faster or (known is not None and statistics.median(scores) <= 1.0):

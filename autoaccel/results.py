@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 import optuna
 import yaml
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from scipy import stats
 
 from autoaccel.answers import Answer, goals_for, judging, provisional
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
@@ -39,7 +40,7 @@ class Point:
     verdict: str = ""
     plan: dict[str, Any] = field(default_factory=dict)
     goal: str = "combined"  # which factor its settings change: baseline, train, serve or combined
-    ensemble_members: list[dict[str, Any]] = field(default_factory=list)  # {trial, train_time} each
+    members: list[dict[str, Any]] = field(default_factory=list)  # {trial, train_time} each
     load: dict[str, float] = field(default_factory=dict)  # other programs' load while it was measured
     finetune_s: float = 0.0  # training after the main run (fine-tuning a pruned model), included in train_time
 
@@ -117,7 +118,7 @@ def accuracy_drop(base: FrozenTrial, cand: FrozenTrial) -> dict[str, Any]:
     n = int(b_det.get("correct_n", 0))
     if n > 1 and "correct" in b_det and "correct" in c_det and c_det.get("correct_n") == n:
         d = _unpack(b_det["correct"], n) - _unpack(c_det["correct"], n)
-        half = 1.959964 * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+        half = float(stats.norm.ppf(0.975)) * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
         lo, hi = drop - half, drop + half
     else:
         bl, bh = base.user_attrs.get("ci95", {}).get("accuracy", [b_acc, b_acc])
@@ -128,15 +129,27 @@ def accuracy_drop(base: FrozenTrial, cand: FrozenTrial) -> dict[str, Any]:
 
 
 def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
-    better_or_equal = all(
-        (a.metrics[o] >= b.metrics[o]) if METRICS[o] else (a.metrics[o] <= b.metrics[o]) for o in objectives
-    )
-    strictly = any((a.metrics[o] > b.metrics[o]) if METRICS[o] else (a.metrics[o] < b.metrics[o]) for o in objectives)
-    return better_or_equal and strictly
+    """Whether ``a`` is at least as good as ``b`` on every objective and better on one: exactly when ``a`` alone
+    is the front of the pair (one definition of dominance, Optuna's, for the front and this test alike)."""
+    front = pareto_front([a, b], objectives)
+    return len(front) == 1 and front[0] is a
 
 
 def pareto_front(points: Sequence[Point], objectives: Sequence[str]) -> list[Point]:
-    return [p for p in points if not any(dominates(q, p, objectives) for q in points if q is not p)]
+    """The points no other point dominates on ``objectives`` (equal points all stay), in their given order.
+
+    Optuna's own front (``Study.best_trials``) of a throwaway in-memory study holding one trial per point: the
+    search study's trials would not do, as they include duplicates and judge feasibility without tolerance.
+    """
+    # Optuna refuses NaN; a NaN compares false both ways, so such a point is on the front and dominates nothing.
+    comparable = [i for i, p in enumerate(points) if not any(math.isnan(p.metrics[o]) for o in objectives)]
+    if not objectives or not comparable:
+        return list(points)
+    study = optuna.create_study(directions=["maximize" if METRICS[o] else "minimize" for o in objectives])
+    study.add_trials([create_trial(values=[float(points[i].metrics[o]) for o in objectives], user_attrs={"index": i})
+                      for i in comparable])
+    kept = {int(t.user_attrs["index"]) for t in study.best_trials} | (set(range(len(points))) - set(comparable))
+    return [p for i, p in enumerate(points) if i in kept]
 
 
 def speed_objectives(objectives: Sequence[str]) -> list[str]:
@@ -166,7 +179,7 @@ def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
         feasible=drop["value"] <= max_drop + 1e-12,
         plan=dict(t.user_attrs.get("plan", {})),
         goal=str(t.user_attrs.get("goal", "baseline" if t.user_attrs.get("role") == "baseline" else "combined")),
-        ensemble_members=list(details.get("ensemble_members") or []),
+        members=list(details.get("members") or []),
         load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
         finetune_s=float(details.get("finetune_s", 0.0)),
     )
@@ -226,10 +239,10 @@ def recipe_answers(summary: Summary) -> dict[str, Any]:
             continue
         point = summary.point(a.trial)
         members = [{**m, "params": (summary.point(int(m["trial"])) or summary.baseline).params}
-                   for m in a.ensemble_members]
+                   for m in a.members]
         out[a.goal] = {"trial": a.trial, "params": a.params, "plan": point.plan if point else {},
                        "metrics": point.metrics if point else {}, "speedup": a.speedup, "accuracy_drop": a.accuracy_drop,
-                       "ensemble_members": members, "verdict": a.verdict}
+                       "members": members, "verdict": a.verdict}
     return out
 
 

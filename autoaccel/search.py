@@ -55,8 +55,8 @@ def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
     recipe trains once (cached) and every post-training variant starts from that model."""
     plan = Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
                     train=not (mode == "inference" and task.weights))
-    # Distillation students learn from the baseline's own trained model, found in the checkpoint cache.
-    plan = plan.replace(teacher_key=training_key(task, plan))
+    # A strategy may learn from the trained model of the user's own recipe, found in the checkpoint cache.
+    plan = plan.replace(baseline_key=training_key(task, plan))
     if mode == "inference" and not task.weights:
         plan = plan.replace(weights_from=plan)
     return plan
@@ -66,7 +66,7 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
     """Detect the target and assemble the space; every user error surfaces here, before storage is opened."""
     target = pm.hook.autoaccel_detect_target(spec=options.target)
     registry = collect_strategies(pm)
-    chosen = registry.select(options.strategies)
+    chosen = registry.select(options.strategies, options.exclude or ())
     phases = MODES[options.mode]
     strategies, skipped, caps = [], {}, {}
     for s in chosen:
@@ -182,6 +182,7 @@ class Search:
         study.set_user_attr("mode", self.options.mode)
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
+        study.set_user_attr("hints", {f"{s.name}.{k}": why for s in self.plan.strategies for k, why in s.hints.items()})
         studies.ensure_baseline(study, self.plan.defaults)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         self.progress.info(

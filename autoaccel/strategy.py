@@ -1,7 +1,10 @@
-"""The Strategy contract every technique implements, built-in or third-party."""
+"""The Strategy contract every technique implements, built-in or third-party: a space, a section, hooks."""
 
 from __future__ import annotations
 
+import dataclasses
+import graphlib
+import heapq
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -9,10 +12,17 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from autoaccel.pipeline import Pipeline
+from autoaccel.errors import AutoaccelError
+from autoaccel.pipeline import Pipeline, Section
 from autoaccel.space import Space, load_space, restrict
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    import torch
+    from torch import nn
+
+    from autoaccel.lifecycle import BuildContext, ServeContext, TrainingSetup, TransformContext
     from autoaccel.target import Target
     from autoaccel.task import Task
 
@@ -46,19 +56,33 @@ class Capability:
 
 
 class Strategy(ABC):
-    """One acceleration technique.
+    """One acceleration technique: its search space, its plan section and its behaviour.
 
     Subclasses set ``name`` and ``phase``, ship a YAML search space (``<space_package>/<name>.yaml``, or override
-    :meth:`space`), and implement :meth:`apply`, which returns a *new* Pipeline and never mutates its input.
-    Applying the defaults of the space must return a plan equal to its input: off means the user's recipe.
+    :meth:`space`), and implement :meth:`apply`, which returns a *new* Pipeline holding the strategy's own
+    section (``plan.with_section(self, MySection(...))``) and never mutates its input. Applying the defaults of
+    the space must return a plan equal to its input: off means the user's recipe.
+
+    Behaviour comes from the lifecycle hooks below, each called with the strategy's own section whenever a plan
+    holds one; implement only those the technique needs. Order: by ``phase``, then as ``after``/``before``
+    declare (names of other strategies; ignored when those are not installed), checked when plugins load.
     """
 
     name: ClassVar[str]
     phase: ClassVar[Phase]
     description: ClassVar[str] = ""
     space_package: ClassVar[str] = "autoaccel.search_spaces"
-    # Needs several trained models to exist (e.g. ensembling): pointless in --mode inference, which has one.
+    # Whether the section changes what training does or how long it takes: then it keys the checkpoint cache, and
+    # a trial of it trains its own model instead of reusing another recipe's.
+    changes_training: ClassVar[bool] = False
+    after: ClassVar[tuple[str, ...]] = ()
+    before: ClassVar[tuple[str, ...]] = ()
+    # Strategies this one cannot work without: a missing one is an error when plugins load.
+    requires: ClassVar[tuple[str, ...]] = ()
+    # Needs several trained models to exist (e.g. an ensemble): pointless in --mode inference, which has one.
     needs_training: ClassVar[bool] = False
+    # Why a setting is known to disappoint ("method=unstructured": "..."), shown when the data says it did.
+    hints: ClassVar[Mapping[str, str]] = {}
 
     def members_needed(self, params: Mapping[str, Any]) -> int:
         """How many *other* trained models the plan with ``params`` serves beside its own (an ensemble of k
@@ -71,7 +95,7 @@ class Strategy(ABC):
         return load_space(self.space_package, f"{self.name}.yaml")
 
     def unavailable(self, task: "Task | None") -> str | None:
-        """Why this strategy cannot apply to ``task`` (e.g. distillation without a student), or None."""
+        """Why this strategy cannot apply to ``task`` (e.g. a technique that needs a Task field it lacks), or None."""
         return None
 
     def check(self, target: "Target") -> Capability:
@@ -81,6 +105,38 @@ class Strategy(ABC):
     @abstractmethod
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         """Return the plan with this strategy's ``params`` (keys without the ``<name>.`` prefix) applied."""
+
+    # -- lifecycle hooks: each receives this strategy's own section of the running plan ------------------------
+
+    def start(self, section: Section, plan: Pipeline) -> None:
+        """Per-process preparation before the plan runs (a trial, a re-measurement, an export)."""
+
+    def build_model(self, section: Section, model: "nn.Module", ctx: "BuildContext") -> "nn.Module":
+        """The model to train: ``model`` (the task's, as earlier hooks left it) or another one."""
+        return model
+
+    def configure_training(self, section: Section, setup: "TrainingSetup") -> None:
+        """Change the training run: its batches, optimizer, scheduler, autocast, loss scaling, loss, contexts."""
+
+    def transform(self, section: Section, model: "nn.Module", ctx: "TransformContext") -> "nn.Module":
+        """A post-training change of the trained model (pruned, combined, quantized ...)."""
+        return model
+
+    def serve(self, section: Section, model: "nn.Module", ctx: "ServeContext") -> "nn.Module":
+        """What executes the model at inference (compiled, captured, another engine's session ...)."""
+        return model
+
+    def inference_context(self, section: Section, plan: Pipeline) -> "AbstractContextManager[Any] | None":
+        """A context entered around every inference call (autocast, backend flags), or None."""
+        return None
+
+    def prepare_input(self, section: Section, inputs: "torch.Tensor", plan: Pipeline) -> "torch.Tensor":
+        """An input batch as this technique wants it (a memory layout ...), in training and at inference."""
+        return inputs
+
+    def recipe(self, section: Section) -> dict[str, Any]:
+        """What to set in your own training script to do what this section did (default: its fields)."""
+        return dataclasses.asdict(section)
 
     def effective_space(self, target: "Target", task: "Task | None" = None) -> Space:
         """The space after ``check(target)`` dropped what the target cannot run (defaults always kept)."""
@@ -107,8 +163,54 @@ def split_params(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
-    """Phase order, then by name, so the order is deterministic."""
-    return sorted(strategies, key=lambda s: (int(s.phase), s.name))
+    """Declared order: phase first, then the ``after``/``before`` relations among the strategies present, then
+    the name (so the order is deterministic). A relation against the phases or a cycle is one clear error."""
+    by_name = {s.name: s for s in strategies}
+    preds: dict[str, set[str]] = {s.name: set() for s in strategies}
+    for s in strategies:
+        for other in s.after:
+            if other in by_name:
+                preds[s.name].add(other)
+        for other in s.before:
+            if other in by_name:
+                preds[other].add(s.name)
+    for name, earlier in preds.items():
+        for other in earlier:
+            if by_name[other].phase > by_name[name].phase:
+                raise AutoaccelError(
+                    f"strategy '{name}' (phase {by_name[name].phase.name.lower()}) is declared to act after '{other}' "
+                    f"(phase {by_name[other].phase.name.lower()}), a later phase; fix its after/before declarations")
+    try:
+        graphlib.TopologicalSorter(preds).prepare()
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise AutoaccelError(f"strategies declare a cycle of after/before relations: {cycle}; remove one of them") from exc
+    # Kahn's algorithm with the earliest (phase, name) first among those whose predecessors have all acted.
+    waiting = {n: set(p) for n, p in preds.items()}
+    ready = [(int(by_name[n].phase), n) for n, p in waiting.items() if not p]
+    heapq.heapify(ready)
+    out: list[Strategy] = []
+    while ready:
+        _, name = heapq.heappop(ready)
+        out.append(by_name[name])
+        for other, p in waiting.items():
+            if name in p:
+                p.discard(name)
+                if not p:
+                    heapq.heappush(ready, (int(by_name[other].phase), other))
+    return out
+
+
+def check_relations(strategies: Sequence[Strategy], origins: Mapping[str, str] | None = None) -> None:
+    """Fail on a required strategy that is not installed, or on an order that cannot hold (see ``ordered``)."""
+    names = {s.name for s in strategies}
+    for s in strategies:
+        missing = [r for r in s.requires if r not in names]
+        if missing:
+            where = f" (distribution '{origins[s.name]}')" if origins and s.name in origins else ""
+            raise AutoaccelError(f"strategy '{s.name}'{where} requires strategy {', '.join(repr(m) for m in missing)}, "
+                                 "which is not installed; install it or uninstall this plugin")
+    ordered(strategies)
 
 
 def apply_all(strategies: Sequence[Strategy], pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:

@@ -152,6 +152,8 @@ def baseline_of(study: optuna.Study) -> FrozenTrial | None:
 
 def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
     """Queue trial 0, the user's own recipe, unless it is done or already waiting."""
+    # Not enqueue_trial(skip_if_exists=True): it matches params in any state, so an interrupted (failed) baseline,
+    # or a candidate that happens to use the defaults, would keep the baseline from ever being queued again.
     if baseline_of(study) is not None:
         return
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))

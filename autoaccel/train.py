@@ -1,66 +1,28 @@
-"""The training loop the core owns: precision, loss scaling, batch size, schedule and loader come from the plan."""
+"""The training loop the core owns. What it runs with (batches, optimizer, scheduler, autocast, loss scaling,
+the loss itself) comes from a TrainingSetup that the plan's strategies configure through their hooks."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from autoaccel import lifecycle
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
+from autoaccel.lifecycle import TrainingSetup
 from autoaccel.measure import Clock, Measurement, summarize
 from autoaccel.pipeline import Pipeline
-from autoaccel.schedule import lr_multiplier
 from autoaccel.task import Task
-
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def device_type(device: str) -> str:
     return device.split(":")[0]
-
-
-def autocast(plan: Pipeline, inference: bool = False) -> contextlib.AbstractContextManager[object]:
-    """The autocast context for the plan's precision (a no-op for fp32 and tf32, and at inference for
-    quantized models and ONNX Runtime, which run in their own precision)."""
-    dtype = AUTOCAST_DTYPES.get(plan.precision)
-    if inference and (plan.quantized or plan.runtime.kind != "eager"):
-        dtype = None
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type(plan.device), dtype=dtype)
-
-
-@contextlib.contextmanager
-def backend_flags(plan: Pipeline) -> Iterator[None]:
-    """TF32, cuDNN autotuning and fp32 matmul precision for the duration only, so one trial's settings never
-    leak into the next. The precision strategy owns TF32 when it chose tf32; otherwise matmul_precision may."""
-    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
-           torch.get_float32_matmul_precision())
-    tf32 = plan.precision == "tf32" or (plan.precision == "fp32" and plan.matmul_precision != "highest")
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = plan.cudnn_benchmark
-    if plan.precision == "fp32":
-        torch.set_float32_matmul_precision(plan.matmul_precision)
-    try:
-        yield
-    finally:
-        (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark) = old[:3]
-        torch.set_float32_matmul_precision(old[3])
-
-
-def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
-    """Move a batch to the device in the plan's memory format (channels_last applies to 4-D images)."""
-    inputs = inputs.to(plan.device)
-    if plan.memory_format == "channels_last" and inputs.ndim == 4:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
 
 
 @dataclass(frozen=True)
@@ -77,60 +39,61 @@ def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Ten
     return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Hinton et al.'s distillation term: KL between softened distributions, scaled by T^2 so its gradient
-    magnitude does not shrink as T grows."""
-    t = temperature
-    return nn.functional.kl_div(
-        nn.functional.log_softmax(student.float() / t, dim=1),
-        nn.functional.log_softmax(teacher.float() / t, dim=1),
-        reduction="batchmean",
-        log_target=True,
-    ) * (t * t)
+def _no_baseline() -> nn.Module:
+    raise TrialFailure("this plan learns from the trained model of your own recipe, and none is available here "
+                       "(no checkpoint cache and no Task.weights)", kind="infeasible")
+
+
+def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
+              baseline: Callable[[], nn.Module] | None = None) -> TrainingSetup:
+    """The user's own training (their optimizer and loss, shuffled batches of their batch size), then every
+    section's ``configure_training`` hook in order."""
+    setup = TrainingSetup(
+        task=task, plan=plan, seed=seed, model=model,
+        batches=train_batches(task.train_data, plan.batch_size, seed),
+        optimizer=task.optimizer(model.parameters(), plan.lr),
+        loss=lambda outputs, targets, inputs: task.loss(outputs, targets),
+        baseline=baseline or _no_baseline,
+    )
+    return lifecycle.configure_training(setup)
 
 
 def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
-          teacher: nn.Module | None = None) -> TrainStats:
+          baseline: Callable[[], nn.Module] | None = None) -> TrainStats:
     """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
 
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
-    With ``teacher`` and ``plan.distill`` set, the loss mixes the task loss with the distillation term.
     """
     clock = Clock(plan.device)
     clock.sync()
     t0 = time.perf_counter()
-    batches = train_batches(task.train_data, plan.loader, plan.batch_size, plan.device, seed)
-    optimizer = task.optimizer(model.parameters(), plan.lr)
-    total_steps = plan.epochs * len(batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_multiplier(plan.schedule, total_steps))
-    scaler = torch.amp.GradScaler(device_type(plan.device), enabled=plan.loss_scaling)
-    non_blocking = plan.loader.pin_memory
+    setup = setup_for(model, task, plan, seed, baseline)
+    driven, optimizer, scheduler, scaler = setup.model, setup.optimizer, setup.scheduler, setup.scaler
+    total_steps = setup.total_steps
     step_times: list[float] = []
     samples, step, loss_value = 0, 0, math.nan
     model.train()
-    if teacher is not None:
-        teacher.eval()
-    with backend_flags(plan):
+    driven.train()
+    with contextlib.ExitStack() as stack:
+        for cm in setup.contexts:
+            stack.enter_context(cm)
         last = time.perf_counter()
         for _epoch in range(plan.epochs):
-            for inputs, targets in batches:
-                inputs = to_device(inputs, plan.device, non_blocking)
-                targets = to_device(targets, plan.device, non_blocking)
+            for inputs, targets in setup.batches:
+                inputs = lifecycle.prepare_input(to_device(inputs, plan.device, setup.non_blocking), plan)
+                targets = to_device(targets, plan.device, setup.non_blocking)
                 optimizer.zero_grad(set_to_none=True)
-                if plan.memory_format == "channels_last" and inputs.ndim == 4:
-                    inputs = inputs.contiguous(memory_format=torch.channels_last)
-                with autocast(plan):
-                    outputs = model(inputs)
-                    loss = task.loss(outputs, targets)
-                    if teacher is not None and plan.distill is not None:
-                        with torch.no_grad():
-                            soft = teacher(inputs)
-                        alpha = plan.distill.alpha
-                        loss = (1 - alpha) * loss + alpha * kd_loss(outputs, soft, plan.distill.temperature)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
+                with setup.autocast():
+                    loss = setup.loss(driven(inputs), targets, inputs)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 step += 1
                 samples += len(targets)
                 if step % 50 == 0 or step == total_steps:
@@ -153,7 +116,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     steady = step_times[skip:] or step_times
     stats = summarize(steady, step_times[0] if step_times else 0.0)
     compile_s = max(0.0, stats.first_call - stats.median) if step_times else 0.0
-    if plan.compile_mode:
+    if setup.recompiles:
         # A compiled model recompiles on a new shape (the last, partial batch): those spikes are compile time too.
         compile_s += sum(t - stats.median for t in step_times[1:] if t > 10 * stats.median)
     return TrainStats(seconds - compile_s, step, samples, stats, loss_value, compile_s)

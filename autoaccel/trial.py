@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoaccel import lifecycle
 from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure, describe
@@ -25,7 +28,8 @@ from autoaccel.evaluate import (
 )
 from autoaccel.load import LoadProbe
 from autoaccel.metrics import accuracy
-from autoaccel.pipeline import Pipeline, TransformContext
+from autoaccel.lifecycle import ServeContext, Stage, TransformContext
+from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
 from autoaccel.train import train
 
@@ -60,18 +64,6 @@ def seed_everything(seed: int) -> None:
 
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
-
-
-class Stage:
-    """Which part of the trial is running, so a failure can be blamed on the techniques acting there."""
-
-    def __init__(self) -> None:
-        self.name = "training"
-        self.finetune_s = 0.0  # training spent after the main run (fine-tuning a pruned model): the recipe's cost too
-
-    def __call__(self, name: str) -> "Stage":
-        self.name = name
-        return self
 
 
 def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
@@ -119,54 +111,36 @@ def warm_up(task: Task) -> None:
         pass
 
 
-def build_model(task: Task, plan: Pipeline) -> nn.Module:
-    if plan.distill is not None:
-        if task.student is None:
-            raise TrialFailure("distillation needs Task.student (a factory for the smaller model)", kind="unsupported")
-        model = task.student(plan.distill.student_size)
-    else:
-        model = task.model()
-    model = model.to(plan.device)
-    if plan.memory_format == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-    return model
+def baseline_loader(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> Callable[[], nn.Module]:
+    """The trained model of the user's own recipe, loaded once on first use: from the checkpoint cache (the
+    baseline trial's training) or from Task.weights."""
+    @functools.cache
+    def load() -> nn.Module:
+        if plan.baseline_key and cache is not None and (entry := cache.get(plan.baseline_key)) is not None:
+            return cache.load(entry, task.model().to(plan.device), plan.device).eval()
+        if task.weights:
+            model = task.model().to(plan.device)
+            model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
+            return model.eval()
+        raise TrialFailure("this plan learns from the trained model of your own recipe: the baseline's checkpoint is not "
+                           "cached yet, and Task.weights is unset", kind="infeasible")
 
-
-def trainable(model: nn.Module, plan: Pipeline) -> nn.Module:
-    """What the training loop drives: the model, or its compiled wrapper. The wrapper shares the original's
-    parameters, so training it trains ``model``, whose plain state dict is what the cache stores."""
-    if not plan.compile_mode:
-        return model
-    return torch.compile(model, mode=None if plan.compile_mode == "default" else plan.compile_mode)
-
-
-def _teacher(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> nn.Module | None:
-    if plan.distill is None:
-        return None
-    if plan.teacher_key and cache is not None and (entry := cache.get(plan.teacher_key)) is not None:
-        return cache.load(entry, task.model().to(plan.device), plan.device).eval()
-    if task.weights:
-        model = task.model().to(plan.device)
-        model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
-        return model.eval()
-    raise TrialFailure("distillation needs a trained teacher: the baseline's checkpoint is not cached yet, and Task.weights is unset",
-                       kind="infeasible")
+    return load
 
 
 def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
-                  metrics: dict[str, float], details: dict, ci: dict) -> tuple[nn.Module, str]:
+                  metrics: dict[str, float], details: dict, ci: dict, stage: Stage | None = None) -> tuple[nn.Module, str]:
     """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained.
 
     With ``plan.weights_from`` (inference mode without weights) the model always comes from that one frozen
-    recipe, whatever the plan changes for serving (memory format, compile): those must not retrain it.
+    recipe, whatever the plan changes for serving: those must not retrain it.
     """
     if plan.weights_from is not None:
-        model, key = trained_model(task, plan.weights_from, seed, cache, metrics, details, ci)
-        if plan.memory_format == "channels_last":
-            model = model.to(memory_format=torch.channels_last)
-        return model, key
+        return trained_model(task, plan.weights_from, seed, cache, metrics, details, ci, stage)
     seed_everything(seed)  # the same initial weights wherever this recipe is built
-    model = build_model(task, plan)
+    model = lifecycle.build_model(task, plan, seed, stage)
+    if stage is not None:
+        stage("training")
     key = training_key(task, plan)
     if not plan.train:
         model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))  # type: ignore[arg-type]
@@ -184,7 +158,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
     seed_everything(seed)
-    stats = train(trainable(model, plan), task, plan, seed, teacher=_teacher(task, plan, cache))
+    stats = train(model, task, plan, seed, baseline=baseline_loader(task, plan, cache))
     metrics["train_time"] = stats.seconds
     details["compile_s"] = stats.compile_s
     rate, rate_ci = stats.step_time.rate(plan.batch_size)
@@ -194,31 +168,18 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     ci["train_throughput"] = rate_ci
     if cache is not None:
         raw = score(*predict(model, task.val_data, plan), task.metric_fn(), seed)
-        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value,
-                               "architecture": plan.architecture()})
+        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value})
     return model, key
 
 
-def _runtime(task: Task, plan: Pipeline, model: nn.Module, example: torch.Tensor, seed: int) -> nn.Module:
-    from autoaccel.export import _calibration
-    from autoaccel.runtime import wrap_runtime
-
-    calibration = _calibration(task, seed) if plan.runtime.kind == "onnxruntime" and plan.runtime.int8_static else []
-    return wrap_runtime(model, plan, example, calibration)
-
-
-def fresh_compiler() -> None:
-    """Forget graphs compiled by earlier trials in this process. torch.compile caches per code object, so the
-    same forward compiled by trial after trial hits dynamo's recompile limit and silently falls back to eager:
-    a compiled trial would then be timed as an eager one."""
-    import torch._dynamo
-
-    torch._dynamo.reset()
+def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: torch.Tensor, seed: int,
+          stage: Stage | None = None) -> nn.Module:
+    """The model as the plan serves it, through every section's ``serve`` hook."""
+    return lifecycle.serve(model, ServeContext(task, plan, seed, example, torch.get_num_threads()), stage)
 
 
 def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None, stage: Stage) -> TrialResult:
-    if plan.compile_mode:
-        fresh_compiler()
+    lifecycle.start(plan)
     reset_peak_memory(plan.device)
     seed_everything(seed)
     probe = LoadProbe()
@@ -226,13 +187,13 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     details: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
-    model, key = trained_model(task, plan, seed, cache, metrics, details, ci)
+    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage)
     details["checkpoint"] = key
-    model = _transform(task, plan, seed, model, cache, key, stage)
+    model = _transform(task, plan, seed, model, cache, stage)
     oof = getattr(model, "oof_outputs", None)
     one = latency_input(task.val_data, task.example_input)
-    stage("serving")
-    model = _runtime(task, plan, model, one, seed)
+    model = serve(task, plan, model, one, seed, stage)
+    stage("evaluation")
     outputs, targets = predict(model, task.val_data, plan)
     if oof is not None:
         outputs = oof  # stacking is scored on out-of-fold predictions, never on samples its combiner saw
@@ -261,7 +222,7 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
         metrics["memory"] += sum(m.memory for m in plan.members)
         ci.pop("train_throughput", None)
         metrics["train_throughput"] = _combined_rate(metrics, plan, task)
-        details["ensemble_members"] = [{"trial": m.trial, "train_time": m.train_time} for m in plan.members]
+        details["members"] = [{"trial": m.trial, "train_time": m.train_time} for m in plan.members]
     details.update(latency_first_call_ms=lat.first_call * 1000.0, runtime=type(model).__name__, latency_noisy=lat.noisy, throughput_noisy=thr.noisy,
                    parameters=sum(p.numel() for p in model.parameters()))
     details.update(probe.stop().to_details())
@@ -269,39 +230,30 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
 
 
 def _combined_rate(metrics: dict[str, float], plan: Pipeline, task: Task) -> float:
-    """Training samples per second over all the trainings an ensemble needed."""
+    """Training samples per second over all the trainings the plan and its members needed."""
     samples = plan.epochs * len(task.train_data) * (1 + len(plan.members))
     return samples / metrics["train_time"] if metrics["train_time"] > 0 else 0.0
 
 
-def _transform(task: Task, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None, key: str,
+def _transform(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None,
                stage: Stage | None = None) -> nn.Module:
-    """Apply the plan's post-training transforms in order (pruning, ensembling, quantization, ...)."""
+    """Every section's post-training ``transform`` in order; fine-tuning they ask for is charged to the plan."""
     def trained(member: Pipeline) -> nn.Module:
-        return trained_model(task, member, seed, cache, {}, {}, {})[0]
+        return trained_model(task, member, seed, cache, {}, {}, {})[0]  # type: ignore[arg-type]
 
     def finetune(m: nn.Module, epochs: int) -> nn.Module:
-        m, seconds = _finetune(m, task, plan, seed, epochs)
+        if epochs <= 0:
+            return m
+        if task is None:
+            raise TrialFailure("fine-tuning after training needs the Task (its data); pass the Task, not a bare model",
+                               kind="unsupported")
+        seconds = train(m, task, plan.replace(epochs=epochs), seed, baseline=baseline_loader(task, plan, cache)).seconds
         if stage is not None:
             stage.finetune_s += seconds
         return m
 
-    ctx = TransformContext(task, plan, seed, finetune, cache, key, trained if task is not None else None)
-    for i, transform in enumerate(plan.model_transforms):
-        if stage is not None:
-            stage(f"transform:{i}")
-        model = transform(model, ctx)
-    return model
-
-
-def _finetune(model: nn.Module, task: Task, plan: Pipeline, seed: int, epochs: int) -> tuple[nn.Module, float]:
-    """A short fine-tuning run with the plan's own recipe (after pruning); returns the model and its seconds."""
-    if epochs <= 0:
-        return model, 0.0
-    if task is None:
-        raise TrialFailure("fine-tuning after pruning needs the Task (its data); pass the Task, not a bare model",
-                           kind="unsupported")
-    return model, train(model, task, plan.replace(epochs=epochs, distill=None), seed).seconds
+    ctx = TransformContext(task, plan, seed, finetune, trained if task is not None else None)
+    return lifecycle.transform(model, ctx, stage)
 
 
 def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None,
@@ -315,7 +267,7 @@ def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | Non
     if details is not None:
         details.update(checkpoint=key, cached_training=bool(info.get("cached_training")),
                        train_time=metrics.get("train_time", 0.0))
-    return _transform(task, plan, seed, model, cache, key).eval()
+    return _transform(task, plan, seed, model, cache).eval()
 
 
 @dataclass
@@ -338,10 +290,8 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
     from autoaccel.remeasure import interleave
 
     # Training speed is timed once per round and serves both training objectives (time per fixed samples).
-    if any(plan.compile_mode for plan in plans):
-        fresh_compiler()
-        # Several compiled finalists compile the same forward side by side; let each keep its graphs.
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 8 * len(plans))
+    for plan in plans:
+        lifecycle.start(plan)
     wanted = []
     for o in objectives:
         o = "train_time" if o in TRAINING_OBJECTIVES else o
@@ -353,18 +303,18 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
     for i, plan in enumerate(plans):
         seed_everything(seed)
         if "train_time" in wanted:
-            trainees[i] = trainable(build_model(task, plan), plan)
-        served[i] = _runtime(task, plan, served_model(task, plan, seed, cache_dir), one, seed)
+            trainees[i] = lifecycle.build_model(task, plan, seed)
+        served[i] = serve(task, plan, served_model(task, plan, seed, cache_dir), one, seed)
     batch = sample_batch(task.val_data, min(plans[0].eval_batch_size, max(len(task.val_data), 1)))
     cache = CheckpointCache(cache_dir) if cache_dir else None
 
-    # Each teacher is loaded once, not once per round.
-    teachers = {i: _teacher(task, plan, cache) if "train_time" in wanted else None for i, plan in enumerate(plans)}
+    # A model a plan learns from (the baseline's) is loaded once, not once per round.
+    baselines = {i: baseline_loader(task, plan, cache) for i, plan in enumerate(plans)}
 
     def measure_once(objective: str, i: int) -> float:
         plan = plans[i]
         if objective == "train_time":
-            return train(trainees[i], task, plan, seed, max_samples=samples, teacher=teachers[i]).seconds
+            return train(trainees[i], task, plan, seed, max_samples=samples, baseline=baselines[i]).seconds
         return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
     out = Timings({}, {})

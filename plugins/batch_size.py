@@ -6,13 +6,13 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autoaccel import Phase, Pipeline, Strategy, Task, hookimpl
-from autoaccel.space import Categorical, IntRange, Space, load_space
+from autoaccel.plugin import Categorical, IntRange, Phase, Pipeline, Space, Strategy, Task, hookimpl, load_space
 
 
 class BatchSizeStrategy(Strategy):
     name = "batch_size"
     phase = Phase.DATA
+    changes_training = True  # through the recipe's own batch_size and lr fields
     description = "Training batch size (powers of two) with linear or sqrt LR scaling."
 
     def __init__(self) -> None:

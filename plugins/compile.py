@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import shutil
+import weakref
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
+import torch
+from torch import nn
+
+from autoaccel.plugin import (
+    Capability,
+    Phase,
+    Pipeline,
+    Section,
+    ServeContext,
+    Strategy,
+    Target,
+    TrainingSetup,
+    hookimpl,
+)
+
+# The compiled wrapper of each model being trained: re-measurement trains the same model round after round, and
+# compiling it anew each time would hit dynamo's recompile limit and silently fall back to eager.
+_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class CompileSection(Section):
+    mode: str
+
+    def options(self) -> dict[str, Any]:
+        return {"mode": None if self.mode == "default" else self.mode}
 
 
 class CompileStrategy(Strategy):
     name = "compile"
     phase = Phase.MODEL
+    changes_training = True
     description = "torch.compile; compile time is reported separately from steady-state speed."
 
     def check(self, target: Target) -> Capability:
@@ -29,7 +57,29 @@ class CompileStrategy(Strategy):
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         mode = str(params.get("mode", "off"))
-        return pipeline if mode == "off" else pipeline.replace(compile_mode=mode)
+        return pipeline if mode == "off" else pipeline.with_section(self, CompileSection(mode))
+
+    def start(self, section: Section, plan: Pipeline) -> None:
+        import torch._dynamo
+
+        # Graphs compiled by earlier plans in this process are forgotten: torch.compile caches per code object, and
+        # the same forward compiled plan after plan would reach the recompile limit and quietly run eager.
+        torch._dynamo.reset()
+        # Several compiled finalists re-measured side by side each keep their graphs.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
+
+    def configure_training(self, section: CompileSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        # The wrapper shares the model's parameters: training it trains the model whose state dict is cached.
+        if setup.model not in _COMPILED:
+            _COMPILED[setup.model] = torch.compile(setup.model, **section.options())
+        setup.model = _COMPILED[setup.model]
+        setup.recompiles = True
+
+    def serve(self, section: CompileSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+        if ctx.plan.engine() is not None:
+            return model  # another engine serves the model: nothing for torch.compile to do
+        # dynamic=False: inference shapes repeat, and static shapes let inductor specialise (and graph-capture).
+        return torch.compile(model, dynamic=False, **section.options())
 
 
 @hookimpl

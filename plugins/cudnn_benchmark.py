@@ -1,16 +1,40 @@
-"""cuDNN autotuning, and TF32 fp32 matmul/conv where the precision strategy kept the plan in fp32."""
+"""cuDNN autotuning, and the fp32 matmul precision ("high" lets CUDA use TF32 for fp32 matmuls)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
+import torch
+
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TrainingSetup, hookimpl
+
+
+@dataclass(frozen=True)
+class CudnnSection(Section):
+    benchmark: bool
+    matmul_precision: str
+
+
+@contextlib.contextmanager
+def backend_flags(section: CudnnSection) -> Iterator[None]:
+    """The settings for the duration only, so one trial's settings never leak into the next."""
+    old = torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()
+    torch.backends.cudnn.benchmark = section.benchmark
+    torch.set_float32_matmul_precision(section.matmul_precision)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old[0]
+        torch.set_float32_matmul_precision(old[1])
 
 
 class CudnnBenchmarkStrategy(Strategy):
     name = "cudnn_benchmark"
     phase = Phase.MODEL
+    changes_training = True
     description = "cudnn.benchmark autotuning and fp32 matmul precision 'high' (TF32) on CUDA."
 
     def check(self, target: Target) -> Capability:
@@ -22,8 +46,14 @@ class CudnnBenchmarkStrategy(Strategy):
         return Capability(True)
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        return pipeline.replace(cudnn_benchmark=bool(params.get("enabled", False)),
-                                matmul_precision=str(params.get("matmul_precision", "highest")))
+        section = CudnnSection(bool(params.get("enabled", False)), str(params.get("matmul_precision", "highest")))
+        return pipeline if section == CudnnSection(False, "highest") else pipeline.with_section(self, section)
+
+    def configure_training(self, section: CudnnSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        setup.contexts.append(backend_flags(section))
+
+    def inference_context(self, section: CudnnSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any]:  # type: ignore[override]
+        return backend_flags(section)
 
 
 @hookimpl

@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import (
-    Capability,
-    LoaderPlan,
-    Phase,
-    Pipeline,
-    Strategy,
-    Target,
-    hookimpl,
-)
+import torch
+
+from autoaccel.data import materialize, train_batches
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TrainingSetup, hookimpl
+
+
+@dataclass(frozen=True)
+class LoaderSection(Section):
+    num_workers: int = 0
+    pin_memory: bool = False
+    persistent_workers: bool = False
+    prefetch_factor: int = 2
+    cache: bool = False
+
+
+class CachedBatches:
+    """Shuffled batches sliced from tensors already in memory (on the device when it is a GPU).
+
+    Caching removes per-sample ``__getitem__`` and collation, which dominate small models on small data.
+    """
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int) -> None:
+        self.inputs, self.targets, self.batch_size = inputs, targets, batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = torch.randperm(len(self.inputs), generator=self.generator)
+        for start in range(0, len(self.inputs), self.batch_size):
+            idx = order[start : start + self.batch_size].to(self.inputs.device)
+            yield self.inputs[idx], self.targets[idx]
 
 
 class DataLoaderStrategy(Strategy):
     name = "dataloader"
     phase = Phase.DATA
+    changes_training = True
     description = "DataLoader workers, pin_memory, persistent workers, prefetch, and caching the dataset in memory."
 
     def check(self, target: Target) -> Capability:
@@ -36,7 +62,7 @@ class DataLoaderStrategy(Strategy):
         # A cached dataset is sliced in memory, with no DataLoader: worker and pinning settings mean nothing then,
         # and are normalised away so equal plans compare equal.
         workers = 0 if cache else int(params.get("num_workers", 0))
-        loader = LoaderPlan(
+        section = LoaderSection(
             num_workers=workers,
             pin_memory=bool(params.get("pin_memory", False)) and not cache,
             # Both only mean something with worker processes; normalised so equal plans compare equal.
@@ -44,7 +70,30 @@ class DataLoaderStrategy(Strategy):
             prefetch_factor=int(params.get("prefetch_factor", 2)) if workers > 0 else 2,
             cache=cache,
         )
-        return pipeline.replace(loader=loader)
+        return pipeline if section == LoaderSection() else pipeline.with_section(self, section)
+
+    def configure_training(self, section: LoaderSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        plan = setup.plan
+        if section.cache:
+            inputs, targets = materialize(setup.task.train_data)
+            if plan.device != "cpu":
+                inputs, targets = inputs.to(plan.device), targets.to(plan.device)
+            setup.batches = CachedBatches(inputs, targets, plan.batch_size, setup.seed)
+            return
+        options: dict[str, Any] = {"num_workers": section.num_workers,
+                                   "pin_memory": section.pin_memory and plan.device.startswith("cuda")}
+        if section.num_workers > 0:
+            options.update(persistent_workers=section.persistent_workers, prefetch_factor=section.prefetch_factor)
+        setup.batches = train_batches(setup.task.train_data, plan.batch_size, setup.seed, **options)
+        setup.non_blocking = section.pin_memory
+
+    def recipe(self, section: LoaderSection) -> dict[str, Any]:  # type: ignore[override]
+        if section.cache:
+            return {"cache_dataset_in_memory": True}
+        kwargs: dict[str, Any] = {"num_workers": section.num_workers, "pin_memory": section.pin_memory}
+        if section.num_workers > 0:
+            kwargs.update(persistent_workers=section.persistent_workers, prefetch_factor=section.prefetch_factor)
+        return {"DataLoader": kwargs}
 
 
 @hookimpl

@@ -1,17 +1,53 @@
-"""Knowledge distillation: train Task.student(size) against the baseline's trained model (or Task.weights)."""
+"""Knowledge distillation: train Task.student(size) against the trained model of the user's own recipe (the
+baseline's, from the checkpoint cache, or Task.weights)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Phase, Pipeline, Strategy, Task, hookimpl
-from autoaccel.pipeline import DistillPlan
+import torch
+from torch import nn
+
+from autoaccel.plugin import (
+    BuildContext,
+    Phase,
+    Pipeline,
+    Section,
+    Strategy,
+    Task,
+    TrainingSetup,
+    TrialFailure,
+    hookimpl,
+)
+
+
+@dataclass(frozen=True)
+class DistillSection(Section):
+    """Train ``task.student(student_size)`` with loss alpha * T^2 KL(teacher_T || student_T) + (1 - alpha) * task loss."""
+
+    temperature: float = 4.0
+    alpha: float = 0.5
+    student_size: float = 0.5
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s distillation term: KL between softened distributions, scaled by T^2 so its gradient
+    magnitude does not shrink as T grows."""
+    t = temperature
+    return nn.functional.kl_div(
+        nn.functional.log_softmax(student.float() / t, dim=1),
+        nn.functional.log_softmax(teacher.float() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
 
 
 class DistillationStrategy(Strategy):
     name = "distillation"
     phase = Phase.TRAIN
+    changes_training = True
     description = "Knowledge distillation into Task.student(size); temperature, mixing weight and size searched."
 
     def unavailable(self, task: Task | None) -> str | None:
@@ -22,9 +58,25 @@ class DistillationStrategy(Strategy):
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         if not params.get("enabled", False):
             return pipeline
-        return pipeline.replace(distill=DistillPlan(temperature=float(params.get("temperature", 4.0)),
-                                                    alpha=float(params.get("alpha", 0.5)),
-                                                    student_size=float(params.get("student_size", 0.5))))
+        return pipeline.with_section(self, DistillSection(temperature=float(params.get("temperature", 4.0)),
+                                                          alpha=float(params.get("alpha", 0.5)),
+                                                          student_size=float(params.get("student_size", 0.5))))
+
+    def build_model(self, section: DistillSection, model: nn.Module, ctx: BuildContext) -> nn.Module:  # type: ignore[override]
+        if ctx.task.student is None:
+            raise TrialFailure("distillation needs Task.student (a factory for the smaller model)", kind="unsupported")
+        return ctx.task.student(section.student_size).to(ctx.plan.device)
+
+    def configure_training(self, section: DistillSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        teacher = setup.baseline().eval()
+        task_loss, alpha, temperature = setup.loss, section.alpha, section.temperature
+
+        def loss(outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                soft = teacher(inputs)
+            return (1 - alpha) * task_loss(outputs, targets, inputs) + alpha * kd_loss(outputs, soft, temperature)
+
+        setup.loss = loss
 
 
 @hookimpl

@@ -1,18 +1,60 @@
-"""Ensembling: serve k trained models (from the checkpoint cache) averaged, or combined by stacking."""
+"""Ensembling: serve k trained models (the trial's and k - 1 the core chose) averaged, or combined by stacking."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Phase, Pipeline, Strategy, hookimpl
-from autoaccel.ensemble import ensemble
+import numpy as np
+import torch
+from torch import nn
+
+from autoaccel.data import materialize
+from autoaccel.plugin import Phase, Pipeline, Section, Strategy, TransformContext, TrialFailure, hookimpl
+from autoaccel.plugins.ensemble_models import AverageEnsemble, StackingEnsemble, fit_stacking
+
+
+@dataclass(frozen=True)
+class EnsembleSection(Section):
+    k: int
+    method: str = "average"
+
+
+def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn.Module:
+    """Wrap the trial's model with the plan's members: other feasible trained recipes the core chose, each
+    loaded from the checkpoint cache or trained from its own recipe (``autoaccel apply`` without a cache).
+
+    A stacking ensemble carries ``oof_outputs``: out-of-fold predictions on the validation set, which the trial
+    scores instead of the combiner's in-sample outputs.
+    """
+    if len(ctx.plan.members) < k - 1:
+        # Serving fewer models than the configuration says would measure another configuration under its name.
+        raise TrialFailure(f"an ensemble of {k} needs {k - 1} other feasible trained model(s), and the study has "
+                           f"{len(ctx.plan.members)} so far; it becomes possible after more trials have trained", kind="infeasible")
+    if ctx.trained is None:
+        raise TrialFailure("ensembling needs the Task to load or train its members; pass the Task, not a bare model",
+                           kind="unsupported")
+    device = ctx.plan.device
+    members = [model.eval()] + [ctx.trained(m.plan).to(device).eval() for m in ctx.plan.members]
+    if method == "average":
+        return AverageEnsemble(members)
+    probe = StackingEnsemble(members, np.zeros((2, 1)), np.zeros(2))  # only its features() is used
+    inputs, targets = materialize(ctx.task.val_data)
+    with torch.no_grad():
+        feats = torch.cat([probe.features(inputs[i:i + 512].to(device)).cpu() for i in range(0, len(inputs), 512)]).numpy()
+    clf, oof = fit_stacking(feats, targets.numpy(), ctx.seed)
+    stacked = StackingEnsemble(members, clf.coef_, clf.intercept_)
+    n_classes = int(max(int(targets.max()) + 1, len(clf.classes_)))
+    oof_outputs = torch.zeros(len(oof), n_classes)
+    oof_outputs[torch.arange(len(oof)), torch.from_numpy(oof).long()] = 1.0
+    stacked.oof_outputs = oof_outputs
+    return stacked
 
 
 class EnsemblingStrategy(Strategy):
     name = "ensembling"
-    # Runtime phase, before quantization by name: an ensemble is what gets served, and then quantized.
+    # Runtime phase: an ensemble is what gets served (and then quantized, which says it acts after this).
     phase = Phase.RUNTIME
     needs_training = True
     description = "Ensembles of k trained models: averaged probabilities or stacking; pays for all k trainings."
@@ -24,7 +66,10 @@ class EnsemblingStrategy(Strategy):
         k = int(params.get("k", 1))
         if k <= 1:
             return pipeline
-        return pipeline.add_transform(partial(ensemble, k=k, method=str(params.get("method", "average"))))
+        return pipeline.with_section(self, EnsembleSection(k, str(params.get("method", "average"))))
+
+    def transform(self, section: EnsembleSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+        return ensemble(model, ctx, section.k, section.method)
 
 
 @hookimpl

@@ -1,16 +1,26 @@
-"""channels_last memory format for 4-D activations (CPU and CUDA)."""
+"""channels_last memory format for 4-D activations and convolution weights (CPU and CUDA)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
+import torch
+from torch import nn
+
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, ServeContext, Strategy, Target, TrainingSetup, hookimpl
+
+
+@dataclass(frozen=True)
+class MemoryFormatSection(Section):
+    format: str = "channels_last"
 
 
 class MemoryFormatStrategy(Strategy):
     name = "memory_format"
     phase = Phase.MODEL
+    changes_training = True
     description = "channels_last (NHWC) layout for convolutional models, in training and inference."
 
     def check(self, target: Target) -> Capability:
@@ -19,7 +29,19 @@ class MemoryFormatStrategy(Strategy):
         return Capability(False, f"channels_last is not offered on {target.kind}")
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        return pipeline.replace(memory_format=str(params.get("format", "contiguous")))
+        fmt = str(params.get("format", "contiguous"))
+        return pipeline if fmt == "contiguous" else pipeline.with_section(self, MemoryFormatSection(fmt))
+
+    def configure_training(self, section: Section, setup: TrainingSetup) -> None:
+        # In place: the parameters of whatever model was built (the task's, a smaller one) take the layout.
+        setup.model.to(memory_format=torch.channels_last)
+
+    def serve(self, section: Section, model: nn.Module, ctx: ServeContext) -> nn.Module:
+        # Also for a model trained by another recipe (inference mode): its conv weights take the layout here.
+        return model.to(memory_format=torch.channels_last)
+
+    def prepare_input(self, section: Section, inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
+        return inputs.contiguous(memory_format=torch.channels_last) if inputs.ndim == 4 else inputs
 
 
 @hookimpl

@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
+import torch
+
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TrainingSetup, hookimpl
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class PrecisionSection(Section):
+    dtype: str  # tf32, bf16 or fp16 (fp32 is the absence of a section)
+
+
+@contextlib.contextmanager
+def tf32() -> Iterator[None]:
+    """TF32 matmuls and convolutions for the duration only, so one trial's setting never leaks into the next."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
 class PrecisionStrategy(Strategy):
     name = "precision"
     phase = Phase.TRAIN
+    changes_training = True
     description = "Mixed precision for training and inference (tf32, bf16, fp16 with loss scaling)."
 
     def check(self, target: Target) -> Capability:
@@ -25,9 +48,30 @@ class PrecisionStrategy(Strategy):
         return Capability(True, f"dropped: {reason}" if reason else "", {"dtype": allowed})
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        dtype = params.get("dtype", "fp32")
-        # fp16's narrow exponent underflows small gradients; a GradScaler is the standard remedy.
-        return pipeline.replace(precision=dtype, loss_scaling=dtype == "fp16")
+        dtype = str(params.get("dtype", "fp32"))
+        return pipeline if dtype == "fp32" else pipeline.with_section(self, PrecisionSection(dtype))
+
+    def configure_training(self, section: PrecisionSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        if section.dtype == "tf32":
+            setup.contexts.append(tf32())
+            return
+        kind, dtype = setup.plan.device.split(":")[0], AUTOCAST_DTYPES[section.dtype]
+        setup.autocast = lambda: torch.autocast(kind, dtype=dtype)
+        if section.dtype == "fp16":
+            # fp16's narrow exponent underflows small gradients; a GradScaler is the standard remedy.
+            setup.scaler = torch.amp.GradScaler(kind)
+
+    def inference_context(self, section: PrecisionSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any] | None:  # type: ignore[override]
+        if section.dtype == "tf32":
+            return tf32()
+        # A model served in its own numeric format (int8, half weights, another engine) must not be autocast.
+        if plan.fixes_precision():
+            return None
+        return torch.autocast(plan.device.split(":")[0], dtype=AUTOCAST_DTYPES[section.dtype])
+
+    def recipe(self, section: PrecisionSection) -> dict[str, Any]:  # type: ignore[override]
+        return {"dtype": section.dtype, "autocast_dtype": {"bf16": "torch.bfloat16", "fp16": "torch.float16"}.get(section.dtype),
+                "grad_scaler": section.dtype == "fp16", "allow_tf32": section.dtype == "tf32"}
 
 
 @hookimpl

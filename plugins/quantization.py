@@ -4,17 +4,43 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
-from autoaccel.pipeline import RuntimePlan, TransformContext
+from autoaccel.plugin import (
+    Capability,
+    Phase,
+    Pipeline,
+    Section,
+    ServeContext,
+    Strategy,
+    Target,
+    TransformContext,
+    hookimpl,
+)
+
+ORT_STATIC = "static_int8_ort"
 
 
-def dynamic_int8(model: nn.Module, ctx: TransformContext) -> nn.Module:
+@dataclass(frozen=True)
+class QuantizationSection(Section):
+    method: str
+
+    def fixes_precision(self) -> bool:
+        return True  # a quantized model fixes its own inference precision: autocast would feed it the wrong dtype
+
+    def engine(self) -> str | None:
+        return "onnxruntime" if self.method == ORT_STATIC else None
+
+    def exportable(self) -> bool:
+        # PyTorch-quantized modules (dynamic int8, half weights, torchao) have no ONNX export.
+        return self.method == ORT_STATIC
+
+
+def dynamic_int8(model: nn.Module) -> nn.Module:
     """int8 weights for Linear/LSTM/GRU, activations quantized per batch at run time (no calibration needed)."""
     with warnings.catch_warnings():
         # torch.ao.quantization is deprecated in favour of torchao, which has no CPU dynamic-int8 path yet.
@@ -33,11 +59,7 @@ class HalfWeights(nn.Module):
         return self.model(x.to(self.dtype)).float()
 
 
-def half_weights(model: nn.Module, ctx: TransformContext, dtype_name: str) -> nn.Module:
-    return HalfWeights(model.eval(), {"fp16": torch.float16, "bf16": torch.bfloat16}[dtype_name])
-
-
-def torchao_int8(model: nn.Module, ctx: TransformContext) -> nn.Module:
+def torchao_int8(model: nn.Module) -> nn.Module:
     from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
     quantize_(model.eval(), Int8WeightOnlyConfig())
@@ -54,9 +76,16 @@ def _torchao_ok() -> bool:
 
 class QuantizationStrategy(Strategy):
     name = "quantization"
-    # Runtime phase: quantization always comes after pruning and ensembling have shaped the model.
+    # Runtime phase, after everything that shapes the served model (pruning, an ensemble).
     phase = Phase.RUNTIME
+    after = ("ensembling",)
     description = "Post-training quantization: dynamic int8, static int8 via ONNX Runtime, fp16/bf16 weights, torchao."
+    hints = {
+        "method=dynamic_int8": "dynamic int8 quantizes activations on every call, which can cost more than it saves on "
+                               "small layers or CPUs without VNNI/AMX",
+        "method=static_int8_ort": "int8 in ONNX Runtime adds quantize/dequantize steps that small models do not amortize",
+        "method=torchao_int8": "weight-only int8 helps memory-bound large matmuls, not small models",
+    }
 
     def check(self, target: Target) -> Capability:
         allowed, why = ["none"], []
@@ -66,7 +95,7 @@ class QuantizationStrategy(Strategy):
         else:
             why.append("dynamic_int8 runs on CPU quantized engines only")
         if target.libraries.get("onnxruntime") and target.kind == "cpu":
-            allowed.append("static_int8_ort")
+            allowed.append(ORT_STATIC)
         else:
             why.append("static_int8_ort needs onnxruntime and the CPU target")
         if target.kind == "cuda":
@@ -82,18 +111,24 @@ class QuantizationStrategy(Strategy):
         return Capability(True, "; ".join(why), {"method": allowed})
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        method = params.get("method", "none")
-        if method == "none":
-            return pipeline
-        pipeline = pipeline.replace(quantized=True)
-        if method == "dynamic_int8":
-            # Quantized kernels are CPU kernels: the quantized model is served on the CPU.
-            return pipeline.add_transform(dynamic_int8)
-        if method == "static_int8_ort":
-            return pipeline.replace(runtime=RuntimePlan("onnxruntime", int8_static=True))
-        if method in ("fp16_weights", "bf16_weights"):
-            return pipeline.add_transform(partial(half_weights, dtype_name=method[:4]))
-        return pipeline.add_transform(torchao_int8)
+        method = str(params.get("method", "none"))
+        return pipeline if method == "none" else pipeline.with_section(self, QuantizationSection(method))
+
+    def transform(self, section: QuantizationSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+        if section.method == "dynamic_int8":
+            return dynamic_int8(model)  # quantized kernels are CPU kernels: served on the CPU
+        if section.method in ("fp16_weights", "bf16_weights"):
+            return HalfWeights(model.eval(), {"fp16": torch.float16, "bf16": torch.bfloat16}[section.method[:4]])
+        if section.method == "torchao_int8":
+            return torchao_int8(model)
+        return model  # static int8 is calibrated and served by ONNX Runtime, below
+
+    def serve(self, section: QuantizationSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+        if section.method != ORT_STATIC:
+            return model
+        from autoaccel.plugins.onnxruntime_session import onnx_runtime
+
+        return onnx_runtime(model, ctx.example, True, ctx.calibration(), threads=ctx.threads or None)
 
 
 @hookimpl

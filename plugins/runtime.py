@@ -3,36 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
-from autoaccel.onnx_runtime import providers
-from autoaccel.pipeline import RuntimePlan
-from autoaccel.runtime import ORT_PROVIDERS
+from torch import nn
+
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, ServeContext, Strategy, Target, hookimpl
+from autoaccel.plugins.onnxruntime_session import PROVIDERS, OrtModule, onnx_runtime, providers
+
+
+@dataclass(frozen=True)
+class RuntimeSection(Section):
+    provider: str = "cpu"  # ONNX Runtime execution provider: cpu, cuda or tensorrt
+
+    def fixes_precision(self) -> bool:
+        return True  # ONNX Runtime runs the exported graph in its own precision
+
+    def engine(self) -> str | None:
+        return "onnxruntime"
 
 
 class RuntimeStrategy(Strategy):
     name = "runtime"
     phase = Phase.RUNTIME
+    # Serves what quantization produced: an int8 session is re-opened on the chosen provider.
+    after = ("quantization",)
     description = "Inference engine: eager/compiled PyTorch or ONNX Runtime (CPU, CUDA, TensorRT providers)."
 
     def check(self, target: Target) -> Capability:
         if not target.libraries.get("onnxruntime"):
             return Capability(False, "onnxruntime does not import here; pip install onnxruntime")
         installed = providers()
-        usable = ["cpu"] + [name for name in ("cuda", "tensorrt") if target.kind == "cuda" and ORT_PROVIDERS[name] in installed]
+        usable = ["cpu"] + [name for name in ("cuda", "tensorrt") if target.kind == "cuda" and PROVIDERS[name] in installed]
         missing = [name for name in ("cuda", "tensorrt") if name not in usable]
         reason = f"providers {', '.join(missing)} dropped: not installed or no CUDA target" if missing else ""
         return Capability(True, reason, {"provider": usable})
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         if params.get("engine", "eager") == "eager":
-            return pipeline  # also keeps an ONNX Runtime int8 choice made by the quantization strategy
-        if pipeline.quantized and not pipeline.runtime.int8_static:
-            # PyTorch-quantized modules (dynamic int8, half weights) have no ONNX export: keep them eager.
             return pipeline
-        return pipeline.replace(runtime=RuntimePlan("onnxruntime", int8_static=pipeline.runtime.int8_static,
-                                                    provider=str(params.get("provider", "cpu"))))
+        if not pipeline.exportable():
+            return pipeline  # the model another section produced has no ONNX export: it stays in PyTorch
+        provider = str(params.get("provider", "cpu"))
+        if pipeline.engine() == "onnxruntime" and provider == "cpu":
+            return pipeline  # already served by ONNX Runtime on the CPU: this setting changes nothing
+        return pipeline.with_section(self, RuntimeSection(provider))
+
+    def serve(self, section: RuntimeSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+        wanted = [PROVIDERS[section.provider]]
+        if isinstance(model, OrtModule):
+            reopened = OrtModule(model.onnx_path, ctx.threads or None, wanted)
+            reopened.source = model  # owns the graph's folder, removed when the last session that needs it goes
+            return reopened
+        return onnx_runtime(model, ctx.example, False, [], threads=ctx.threads or None, providers=wanted)
 
 
 @hookimpl

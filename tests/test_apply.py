@@ -57,9 +57,9 @@ def test_apply_errors_name_the_recipe(tmp_path: Path, tiny_task_file: Path, caps
 
 def answers_recipe(path: Path, task: str = "tiny") -> Path:
     """A recipe as optimize writes it: a primary answer and every answer under `answers`."""
-    train = {"trial": 3, "params": {"batch_size.size": 64, "scheduler.kind": "cosine"}, "ensemble_members": []}
-    serve = {"trial": 5, "params": {"quantization.method": "dynamic_int8"}, "ensemble_members": []}
-    combined = {"trial": 9, "params": {**train["params"], **serve["params"]}, "ensemble_members": []}
+    train = {"trial": 3, "params": {"batch_size.size": 64, "scheduler.kind": "cosine"}, "members": []}
+    serve = {"trial": 5, "params": {"quantization.method": "dynamic_int8"}, "members": []}
+    combined = {"trial": 9, "params": {**train["params"], **serve["params"]}, "members": []}
     path.write_text(yaml.safe_dump({"autoaccel_recipe": 2, "task": task, "goal": "combined", "trial": 9,
                                     "params": combined["params"],
                                     "answers": {"train": train, "serve": serve, "combined": combined}}))
@@ -91,7 +91,7 @@ def test_goal_picks_an_answer_and_defaults_to_combined(tiny_task, tmp_path: Path
 
 def test_an_ensemble_recipe_trains_its_members_without_a_cache(tiny_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     member = {"trial": 2, "params": {"scheduler.kind": "cosine"}, "train_time": 0.5}
-    recipe = {"task": "tiny", "params": {"ensembling.k": 2}, "ensemble_members": [member]}
+    recipe = {"task": "tiny", "params": {"ensembling.k": 2}, "members": [member]}
     applied = autoaccel.apply(tiny_task, recipe)
     assert isinstance(applied.model, AverageEnsemble) and len(applied.model.members) == 2
     assert applied.plan.members[0].plan.schedule.kind == "cosine"

@@ -67,6 +67,24 @@ def test_score_bootstraps_a_custom_metric() -> None:
     assert score(outputs, targets, mean_first_logit, seed=3) == s, "seeded: reproducible"
 
 
+def exact_match(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Accuracy, but not the `accuracy` object: score() bootstraps it instead of using Wilson."""
+    return float((outputs.argmax(1) == targets).float().mean())
+
+
+def test_score_bootstrap_resamples_outputs_with_their_own_targets() -> None:
+    # Every output is right for its own target: a paired resample is always all right; an unpaired one would not be.
+    targets = torch.arange(50) % 5
+    outputs = torch.eye(5)[targets]
+    s = score(outputs, targets, exact_match, seed=0)
+    assert s.value == 1.0 and s.ci95 == (1.0, 1.0)
+
+
+def test_score_bootstrap_of_a_single_sample_is_that_sample() -> None:
+    s = score(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), mean_first_logit)
+    assert s.value == 2.0 and s.ci95 == (2.0, 2.0)
+
+
 def test_resolve_metric() -> None:
     assert resolve_metric("accuracy") is accuracy
     assert resolve_metric(mean_first_logit) is mean_first_logit

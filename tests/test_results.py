@@ -66,6 +66,21 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points() -> None:
     assert [p.trial for p in pareto_front(pts, ("accuracy",))] == [5]
 
 
+def test_pareto_front_in_three_objectives_each_with_its_own_direction() -> None:
+    objectives = ("accuracy", "throughput", "memory")  # max, max, min
+    pts = [
+        point(0, accuracy=0.9, throughput=100.0, memory=50.0),
+        point(1, accuracy=0.9, throughput=100.0, memory=60.0),  # dominated by 0: more memory, nothing better
+        point(2, accuracy=0.8, throughput=300.0, memory=40.0),  # trades accuracy for memory
+        point(3, accuracy=0.8, throughput=200.0, memory=60.0),  # dominated by 2
+        point(4, accuracy=0.7, throughput=50.0, memory=10.0),  # least memory
+        point(5, accuracy=0.9, throughput=float("inf"), memory=50.0),  # dominates 0 (and 1)
+        point(6, accuracy=float("nan"), throughput=1.0, memory=99.0),  # NaN compares false both ways: stays
+    ]
+    assert [p.trial for p in pareto_front(pts, objectives)] == [2, 4, 5, 6]
+    assert pareto_front([], objectives) == []
+
+
 def test_speedups_are_above_one_when_better_whatever_the_direction() -> None:
     base = {"accuracy": 0.9, "train_time": 10.0, "latency": 2.0, "throughput": 100.0, "memory": 50.0}
     cand = {"accuracy": 0.8, "train_time": 5.0, "latency": 4.0, "throughput": 300.0, "memory": 25.0}

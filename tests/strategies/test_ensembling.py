@@ -37,7 +37,7 @@ def test_ensembles_need_members_then_pay_for_all_of_them(tiny_task, tmp_path: Pa
     # Whoever reuses a model pays for it: the ensemble's training is its own plus its member's.
     assert result.metrics["train_time"] == pytest.approx(own.metrics["train_time"] + alone.metrics["train_time"])
     assert result.metrics["memory"] >= 100.0
-    assert result.details["ensemble_members"] == [{"trial": 7, "train_time": alone.metrics["train_time"]}]
+    assert result.details["members"] == [{"trial": 7, "train_time": alone.metrics["train_time"]}]
     assert isinstance(served_model(tiny_task, avg, cache_dir=cache), AverageEnsemble)
     # Without a cache (autoaccel apply), the member is trained from its own recipe instead of failing.
     assert isinstance(served_model(tiny_task, avg), AverageEnsemble)

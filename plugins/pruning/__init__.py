@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from functools import partial
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 
-from autoaccel import Capability, Phase, Pipeline, Strategy, Target, hookimpl
-from autoaccel.pipeline import TransformContext
-from autoaccel.surgery import (
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TransformContext, hookimpl
+from autoaccel.plugins.pruning.surgery import (
     prune_semi_structured,
     prune_structured,
     prune_unstructured,
 )
+
+
+@dataclass(frozen=True)
+class PruningSection(Section):
+    method: str
+    amount: float = 0.5
+    finetune_epochs: int = 0
 
 
 def prune(model: nn.Module, ctx: TransformContext, method: str, amount: float, finetune_epochs: int) -> nn.Module:
@@ -36,6 +42,12 @@ class PruningStrategy(Strategy):
     name = "pruning"
     phase = Phase.POST_TRAIN
     description = "Pruning: structured (shrinks layers), unstructured magnitude, 2:4 semi-structured; optional fine-tuning."
+    hints = {
+        "method=unstructured": "unstructured pruning only zeroes weights: dense kernels still multiply the zeros, so it "
+                               "saves time only with sparse kernels",
+        "method=semi_structured_2_4": "2:4 sparsity pays off only on sparse tensor cores (compute capability 8.0+) and on "
+                                      "large layers",
+    }
 
     def check(self, target: Target) -> Capability:
         methods = ["none", "unstructured", "structured"]
@@ -48,11 +60,14 @@ class PruningStrategy(Strategy):
         return Capability(True, reason.lstrip("; "), {"method": methods})
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-        method = params.get("method", "none")
+        method = str(params.get("method", "none"))
         if method == "none":
             return pipeline
-        return pipeline.add_transform(partial(prune, method=method, amount=float(params.get("amount", 0.5)),
-                                              finetune_epochs=int(params.get("finetune_epochs", 0))))
+        amount = 0.5 if method == "semi_structured_2_4" else float(params.get("amount", 0.5))  # 2:4 fixes its own
+        return pipeline.with_section(self, PruningSection(method, amount, int(params.get("finetune_epochs", 0))))
+
+    def transform(self, section: PruningSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+        return prune(model, ctx, section.method, section.amount, section.finetune_epochs)
 
 
 @hookimpl

@@ -1,4 +1,5 @@
-"""ONNX export and ONNX Runtime sessions as a runtime the measurement harness can time like any model."""
+"""ONNX Runtime sessions as a served model the core can evaluate and time like any module, shared by the
+runtime and quantization strategies (a helper module, not a strategy)."""
 
 from __future__ import annotations
 
@@ -14,23 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.errors import TrialFailure
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Path:
-    """Export with a dynamic batch axis. The TorchScript exporter is used on purpose: it needs no onnxscript
-    and handles the plain feed-forward models this runtime is for."""
-    path = Path(path)
-    model = getattr(model, "_orig_mod", model).eval().cpu()  # a compiled module exports as its original
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(model, (example.cpu(),), str(path), dynamo=False, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=17)
-        except Exception as exc:  # noqa: BLE001 - any exporter failure means "this graph does not export"
-            raise TrialFailure(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                               kind="unsupported") from exc
-    return path
+from autoaccel.onnx_export import export_onnx
 
 
 class _Calibration:
@@ -62,8 +47,14 @@ def quantize_static_int8(src: Path, dst: Path, calibration: list[np.ndarray]) ->
     return dst
 
 
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+
+
 class OrtModule(nn.Module):
-    """An ONNX Runtime session behind nn.Module's call, so evaluation and timing treat it as any model."""
+    """An ONNX Runtime session behind nn.Module's call, so evaluation and timing treat it as any model.
+
+    ``onnx_path`` is the graph it runs: the core exports that very file instead of re-exporting the model.
+    """
 
     def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
         super().__init__()
@@ -73,9 +64,9 @@ class OrtModule(nn.Module):
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
-        self.path = str(path)
+        self.onnx_path = str(path)
         wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in ort.get_available_providers()]
-        self.session = ort.InferenceSession(self.path, options, providers=wanted or ["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted or ["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -118,4 +109,4 @@ def providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-__all__: list[Any] = ["OrtModule", "available", "export_onnx", "onnx_runtime", "providers", "quantize_static_int8"]
+__all__: list[Any] = ["PROVIDERS", "OrtModule", "available", "onnx_runtime", "providers", "quantize_static_int8"]

@@ -1,4 +1,4 @@
-"""Ensembles of trained models drawn from the checkpoint cache: averaged probabilities, or stacking."""
+"""The ensemble modules the ensembling strategy serves: averaged probabilities, or a stacking combiner."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from autoaccel.data import materialize
-from autoaccel.errors import TrialFailure
-from autoaccel.pipeline import TransformContext
 
 
 class AverageEnsemble(nn.Module):
@@ -65,34 +63,3 @@ def fit_stacking(features: np.ndarray, targets: np.ndarray, seed: int) -> tuple[
     if folds < 2:
         oof = full.predict(features)
     return full, oof
-
-
-def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn.Module:
-    """Wrap the trial's model with the plan's members: other feasible trained recipes the core chose, each
-    loaded from the checkpoint cache or trained from its own recipe (``autoaccel apply`` without a cache).
-
-    A stacking ensemble carries ``oof_outputs``: out-of-fold predictions on the validation set, which the trial
-    scores instead of the combiner's in-sample outputs.
-    """
-    if len(ctx.plan.members) < k - 1:
-        # Serving fewer models than the configuration says would measure another configuration under its name.
-        raise TrialFailure(f"an ensemble of {k} needs {k - 1} other feasible trained model(s), and the study has "
-                           f"{len(ctx.plan.members)} so far; it becomes possible after more trials have trained", kind="infeasible")
-    if ctx.trained is None:
-        raise TrialFailure("ensembling needs the Task to load or train its members; pass the Task, not a bare model",
-                           kind="unsupported")
-    device = ctx.plan.device
-    members = [model.eval()] + [ctx.trained(m.plan).to(device).eval() for m in ctx.plan.members]
-    if method == "average":
-        return AverageEnsemble(members)
-    probe = StackingEnsemble(members, np.zeros((2, 1)), np.zeros(2))  # only its features() is used
-    inputs, targets = materialize(ctx.task.val_data)
-    with torch.no_grad():
-        feats = torch.cat([probe.features(inputs[i:i + 512].to(device)).cpu() for i in range(0, len(inputs), 512)]).numpy()
-    clf, oof = fit_stacking(feats, targets.numpy(), ctx.seed)
-    stacked = StackingEnsemble(members, clf.coef_, clf.intercept_)
-    n_classes = int(max(int(targets.max()) + 1, len(clf.classes_)))
-    oof_outputs = torch.zeros(len(oof), n_classes)
-    oof_outputs[torch.arange(len(oof)), torch.from_numpy(oof).long()] = 1.0
-    stacked.oof_outputs = oof_outputs
-    return stacked

@@ -1,0 +1,54 @@
+"""Everything a plugin author needs, from one module (see docs/plugins.md)::
+
+    from autoaccel.plugin import Phase, Section, Strategy, TrainingSetup, hookimpl
+
+    @dataclass(frozen=True)
+    class MySection(Section):
+        setting: str
+
+    class MyStrategy(Strategy):
+        name, phase, changes_training = "my_technique", Phase.TRAIN, True
+
+        def apply(self, plan, params):
+            return plan if params.get("setting", "off") == "off" else plan.with_section(self, MySection(params["setting"]))
+
+        def configure_training(self, section, setup):
+            ...  # change setup.optimizer, setup.loss, setup.autocast ...
+
+    @hookimpl
+    def autoaccel_register_strategies(register):
+        register(MyStrategy())
+
+The contract suite, ``StrategyContract``, is in :mod:`autoaccel.testing` (it imports the search machinery).
+"""
+
+from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.hookspecs import hookimpl
+from autoaccel.lifecycle import BuildContext, ServeContext, TrainingSetup, TransformContext
+from autoaccel.pipeline import Pipeline, Section
+from autoaccel.space import Categorical, FloatRange, IntRange, Space, load_space
+from autoaccel.strategy import Capability, Phase, Strategy
+from autoaccel.target import Target
+from autoaccel.task import Task
+
+__all__ = [
+    "AutoaccelError",
+    "BuildContext",
+    "Capability",
+    "Categorical",
+    "FloatRange",
+    "IntRange",
+    "Phase",
+    "Pipeline",
+    "Section",
+    "ServeContext",
+    "Space",
+    "Strategy",
+    "Target",
+    "Task",
+    "TrainingSetup",
+    "TransformContext",
+    "TrialFailure",
+    "hookimpl",
+    "load_space",
+]
