@@ -126,7 +126,7 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
             console.print(f"      {escape(note)}")
         if a.members:
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.members)
-            console.print(f"      its train_time includes the training of its ensemble members: {escape(paid)}")
+            console.print(f"      its train_time includes the training of the other models it serves: {escape(paid)}")
     if summary.failures:
         console.print(f"{len(summary.failures)} trial(s) failed:")
         for f in summary.failures:

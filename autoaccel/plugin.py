@@ -19,7 +19,7 @@
     def autoaccel_register_strategies(register):
         register(MyStrategy())
 
-The contract suite, ``StrategyContract``, is in :mod:`autoaccel.testing` (it imports the search machinery).
+The contract suite, ``StrategyContract``, is importable from here too (loaded on first use: it needs pytest).
 """
 
 from autoaccel.errors import AutoaccelError, TrialFailure
@@ -44,6 +44,7 @@ __all__ = [
     "ServeContext",
     "Space",
     "Strategy",
+    "StrategyContract",
     "Target",
     "Task",
     "TrainingSetup",
@@ -52,3 +53,12 @@ __all__ = [
     "hookimpl",
     "load_space",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The contract suite imports pytest and the search machinery: loaded only when a plugin's tests ask for it.
+    if name == "StrategyContract":
+        from autoaccel.testing import StrategyContract
+
+        return StrategyContract
+    raise AttributeError(f"module 'autoaccel.plugin' has no attribute {name!r}")

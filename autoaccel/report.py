@@ -240,7 +240,7 @@ def _answers(summary: Summary, rounds: Any) -> str:
         extra = "".join(f"<li>{e(n)}</li>" for n in a.notes)
         if a.members:
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.members)
-            extra += f"<li>{e('Its train_time includes the training of its ensemble members: ' + paid)}</li>"
+            extra += f"<li>{e('Its train_time includes the training of the other models it serves: ' + paid)}</li>"
         blocks.append(f'<div class="answer" data-goal="{e(a.goal)}"><h3>{e(a.goal)}: trial {a.trial}</h3>'
                       f'<p class="verdict">{e(a.verdict)}</p><p>Change these settings (everything else as in your recipe):</p>'
                       f'<ul>{settings}</ul><div class="cards">{"".join(cards)}</div>'
