@@ -201,7 +201,8 @@ def load_space(package: str, filename: str) -> Space:
     try:
         text = resources.files(package).joinpath(filename).read_text(encoding="utf-8")
     except (FileNotFoundError, ModuleNotFoundError) as exc:
-        raise AutoaccelError(f"{where}: search-space file not found") from exc
+        raise AutoaccelError(f"{where}: search-space file not found (a plugin ships its YAML as package data: see "
+                             "docs/plugins.md)") from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -1,0 +1,1 @@
+"""An example autoaccel plugin: optimizer kernels (training) and torch inference settings (serving)."""
