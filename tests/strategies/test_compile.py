@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from autoaccel.pipeline import Pipeline
-from autoaccel.plugins.compile import CompileStrategy
+from autoaccel.plugins.compile import CompileSection, CompileStrategy
 from autoaccel.testing import CPU, CUDA, StrategyContract
 from autoaccel.trial import run_trial
 
@@ -23,12 +23,12 @@ def test_reduce_overhead_is_cuda_only() -> None:
 def test_off_is_the_identity_and_modes_set_the_plan() -> None:
     base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
     assert CompileStrategy().apply(base, {"mode": "off"}) == base
-    assert CompileStrategy().apply(base, {"mode": "default"}).compile_mode == "default"
+    assert CompileStrategy().apply(base, {"mode": "default"}).section("compile") == CompileSection("default")
 
 
 @pytest.mark.slow
 def test_compiled_model_trains_and_serves_on_cpu(tiny_task) -> None:  # type: ignore[no-untyped-def]
-    plan = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1, compile_mode="default")
+    plan = CompileStrategy().apply(Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1), {"mode": "default"})
     result = run_trial(tiny_task, plan, timing_budget_s=0.05)
     assert result.details["runtime"] == "OptimizedModule"
     # Compilation is reported on its own and kept out of the steady-state training time.

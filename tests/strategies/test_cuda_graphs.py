@@ -6,12 +6,11 @@ import pytest
 import torch
 from torch import nn
 
+from autoaccel import lifecycle
 from autoaccel.pipeline import Pipeline
-from autoaccel.plugins.cuda_graphs import CudaGraphsStrategy
-from autoaccel.plugins.cudnn_benchmark import CudnnBenchmarkStrategy
-from autoaccel.runtime import CudaGraphModule
+from autoaccel.plugins.cuda_graphs import CudaGraphModule, CudaGraphsStrategy
+from autoaccel.plugins.cudnn_benchmark import CudnnBenchmarkStrategy, CudnnSection, backend_flags
 from autoaccel.testing import CPU, CUDA, StrategyContract
-from autoaccel.train import backend_flags
 
 
 class TestCudaGraphsContract(StrategyContract):
@@ -31,8 +30,14 @@ def test_cuda_only_strategies_are_unsupported_on_cpu_with_a_reason() -> None:
 
 def test_backend_flags_are_restored_after_the_plan() -> None:
     before = (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision())
-    plan = Pipeline(device="cpu", batch_size=1, lr=1.0, epochs=1, cudnn_benchmark=True, matmul_precision="high")
-    with backend_flags(plan):
+    base = Pipeline(device="cpu", batch_size=1, lr=1.0, epochs=1)
+    plan = CudnnBenchmarkStrategy().apply(base, {"enabled": True, "matmul_precision": "high"})
+    section = plan.section("cudnn_benchmark")
+    assert section == CudnnSection(benchmark=True, matmul_precision="high")
+    with backend_flags(section):
+        assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
+    assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
+    with lifecycle.inference(plan):  # what the plan's inference runs under
         assert torch.backends.cudnn.benchmark and torch.get_float32_matmul_precision() == "high"
     assert (torch.backends.cudnn.benchmark, torch.get_float32_matmul_precision()) == before
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoaccel import LoaderPlan, Pipeline, Target, Task
-from autoaccel.plugins.dataloader import DataLoaderStrategy
+from autoaccel import Pipeline, Target, Task
+from autoaccel.plugins.dataloader import DataLoaderStrategy, LoaderSection
 from autoaccel.space import Categorical, Condition, IntRange, active
 from autoaccel.testing import StrategyContract
 from tiny_digits import base_plan, train_with
@@ -60,15 +60,16 @@ def test_apply_builds_the_loader_plan() -> None:
     base = Pipeline(device="cuda:0", batch_size=32, lr=0.1, epochs=1)
     plan = DataLoaderStrategy().apply(base, {"num_workers": 4, "pin_memory": True, "persistent_workers": True,
                                              "prefetch_factor": 8, "cache": False})
-    assert plan.loader == LoaderPlan(num_workers=4, pin_memory=True, persistent_workers=True, prefetch_factor=8)
-    assert plan.replace(loader=LoaderPlan()) == base
+    assert plan.section("dataloader") == LoaderSection(num_workers=4, pin_memory=True, persistent_workers=True, prefetch_factor=8)
+    assert plan.replace(steps=()) == base
 
 
 def test_worker_only_settings_are_normalised_without_workers() -> None:
     base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
     plan = DataLoaderStrategy().apply(base, {"num_workers": 0, "persistent_workers": True, "prefetch_factor": 8})
-    # Equal plans compare equal: these mean nothing without worker processes.
-    assert plan.loader == LoaderPlan()
+    # Equal plans compare equal: these mean nothing without worker processes (all defaults: no section at all).
+    assert plan.section("dataloader") is None
+    assert plan == base
 
 
 @pytest.mark.parametrize(
@@ -81,7 +82,7 @@ def test_worker_only_settings_are_normalised_without_workers() -> None:
 )
 def test_trains_with_non_default_loader_settings(tiny_task: Task, params: dict[str, object]) -> None:
     plan = DataLoaderStrategy().apply(base_plan(tiny_task), params)
-    assert plan.loader != LoaderPlan()
+    assert plan.section("dataloader") not in (None, LoaderSection())
     assert train_with(tiny_task, plan).metrics["accuracy"] > 0.5
 
 

@@ -11,9 +11,8 @@ from torch import nn
 from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Pipeline
-from autoaccel.plugins.distillation import DistillationStrategy
+from autoaccel.plugins.distillation import DistillationStrategy, kd_loss
 from autoaccel.testing import StrategyContract
-from autoaccel.train import kd_loss
 from autoaccel.trial import run_trial
 from tiny_digits import make_task
 
@@ -44,9 +43,9 @@ def test_kd_loss_is_zero_for_identical_logits_and_positive_otherwise() -> None:
 def test_student_trains_against_the_cached_teacher_and_is_smaller(tmp_path: Path) -> None:
     task = make_task(model=wide, student=student, epochs=2)
     base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=2)
-    base = base.replace(teacher_key=training_key(task, base))
+    base = base.replace(baseline_key=training_key(task, base))
     plan = DistillationStrategy().apply(base, {"enabled": True, "temperature": 4.0, "alpha": 0.5, "student_size": 0.25})
-    with pytest.raises(TrialFailure, match="trained teacher"):
+    with pytest.raises(TrialFailure, match="baseline's checkpoint is not cached"):
         run_trial(task, plan, timing_budget_s=0.05, cache_dir=str(tmp_path / "empty"))
     teacher = run_trial(task, base, timing_budget_s=0.05, cache_dir=str(tmp_path))  # caches the teacher
     distilled = run_trial(task, plan, timing_budget_s=0.05, cache_dir=str(tmp_path))

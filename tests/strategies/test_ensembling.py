@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from autoaccel.cache import training_key
-from autoaccel.ensemble import AverageEnsemble, StackingEnsemble
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Member, Pipeline
+from autoaccel.plugins.ensemble_models import AverageEnsemble, StackingEnsemble
 from autoaccel.plugins.ensembling import EnsemblingStrategy
 from autoaccel.testing import StrategyContract
 from autoaccel.trial import run_trial, served_model

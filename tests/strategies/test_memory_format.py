@@ -7,11 +7,14 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from autoaccel import lifecycle
 from autoaccel.pipeline import Pipeline
 from autoaccel.plugins.memory_format import MemoryFormatStrategy
+from autoaccel.plugins.precision import PrecisionStrategy
+from autoaccel.strategy import apply_all
 from autoaccel.testing import CPU, StrategyContract
-from autoaccel.train import prepare_input
-from autoaccel.trial import build_model, run_trial
+from autoaccel.train import setup_for
+from autoaccel.trial import run_trial, serve
 from tiny_digits import digits_datasets, make_task
 
 
@@ -31,10 +34,15 @@ def image_task():  # type: ignore[no-untyped-def]
 
 def test_channels_last_reaches_model_and_inputs() -> None:
     plan = MemoryFormatStrategy().apply(Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1), {"format": "channels_last"})
-    model = build_model(image_task(), plan)
-    assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert prepare_input(torch.rand(4, 3, 8, 8), plan).is_contiguous(memory_format=torch.channels_last)
-    assert prepare_input(torch.rand(4, 64), plan).shape == (4, 64)  # non-image inputs are left alone
+    task = image_task()
+    # The model that trains takes the layout...
+    trained = setup_for(lifecycle.build_model(task, plan, 0), task, plan, 0).model
+    assert trained[0].weight.is_contiguous(memory_format=torch.channels_last)
+    # ...and so does the model that is served (also one trained by another recipe, in inference mode).
+    served = serve(task, plan, task.model(), torch.rand(1, 1, 8, 8), 0)
+    assert served[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert lifecycle.prepare_input(torch.rand(4, 3, 8, 8), plan).is_contiguous(memory_format=torch.channels_last)
+    assert lifecycle.prepare_input(torch.rand(4, 64), plan).shape == (4, 64)  # non-image inputs are left alone
 
 
 def test_channels_last_trains_on_cpu() -> None:
@@ -52,5 +60,7 @@ def test_check() -> None:
 @pytest.mark.gpu
 def test_channels_last_bf16_trains_on_cuda() -> None:
     task = image_task()
-    plan = Pipeline(device="cuda", batch_size=64, lr=0.1, epochs=1, precision="bf16", memory_format="channels_last")
+    base = Pipeline(device="cuda", batch_size=64, lr=0.1, epochs=1)
+    plan = apply_all([PrecisionStrategy(), MemoryFormatStrategy()], base,
+                     {"precision.dtype": "bf16", "memory_format.format": "channels_last"})
     assert run_trial(task, plan, timing_budget_s=0.1).metrics["accuracy"] > 0.5

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from autoaccel import Pipeline, Target, Task
-from autoaccel.plugins.precision import PrecisionStrategy
+from autoaccel.plugins.precision import PrecisionSection, PrecisionStrategy
 from autoaccel.space import Categorical
 from autoaccel.testing import StrategyContract
-from tiny_digits import base_plan, train_with
+from autoaccel.train import setup_for
+from tiny_digits import base_plan, make_mlp, train_with
 
 CPU = Target("cpu", "cpu", "test cpu", 2, 8.0, None, ("fp32", "bf16", "fp16"), {})
 # What cuda_target() reports for a V100 (compute capability 7.0) and an A100 (8.0).
@@ -46,11 +47,15 @@ def test_cuda_compute_capability_8_keeps_everything() -> None:
 
 
 @pytest.mark.parametrize(("dtype", "scaling"), [("fp32", False), ("tf32", False), ("bf16", False), ("fp16", True)])
-def test_apply_sets_precision_and_loss_scaling_only_for_fp16(dtype: str, scaling: bool) -> None:
+def test_apply_sets_precision_and_loss_scaling_only_for_fp16(tiny_task: Task, dtype: str, scaling: bool) -> None:
     base = Pipeline(device="cuda:0", batch_size=32, lr=0.1, epochs=1)
     plan = PrecisionStrategy().apply(base, {"dtype": dtype})
-    assert (plan.precision, plan.loss_scaling) == (dtype, scaling)
-    assert plan.replace(precision="fp32", loss_scaling=False) == base, "nothing else changes"
+    # fp32 is the absence of a section; any other dtype is the precision section.
+    assert plan.section("precision") == (None if dtype == "fp32" else PrecisionSection(dtype))
+    # Loss scaling is what the section makes of the training run: a GradScaler for fp16 only.
+    setup = setup_for(make_mlp(), tiny_task, plan.replace(device="cpu"), 0)
+    assert (setup.scaler is not None) == scaling
+    assert plan.replace(steps=()) == base, "nothing else changes"
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

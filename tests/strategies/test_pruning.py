@@ -9,7 +9,7 @@ from torch import nn
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Pipeline
 from autoaccel.plugins.pruning import PruningStrategy
-from autoaccel.surgery import find_chains, prune_structured, prune_unstructured, sparsity
+from autoaccel.plugins.pruning.surgery import find_chains, prune_structured, prune_unstructured, sparsity
 from autoaccel.testing import CPU, CUDA, StrategyContract
 from autoaccel.trial import run_trial
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoaccel.onnx_runtime import OrtModule
-from autoaccel.pipeline import Pipeline, TransformContext
-from autoaccel.plugins.quantization import HalfWeights, QuantizationStrategy, dynamic_int8
+from autoaccel.pipeline import Pipeline
+from autoaccel.plugins.onnxruntime_session import OrtModule
+from autoaccel.plugins.quantization import HalfWeights, QuantizationSection, QuantizationStrategy, dynamic_int8
 from autoaccel.testing import CPU, CUDA, StrategyContract
-from autoaccel.trial import _runtime, run_trial
+from autoaccel.trial import run_trial, serve
 
 BASE = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
 
@@ -18,9 +18,9 @@ class TestQuantizationContract(StrategyContract):
     strategy_class = QuantizationStrategy
 
 
-def test_dynamic_int8_replaces_linear_layers_with_int8_ones(tiny_task) -> None:  # type: ignore[no-untyped-def]
+def test_dynamic_int8_replaces_linear_layers_with_int8_ones() -> None:
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-    q = dynamic_int8(model, TransformContext(tiny_task, BASE, 0, lambda m, e: m))
+    q = dynamic_int8(model)
     quantized = [m for m in q.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear)]
     assert len(quantized) == 2
     assert all(m.weight().dtype == torch.qint8 for m in quantized)
@@ -41,9 +41,9 @@ def test_static_int8_runs_in_onnx_runtime_and_keeps_accuracy(tiny_task) -> None:
     s = QuantizationStrategy()
     assert "static_int8_ort" in s.check(cpu).allowed["method"]
     plan = s.apply(BASE, {"method": "static_int8_ort"})
-    assert plan.runtime.kind == "onnxruntime" and plan.runtime.int8_static
-    served = _runtime(tiny_task, plan, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), torch.zeros(1, 64), 0)
-    assert isinstance(served, OrtModule) and served.path.endswith("int8.onnx")
+    assert plan.engine() == "onnxruntime" and plan.section("quantization") == QuantizationSection("static_int8_ort")
+    served = serve(tiny_task, plan, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)), torch.zeros(1, 64), 0)
+    assert isinstance(served, OrtModule) and served.onnx_path.endswith("int8.onnx")
     base = run_trial(tiny_task, BASE, timing_budget_s=0.05)
     quant = run_trial(tiny_task, plan, timing_budget_s=0.05)
     assert abs(base.metrics["accuracy"] - quant.metrics["accuracy"]) < 0.05

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import torch
 
-from autoaccel.onnx_runtime import OrtModule
 from autoaccel.pipeline import Pipeline
-from autoaccel.plugins.quantization import QuantizationStrategy
-from autoaccel.plugins.runtime import RuntimeStrategy
+from autoaccel.plugins.onnxruntime_session import OrtModule
+from autoaccel.plugins.quantization import QuantizationSection, QuantizationStrategy
+from autoaccel.plugins.runtime import RuntimeSection, RuntimeStrategy
 from autoaccel.testing import CPU, StrategyContract
-from autoaccel.trial import _runtime, run_trial
+from autoaccel.trial import run_trial, serve
 from tiny_digits import make_mlp
 
 BASE = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
+NO_ORT = CPU.__class__(**{**CPU.__dict__, "libraries": {}})  # a CPU target where onnxruntime does not import
+WITH_ORT = CPU.__class__(**{**CPU.__dict__, "libraries": {"onnxruntime": True}})
 
 
 class TestRuntimeContract(StrategyContract):
@@ -20,16 +22,16 @@ class TestRuntimeContract(StrategyContract):
 
 
 def test_check_needs_onnxruntime_and_offers_cpu_provider() -> None:
-    assert not RuntimeStrategy().check(CPU).supported  # CPU's libraries say onnxruntime is missing
-    with_ort = CPU.__class__(**{**CPU.__dict__, "libraries": {"onnxruntime": True}})
-    cap = RuntimeStrategy().check(with_ort)
+    assert not RuntimeStrategy().check(NO_ORT).supported  # its libraries say onnxruntime is missing
+    cap = RuntimeStrategy().check(WITH_ORT)
     assert cap.supported and cap.allowed["provider"] == ["cpu"]
 
 
 def test_ort_serves_the_model_and_matches_pytorch(tiny_task) -> None:  # type: ignore[no-untyped-def]
     plan = RuntimeStrategy().apply(BASE, {"engine": "onnxruntime", "provider": "cpu"})
+    assert plan.section("runtime") == RuntimeSection("cpu") and plan.engine() == "onnxruntime"
     model = make_mlp().eval()
-    served = _runtime(tiny_task, plan, model, torch.zeros(1, 64), 0)
+    served = serve(tiny_task, plan, model, torch.zeros(1, 64), 0)
     assert isinstance(served, OrtModule)
     x = torch.rand(5, 64)
     torch.testing.assert_close(served(x), model(x), atol=1e-4, rtol=0)
@@ -39,6 +41,9 @@ def test_ort_serves_the_model_and_matches_pytorch(tiny_task) -> None:  # type: i
 
 def test_pytorch_quantized_models_stay_eager() -> None:
     quantized = QuantizationStrategy().apply(BASE, {"method": "dynamic_int8"})
-    assert RuntimeStrategy().apply(quantized, {"engine": "onnxruntime", "provider": "cpu"}).runtime.kind == "eager"
+    eager = RuntimeStrategy().apply(quantized, {"engine": "onnxruntime", "provider": "cpu"})
+    assert eager.section("runtime") is None and eager.engine() is None and eager == quantized
+    # A static int8 plan is already served by ONNX Runtime on the CPU: it stays int8.
     static = QuantizationStrategy().apply(BASE, {"method": "static_int8_ort"})
-    assert RuntimeStrategy().apply(static, {"engine": "onnxruntime", "provider": "cpu"}).runtime.int8_static
+    served = RuntimeStrategy().apply(static, {"engine": "onnxruntime", "provider": "cpu"})
+    assert served.section("quantization") == QuantizationSection("static_int8_ort") and served.engine() == "onnxruntime"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoaccel import Pipeline, SchedulePlan, Task
-from autoaccel.plugins.scheduler import SchedulerStrategy
+from autoaccel import Pipeline, Task
+from autoaccel.plugins.scheduler import SchedulerStrategy, ScheduleSection
 from autoaccel.space import FloatRange
 from autoaccel.testing import CPU, StrategyContract
 from tiny_digits import base_plan, train_with
@@ -26,13 +26,13 @@ def test_apply_multiplies_the_lr(factor: float, lr: float) -> None:
     base = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1)
     plan = SchedulerStrategy().apply(base, {"kind": "cosine", "warmup": 0.05, "lr_factor": factor})
     assert plan.lr == pytest.approx(lr)
-    assert plan.schedule == SchedulePlan(kind="cosine", warmup=0.05)
-    assert plan.replace(lr=0.1, schedule=SchedulePlan()) == base
+    assert plan.section("scheduler") == ScheduleSection(kind="cosine", warmup=0.05)
+    assert plan.replace(lr=0.1, steps=()) == base
 
 
 def test_trains_with_onecycle(tiny_task: Task) -> None:
     plan = SchedulerStrategy().apply(base_plan(tiny_task), {"kind": "onecycle", "warmup": 0.0, "lr_factor": 2.0})
-    assert plan.schedule.kind == "onecycle" and plan.lr == pytest.approx(2 * tiny_task.lr)
+    assert plan.section("scheduler") == ScheduleSection(kind="onecycle") and plan.lr == pytest.approx(2 * tiny_task.lr)
     assert train_with(tiny_task, plan).metrics["accuracy"] > 0.5
 
 
