@@ -8,6 +8,7 @@ knows which technique a hook implements.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.pipeline import Pipeline
+from autoaccel.pipeline import Pipeline, Step
+from autoaccel.strategy import Strategy, ordered
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,21 @@ class Stage:
         return self
 
 
+@functools.lru_cache(maxsize=512)
+def _order(strategies: tuple[Strategy, ...]) -> tuple[int, ...]:
+    ranked = {s.name: i for i, s in enumerate(ordered(strategies))}
+    return tuple(sorted(range(len(strategies)), key=lambda i: ranked[strategies[i].name]))
+
+
+def steps(plan: Pipeline) -> list[Step]:
+    """The plan's sections in the order their strategies declared, however the plan was assembled."""
+    held = plan.steps
+    return [held[i] for i in _order(tuple(s.strategy for s in held))]
+
+
 def start(plan: Pipeline) -> None:
     """Every strategy's per-process preparation before a plan runs (forgetting compiled graphs, ...)."""
-    for step in plan:
+    for step in steps(plan):
         step.strategy.start(step.section, plan)
 
 
@@ -111,7 +125,7 @@ def build_model(task: Any, plan: Pipeline, seed: int, stage: Stage | None = None
     """The untrained model of the plan: the task's own, passed through every ``build_model`` hook."""
     model = task.model().to(plan.device)
     ctx = BuildContext(task, plan, seed)
-    for step in plan:
+    for step in steps(plan):
         if stage is not None:
             stage(f"build:{step.name}")
         model = step.strategy.build_model(step.section, model, ctx)
@@ -119,13 +133,13 @@ def build_model(task: Any, plan: Pipeline, seed: int, stage: Stage | None = None
 
 
 def configure_training(setup: TrainingSetup) -> TrainingSetup:
-    for step in setup.plan:
+    for step in steps(setup.plan):
         step.strategy.configure_training(step.section, setup)
     return setup
 
 
 def transform(model: nn.Module, ctx: TransformContext, stage: Stage | None = None) -> nn.Module:
-    for step in ctx.plan:
+    for step in steps(ctx.plan):
         if stage is not None:
             stage(f"transform:{step.name}")
         model = step.strategy.transform(step.section, model, ctx)
@@ -133,7 +147,7 @@ def transform(model: nn.Module, ctx: TransformContext, stage: Stage | None = Non
 
 
 def serve(model: nn.Module, ctx: ServeContext, stage: Stage | None = None) -> nn.Module:
-    for step in ctx.plan:
+    for step in steps(ctx.plan):
         if stage is not None:
             stage(f"serve:{step.name}")
         model = step.strategy.serve(step.section, model, ctx)
@@ -145,7 +159,7 @@ def inference(plan: Pipeline) -> Iterator[None]:
     """No gradients, and every section's inference context (autocast, backend flags), entered in order."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        for step in plan:
+        for step in steps(plan):
             cm = step.strategy.inference_context(step.section, plan)
             if cm is not None:
                 stack.enter_context(cm)
@@ -155,6 +169,6 @@ def inference(plan: Pipeline) -> Iterator[None]:
 def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
     """A batch on the plan's device, as every section wants it (a memory layout, ...)."""
     inputs = inputs.to(plan.device)
-    for step in plan:
+    for step in steps(plan):
         inputs = step.strategy.prepare_input(step.section, inputs, plan)
     return inputs
