@@ -18,6 +18,7 @@ from torch import nn
 from autoaccel.pipeline import Pipeline, digest
 from autoaccel.task import Task
 
+
 def training_key(task: Task, plan: Pipeline) -> str:
     """Hash of the task and everything in the plan that changes what training does or how long it takes: the
     recipe's own fields and the sections whose strategy declared ``changes_training`` (see

@@ -13,10 +13,10 @@ from torch import nn
 
 from autoaccel.data import eval_batches, sample_batch
 from autoaccel.errors import TrialFailure
+from autoaccel.lifecycle import inference, prepare_input
 from autoaccel.measure import Measurement, measure
 from autoaccel.metrics import MetricFn, accuracy
 from autoaccel.pipeline import Pipeline
-from autoaccel.lifecycle import inference, prepare_input
 
 BOOTSTRAP_RESAMPLES = 200
 

@@ -14,6 +14,7 @@ from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judgi
 from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
 from autoaccel.finalists import importances
+from autoaccel.record import read
 from autoaccel.remeasure import Ratio, paired_ratio
 from autoaccel.results import Point, Summary, single_speedups, summarize_study
 from autoaccel.strategy import split_params
@@ -267,8 +268,8 @@ class Finisher:
                                                 f"{' and '.join(missing)} said keep your recipe")
         trial = self.search.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
         if trial is None:
-            last = self.study.get_trials(deepcopy=False)[-1]  # the combination's own trial, just run
-            return keep("combined", base, None, f"the combination failed to run: {last.user_attrs.get('reason', 'unknown reason')}")
+            last = read(self.study.get_trials(deepcopy=False)[-1])  # the combination's own trial, just run
+            return keep("combined", base, None, f"the combination failed to run: {last.reason or 'unknown reason'}")
         self.search.progress.info(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
         self.remeasure([trial.number])
         p = self.point(trial.number)

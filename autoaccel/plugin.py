@@ -44,7 +44,7 @@ __all__ = [
     "ServeContext",
     "Space",
     "Strategy",
-    "StrategyContract",
+    "StrategyContract",  # noqa: F822 - resolved lazily by __getattr__ below
     "Target",
     "Task",
     "TrainingSetup",

@@ -24,6 +24,7 @@ class TrialRecord:
     number: int
     state: TrialState
     params: dict[str, Any] = field(default_factory=dict)  # as the sampler suggested them
+    values: list[float] | None = None  # the objective values Optuna holds
     role: str = "candidate"  # baseline, candidate, or what the finish enqueued (ablation, combined)
     config: dict[str, Any] | None = None  # the settings that change the plan (off values and no-ops dropped)
     goal: str | None = None  # baseline, train, serve or combined
@@ -64,14 +65,14 @@ class TrialRecord:
         return out
 
 
-# The attributes a record keeps in storage: every field but the three Optuna itself holds.
-STORED = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in ("number", "state", "params"))
+# The attributes a record keeps in storage: every field but those Optuna itself holds.
+STORED = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.name not in ("number", "state", "params", "values"))
 
 
 def read(t: FrozenTrial) -> TrialRecord:
     attrs = t.user_attrs
     known = {name: attrs[name] for name in STORED if attrs.get(name) is not None}
-    return TrialRecord(number=t.number, state=t.state, params=dict(t.params), **known)
+    return TrialRecord(number=t.number, state=t.state, params=dict(t.params), values=t.values, **known)
 
 
 def _checked(fields: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +94,11 @@ def write_stored(storage: optuna.storages.BaseStorage, trial_id: int, **fields: 
     """Store ``fields`` on a trial through its storage (a trial another process left behind)."""
     for key, value in _checked(fields).items():
         storage.set_trial_user_attr(trial_id, key, value)
+
+
+def enqueued(role: str) -> dict[str, Any]:
+    """The attributes a trial is queued with (``study.enqueue_trial(..., user_attrs=enqueued(role))``)."""
+    return _checked({"role": role})
 
 
 def copy_results(trial: optuna.Trial, twin: TrialRecord) -> None:

@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from scipy import stats
 
 from autoaccel.answers import Answer, goals_for, judging, provisional
+from autoaccel.record import TrialRecord, read
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
 
 # The primary answer (pareto.json's `recommended`): both changes where there is such an answer, else the one
@@ -108,21 +109,22 @@ def _unpack(hex_bits: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), dtype=np.uint8))[:n].astype(np.float64)
 
 
-def accuracy_drop(base: FrozenTrial, cand: FrozenTrial) -> dict[str, Any]:
+def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTrial) -> dict[str, Any]:
     """The drop against the baseline with a 95% interval: paired over validation samples when both trials
     stored per-sample correctness (same samples, so their shared difficulty cancels), else from the two
     metric intervals as if independent."""
-    b_acc, c_acc = base.user_attrs["metrics"]["accuracy"], cand.user_attrs["metrics"]["accuracy"]
+    base, cand = _record(base), _record(cand)
+    b_acc, c_acc = base.metrics["accuracy"], cand.metrics["accuracy"]
     drop = b_acc - c_acc
-    b_det, c_det = base.user_attrs.get("details", {}), cand.user_attrs.get("details", {})
+    b_det, c_det = base.details, cand.details
     n = int(b_det.get("correct_n", 0))
     if n > 1 and "correct" in b_det and "correct" in c_det and c_det.get("correct_n") == n:
         d = _unpack(b_det["correct"], n) - _unpack(c_det["correct"], n)
         half = float(stats.norm.ppf(0.975)) * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
         lo, hi = drop - half, drop + half
     else:
-        bl, bh = base.user_attrs.get("ci95", {}).get("accuracy", [b_acc, b_acc])
-        cl, ch = cand.user_attrs.get("ci95", {}).get("accuracy", [c_acc, c_acc])
+        bl, bh = base.ci95.get("accuracy", [b_acc, b_acc])
+        cl, ch = cand.ci95.get("accuracy", [c_acc, c_acc])
         half = math.hypot((bh - bl) / 2, (ch - cl) / 2)
         lo, hi = drop - half, drop + half
     return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
@@ -162,24 +164,26 @@ def speed_score(point: Point, objectives: Sequence[str]) -> float:
     return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
 
 
-def _point(t: FrozenTrial, base: FrozenTrial, max_drop: float) -> Point:
-    metrics = dict(t.user_attrs.get("metrics", {}))
+def _record(t: TrialRecord | FrozenTrial) -> TrialRecord:
+    return t if isinstance(t, TrialRecord) else read(t)
+
+
+def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
     drop = accuracy_drop(base, t)
-    details = t.user_attrs.get("details") or {}
-    config = t.user_attrs.get("config")
+    details = t.details
     return Point(
         trial=t.number,
-        role=str(t.user_attrs.get("role", "candidate")),
-        params=dict(config) if config is not None else dict(t.params),
-        metrics=metrics,
-        metrics_ci95={k: list(v) for k, v in t.user_attrs.get("ci95", {}).items()},
-        speedup=single_speedups(metrics, base.user_attrs["metrics"]),
+        role=t.role,
+        params=t.settings,
+        metrics=dict(t.metrics),
+        metrics_ci95={k: list(v) for k, v in t.ci95.items()},
+        speedup=single_speedups(t.metrics, base.metrics),
         accuracy_drop=drop,
         # Judged on the point estimate, as the constraint was; the interval is shown beside it.
         feasible=drop["value"] <= max_drop + 1e-12,
-        plan=dict(t.user_attrs.get("plan", {})),
-        goal=str(t.user_attrs.get("goal", "baseline" if t.user_attrs.get("role") == "baseline" else "combined")),
-        members=list(details.get("members") or []),
+        plan=dict(t.plan),
+        goal=t.goal or ("baseline" if t.role == "baseline" else "combined"),
+        members=t.members,
         load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
         finetune_s=float(details.get("finetune_s", 0.0)),
     )
@@ -196,12 +200,12 @@ def _apply_remeasure(point: Point, entry: Mapping[str, Any], objectives: Sequenc
 
 
 def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: float) -> Summary:
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and "metrics" in t.user_attrs]
-    base_trial = next((t for t in complete if t.user_attrs.get("role") == "baseline"), None)
+    trials = [read(t) for t in study.get_trials(deepcopy=False)]
+    complete = [t for t in trials if t.measured]
+    base_trial = next((t for t in complete if t.role == "baseline"), None)
     if base_trial is None:
         raise ValueError("the study has no completed baseline trial")
-    points = [_point(t, base_trial, max_drop) for t in complete if "duplicate_of" not in t.user_attrs]
+    points = [_point(t, base_trial, max_drop) for t in complete if t.duplicate_of is None]
     baseline = next(p for p in points if p.trial == base_trial.number)
     baseline.verdict = "baseline"
     feasible = [p for p in points if p.feasible]
@@ -222,11 +226,8 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     primary = next((given[g] for g in PRIMARY if g in given), None)
     recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
     verdict = "; ".join(f"{a.goal}: {a.verdict}" for a in answers) or "no goal could be judged"
-    failures = [
-        Failure(t.number, str(t.user_attrs.get("failure_kind", "error")), str(t.user_attrs.get("reason", "unknown")),
-                dict(t.user_attrs.get("config") or t.params))
-        for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("not_run")
-    ]
+    failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params))
+                for t in trials if t.state == TrialState.FAIL and not t.not_run]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
                    answers)
 

@@ -12,6 +12,7 @@ import pluggy
 from optuna.trial import TrialState
 from rich.markup import escape
 
+from autoaccel import record
 from autoaccel import study as studies
 from autoaccel.answers import goal_score, goals_for, judging
 from autoaccel.cache import training_key
@@ -24,6 +25,7 @@ from autoaccel.members import choose_members, plan_of
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
+from autoaccel.record import TrialRecord
 from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
@@ -201,8 +203,8 @@ class Search:
                     self.progress.info(f"--timeout reached after {n - 1} trial(s)")
                     break
                 number = self._one_trial(study, runner, n)
-                attrs = study.get_trials(deepcopy=False)[number].user_attrs
-                if "duplicate_of" not in attrs and "not_run" not in attrs:
+                done = record.read(study.get_trials(deepcopy=False)[number])
+                if done.duplicate_of is None and not done.not_run:
                     n, repeats = n + 1, 0
                 else:
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
@@ -241,11 +243,11 @@ class Search:
                   role: str) -> optuna.trial.FrozenTrial | None:
         """Measure one given configuration as a trial of the study (an ablation variant, a combined answer);
         a configuration already measured is reused. None when it failed."""
-        study.enqueue_trial({**self.plan.defaults, **config}, user_attrs={"role": role})
+        study.enqueue_trial({**self.plan.defaults, **config}, user_attrs=record.enqueued(role))
         number = self._one_trial(study, runner, 0, quiet=True)
         trial = study.get_trials(deepcopy=False)[number]
-        if "duplicate_of" in trial.user_attrs:
-            trial = study.get_trials(deepcopy=False)[int(trial.user_attrs["duplicate_of"])]  # measured before: that one
+        if (twin := record.read(trial).duplicate_of) is not None:
+            trial = study.get_trials(deepcopy=False)[twin]  # measured before: that one
         return trial if trial.state == TrialState.COMPLETE else None
 
     def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int,
@@ -256,7 +258,7 @@ class Search:
         # leave a trial the next run recognises as interrupted.
         trial = study.ask()
         studies.mark_worker(trial)
-        role = trial.user_attrs.get("role", "candidate")
+        role = record.read(study.get_trials(deepcopy=False)[trial.number]).role
         factors = self.factors()
         # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
         # varies one factor at a time, so each answer has trials that changed only what it judges.
@@ -270,15 +272,13 @@ class Search:
         config, pipeline, missing = self.build(params, study)
         fingerprint = pipeline.fingerprint()
         goal = goal_of(config, self.plan.strategies, self.options.mode)
-        for key, value in (("config", config), ("goal", goal), ("fingerprint", fingerprint)):
-            trial.set_user_attr(key, value)
+        record.write(trial, config=config, goal=goal, fingerprint=fingerprint)
         label = fmt_params(config, {})
         if missing > 0 and role != "baseline":
             # Too early for this configuration (an ensemble before enough feasible models exist): nothing to
             # measure, and no trial of the user's budget is spent on it.
-            trial.set_user_attr("not_run", True)
-            trial.set_user_attr("failure_kind", "infeasible")
-            trial.set_user_attr("reason", f"{label}: needs {missing} more feasible trained model(s) than the study has so far")
+            record.write(trial, not_run=True, failure_kind="infeasible",
+                         reason=f"{label}: needs {missing} more feasible trained model(s) than the study has so far")
             study.tell(trial, state=TrialState.FAIL)
             if not quiet:
                 self.progress.trial(n, self.options.trials, trial.number, label, "not run yet: too few feasible trained models "
@@ -291,7 +291,7 @@ class Search:
                 self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "",
                                     counted=False)
             return trial.number
-        trial.set_user_attr("plan", pipeline.describe())
+        record.write(trial, plan=pipeline.describe())
         started = time.monotonic()
         try:
             result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s)
@@ -312,47 +312,44 @@ class Search:
             raise
         self._complete(study, trial, result, started)
         if not quiet:
-            self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, trial), self._best(study))
+            self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, study, trial.number), self._best(study))
         return trial.number
 
-    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: optuna.trial.FrozenTrial) -> None:
+    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
-        trial.set_user_attr("duplicate_of", twin.number)
+        record.write(trial, duplicate_of=twin.number)
         if twin.state == TrialState.FAIL:
-            trial.set_user_attr("failure_kind", twin.user_attrs.get("failure_kind", "error"))
-            trial.set_user_attr("reason", f"same configuration as trial {twin.number}, which failed: {twin.user_attrs.get('reason', '')}")
+            record.write(trial, failure_kind=twin.failure_kind or "error",
+                         reason=f"same configuration as trial {twin.number}, which failed: {twin.reason or ''}")
             study.tell(trial, state=TrialState.FAIL)
             return
-        for key in ("metrics", "ci95", "details", "plan", "constraint"):
-            trial.set_user_attr(key, twin.user_attrs.get(key))
-        trial.set_constraint("accuracy_drop", float(twin.user_attrs.get("constraint", 0.0)))
+        record.copy_results(trial, twin)
+        trial.set_constraint("accuracy_drop", float(twin.constraint or 0.0))
         study.tell(trial, twin.values)
 
     def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
-        trial.set_user_attr("failure_kind", kind)
-        trial.set_user_attr("reason", reason)
-        trial.set_user_attr("seconds", time.monotonic() - started)
+        record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started)
         study.tell(trial, state=TrialState.FAIL)
-        self.pm.hook.autoaccel_trial_finished(record={"number": trial.number, "state": "failed", "params": dict(trial.params),
-                                                      "metrics": {}, "reason": reason})
+        self._finished(study, trial.number)
 
     def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
         base = studies.baseline_of(study)
-        base_acc = result.metrics["accuracy"] if base is None else base.user_attrs["metrics"]["accuracy"]
-        drop = base_acc - result.metrics["accuracy"]
-        trial.set_user_attr("metrics", result.metrics)
-        trial.set_user_attr("ci95", {k: list(v) for k, v in result.ci95.items()})
-        trial.set_user_attr("details", result.details)
-        trial.set_user_attr("constraint", drop - self.options.max_accuracy_drop)
-        trial.set_constraint("accuracy_drop", drop - self.options.max_accuracy_drop)
-        trial.set_user_attr("seconds", time.monotonic() - started)
+        base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
+        constraint = base_acc - result.metrics["accuracy"] - self.options.max_accuracy_drop
+        record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
+                     seconds=time.monotonic() - started)
+        trial.set_constraint("accuracy_drop", constraint)
         study.tell(trial, [result.metrics[o] for o in self.objectives])
-        self.pm.hook.autoaccel_trial_finished(record={"number": trial.number, "state": "complete", "params": dict(trial.params),
-                                                      "metrics": result.metrics, "reason": ""})
+        self._finished(study, trial.number)
 
-    def _outcome(self, result: TrialResult, trial: optuna.Trial) -> str:
+    def _finished(self, study: optuna.Study, number: int) -> None:
+        """Tell observers (reporters, loggers) about the finished trial: its record, as stored."""
+        done = record.read(study.get_trials(deepcopy=False)[number])
+        self.pm.hook.autoaccel_trial_finished(record={**done.describe(), "state": "complete" if done.measured else "failed"})
+
+    def _outcome(self, result: TrialResult, study: optuna.Study, number: int) -> str:
         text = "  ".join(f"{o} {fmt_metric(o, result.metrics[o])}" for o in self.objectives)
-        feasible = trial.user_attrs.get("constraint", 0.0) <= 1e-12
+        feasible = record.read(study.get_trials(deepcopy=False)[number]).feasible
         return text + ("" if feasible else "  [yellow](accuracy drop over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:

@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
+from autoaccel import record
 from autoaccel.errors import AutoaccelError
 from autoaccel.pids import alive
 from autoaccel.space import Param
@@ -119,7 +120,7 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequ
 
 
 def mark_worker(trial: optuna.Trial) -> None:
-    trial.set_user_attr("worker", {"host": HOST, "pid": os.getpid()})
+    record.write(trial, worker={"host": HOST, "pid": os.getpid()})
 
 
 
@@ -133,20 +134,20 @@ def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) 
     failed = []
     now = datetime.datetime.now()
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get("worker") or {}
+        worker = record.read(t).worker or {}
         unclaimed = not worker and t.datetime_start is not None and (now - t.datetime_start).total_seconds() > UNCLAIMED_S
         if unclaimed or (worker.get("host") == HOST and not alive(int(worker.get("pid", -1)))):
             owner = f"process {worker['pid']}" if worker else "its process"
-            storage.set_trial_user_attr(t._trial_id, "reason", f"interrupted: {owner} ended mid-trial")
+            record.write_stored(storage, t._trial_id, reason=f"interrupted: {owner} ended mid-trial")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
             failed.append(t.number)
     return failed
 
 
-def baseline_of(study: optuna.Study) -> FrozenTrial | None:
+def baseline_of(study: optuna.Study) -> record.TrialRecord | None:
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("role") == "baseline":
-            return t
+        if (r := record.read(t)).role == "baseline":
+            return r
     return None
 
 
@@ -157,23 +158,23 @@ def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
     if baseline_of(study) is not None:
         return
     waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if any(t.user_attrs.get("role") == "baseline" for t in waiting):
+    if any(record.read(t).role == "baseline" for t in waiting):
         return
-    study.enqueue_trial(dict(defaults), user_attrs={"role": "baseline"})
+    study.enqueue_trial(dict(defaults), user_attrs=record.enqueued("baseline"))
 
 
 # Failures that would happen again with the same configuration; a timeout may be the machine's fault once.
 REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash")
 
 
-def duplicate_of(study: optuna.Study, fingerprint: str) -> FrozenTrial | None:
+def duplicate_of(study: optuna.Study, fingerprint: str) -> record.TrialRecord | None:
     """A completed trial of the same plan (however its parameters were spelled): its measurements are reused.
     Or a failed one whose failure would repeat: it is not run again; a timeout (maybe the machine's fault) is
     retried once."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if t.user_attrs.get("fingerprint") == fingerprint and "duplicate_of" not in t.user_attrs]
-    timeouts = [t for t in done if t.user_attrs.get("failure_kind") == "timeout"]
+    done = [r for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
+            if (r := record.read(t)).fingerprint == fingerprint and r.duplicate_of is None]
+    timeouts = [t for t in done if t.failure_kind == "timeout"]
     for t in done:
-        if t.state == TrialState.COMPLETE or t.user_attrs.get("failure_kind") in REPEATABLE:
+        if t.state == TrialState.COMPLETE or t.failure_kind in REPEATABLE:
             return t
     return timeouts[-1] if len(timeouts) >= 2 else None

@@ -31,6 +31,7 @@ from torch.utils.data import TensorDataset
 from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Member, Pipeline, Section
+from autoaccel.record import read
 from autoaccel.space import Categorical, FloatRange, IntRange, Param, Space, active
 from autoaccel.strategy import NAME_RE, Capability, Phase, Strategy, ordered
 from autoaccel.target import Target
@@ -316,12 +317,12 @@ class StrategyContract:
         self._runnable(s)
         result = optimize(self.task(), strategies=(s.name,), trials=3, isolate=False, remeasure_rounds=0, ablation=False,
                           quiet=True, out=str(tmp_path / "out"), target="cpu", pm=self.plugin_manager(s))
-        trials = result.study.get_trials(deepcopy=False)
-        assert trials[0].state.name == "COMPLETE", "the user's recipe must complete"
+        trials = [read(t) for t in result.study.get_trials(deepcopy=False)]
+        assert trials[0].measured, "the user's recipe must complete"
         for t in trials:
             assert t.state.name in ("COMPLETE", "FAIL"), f"trial {t.number} left {t.state.name}"
             if t.state.name == "FAIL":
-                assert t.user_attrs.get("reason"), f"trial {t.number} failed without a reason"
+                assert t.reason, f"trial {t.number} failed without a reason"
 
     def plugin_manager(self, s: Strategy) -> Any:
         """A plugin manager holding the installed plugins and, when it is not installed, this strategy."""

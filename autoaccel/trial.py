@@ -26,9 +26,9 @@ from autoaccel.evaluate import (
     score,
     time_inference,
 )
+from autoaccel.lifecycle import ServeContext, Stage, TransformContext
 from autoaccel.load import LoadProbe
 from autoaccel.metrics import accuracy
-from autoaccel.lifecycle import ServeContext, Stage, TransformContext
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
 from autoaccel.train import train

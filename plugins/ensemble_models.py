@@ -8,8 +8,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from autoaccel.data import materialize
-
 
 class AverageEnsemble(nn.Module):
     """Mean of the members' softmax probabilities, returned as log-probabilities (argmax and CE still work)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import warnings
 import weakref
 from collections.abc import Iterator
 from pathlib import Path

@@ -39,6 +39,10 @@ def scheduler(optimizer: Optimizer, kind: str, warmup: float, total_steps: int) 
     if kind == "onecycle":
         # One-cycle has its own ramp: the warm-up fraction replaces its default 30%. The user's momentum is kept.
         peak = [g["lr"] for g in optimizer.param_groups]
+        if warm == 1:
+            # A one-step ramp ends where it starts, at the peak: OneCycleLR cannot take it (its ramp would span zero
+            # steps and divide by zero at the first step); what is left is exactly its cosine anneal to FINAL.
+            return CosineAnnealingLR(optimizer, T_max=total - 1, eta_min=min(peak) * FINAL)
         return OneCycleLR(optimizer, max_lr=peak, total_steps=total, pct_start=(warm / total) if warm else ONECYCLE_RAMP,
                           anneal_strategy="cos", cycle_momentum=False, div_factor=25.0, final_div_factor=1 / (25.0 * FINAL))
     rest = total - warm
