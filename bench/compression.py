@@ -30,7 +30,7 @@ from autoaccel.pipeline import Pipeline  # noqa: E402
 from autoaccel.registry import default_registry  # noqa: E402
 from autoaccel.remeasure import interleave, paired_ratio  # noqa: E402
 from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import _runtime, served_model  # noqa: E402
+from autoaccel.trial import serve, served_model  # noqa: E402
 
 TECHNIQUES = {
     "dynamic int8": {"quantization.method": "dynamic_int8"},
@@ -51,7 +51,7 @@ def main() -> None:
     task = load_task(ROOT / "examples" / "digits_mlp.py")
     strategies = list(default_registry().strategies.values())
     base = Pipeline(device="cpu", batch_size=task.batch_size, lr=task.lr, epochs=task.epochs)
-    base = base.replace(teacher_key=training_key(task, base))
+    base = base.replace(baseline_key=training_key(task, base))
     cache = tempfile.mkdtemp(prefix="autoaccel-bench-")
     plans = {"fp32 baseline": base, **{name: apply_all(strategies, base, p) for name, p in TECHNIQUES.items()}}
     one = sample_batch(task.val_data, 1)
@@ -59,7 +59,7 @@ def main() -> None:
     models, acc = {}, {}
     for name, plan in plans.items():
         model = served_model(task, plan, 0, cache)  # the baseline trains first and becomes the teacher
-        models[name] = _runtime(task, plan, model, one, 0)
+        models[name] = serve(task, plan, model, one, 0)
         acc[name] = score(*predict(models[name], task.val_data, plan), task.metric_fn()).value
     names = list(plans)
     print(f"digits MLP 64-1024-1024-1024-10 on {torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds")
