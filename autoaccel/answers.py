@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from autoaccel.trial import SPEED_OBJECTIVES, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
-    from autoaccel.results import Point
+    from autoaccel.point import Point
 
 SERVING_OBJECTIVES = ("latency", "throughput")
 GOAL_WORDS = {"train_time": "training", "train_throughput": "training throughput", "latency": "latency",

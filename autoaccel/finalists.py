@@ -8,7 +8,7 @@ import sys
 import warnings
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from rich.markup import escape
@@ -17,10 +17,33 @@ from autoaccel.errors import TrialFailure, describe
 from autoaccel.results import Summary
 
 if TYPE_CHECKING:
-    from autoaccel.search import Search
+    from autoaccel.console import Progress
+    from autoaccel.options import Options
+    from autoaccel.pipeline import Pipeline
+    from autoaccel.task import Task
     from autoaccel.worker import InProcessRunner, IsolatedRunner
 
     Runner = IsolatedRunner | InProcessRunner
+
+
+class Searching(Protocol):
+    """What the end of a search needs of the search that ran it (``autoaccel.search.Search`` is one): written as
+    a protocol so the finish depends on these few names, not on the search module that calls it."""
+
+    task: "Task"
+    options: "Options"
+    objectives: tuple[str, ...]
+    progress: "Progress"
+
+    @property
+    def base(self) -> "Pipeline": ...
+
+    def factors(self) -> tuple[str, ...]: ...
+
+    def plan_of(self, study: optuna.Study, trial: int) -> "Pipeline": ...
+
+    def run_fixed(self, study: optuna.Study, runner: "Runner", config: dict[str, Any],
+                  role: str) -> optuna.trial.FrozenTrial | None: ...
 
 
 def environment() -> dict[str, str]:
@@ -50,7 +73,7 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, A
     return result
 
 
-def export_recommended(search: "Search", study: optuna.Study, summary: Summary, runner: "Runner", out: Path) -> dict[str, Any]:
+def export_recommended(search: Searching, study: optuna.Study, summary: Summary, runner: "Runner", out: Path) -> dict[str, Any]:
     """Write the primary answer's model (state dict always, ONNX where it exports) into ``out``."""
     plan = search.plan_of(study, summary.recommended.trial)
     try:

@@ -13,7 +13,7 @@ from rich.markup import escape
 from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
 from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
-from autoaccel.finalists import importances
+from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
 from autoaccel.remeasure import Ratio, paired_ratio
 from autoaccel.results import Point, Summary, single_speedups, summarize_study
@@ -21,15 +21,14 @@ from autoaccel.strategy import split_params
 from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
-    from autoaccel.search import Search
     from autoaccel.trial import Timings
     from autoaccel.worker import InProcessRunner, IsolatedRunner
 
     Runner = IsolatedRunner | InProcessRunner
 
 
-def timed_objectives(search: "Search") -> list[str]:
-    return [o for o in search.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or search.plan.base.train)]
+def timed_objectives(search: Searching) -> list[str]:
+    return [o for o in search.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or search.base.train)]
 
 
 # The training speedup of a serving variant: it trains nothing new (the user's own checkpoint).
@@ -55,7 +54,7 @@ class Finisher:
     `autoaccel report` rebuilds the same answers from storage alone.
     """
 
-    def __init__(self, search: "Search", study: optuna.Study, runner: "Runner") -> None:
+    def __init__(self, search: Searching, study: optuna.Study, runner: "Runner") -> None:
         self.search, self.study, self.runner = search, study, runner
         self.objectives = search.objectives
         self.max_drop = search.options.max_accuracy_drop
@@ -300,6 +299,6 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
 
 
-def finalize(search: "Search", study: optuna.Study, runner: "Runner") -> None:
+def finalize(search: Searching, study: optuna.Study, runner: "Runner") -> None:
     """Re-measure the finalists, choose and check one answer per goal, and record them in the study."""
     Finisher(search, study, runner).run()

@@ -11,15 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import pluggy
+from autoaccel.markers import PROJECT, hookimpl, hookspec
 
 if TYPE_CHECKING:
     from autoaccel.strategy import Strategy
     from autoaccel.target import Target
 
-PROJECT = "autoaccel"
-hookspec = pluggy.HookspecMarker(PROJECT)
-hookimpl = pluggy.HookimplMarker(PROJECT)
+__all__ = ["PROJECT", "hookimpl", "hookspec"]
 
 
 @hookspec
@@ -43,5 +41,7 @@ def autoaccel_detect_target(spec: str) -> "Target | None":
 def autoaccel_trial_finished(record: dict[str, Any]) -> None:
     """Observe a finished trial (reporters, loggers).
 
-    ``record`` holds ``number``, ``state`` (complete/failed), ``params``, ``metrics`` and ``reason``.
+    ``record`` is the trial's stored record (``autoaccel.record.TrialRecord.describe()``): ``number``, ``state``
+    (complete/failed), ``params``, ``config``, ``goal``, ``metrics``, ``ci95``, ``details``, ``failure_kind``,
+    ``reason`` and the rest of its fields.
     """

@@ -1,4 +1,4 @@
-"""The lifecycle a plan goes through, and the contexts its strategies' hooks receive.
+"""The lifecycle a plan goes through: the core's calls of its strategies' hooks, in their declared order.
 
 The core owns the order: build the model, train it (or reuse a cached training), transform it, serve it; at
 each step it calls the hook of every section in the plan, in the order the strategies declared. It never
@@ -9,98 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sized
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
-import numpy as np
 import torch
 from torch import nn
 
+from autoaccel.contexts import BuildContext, ServeContext, Stage, TrainingSetup, TransformContext
 from autoaccel.pipeline import Pipeline, Step
 from autoaccel.strategy import Strategy, ordered
-
-
-@dataclass(frozen=True)
-class BuildContext:
-    """What ``build_model`` may use: the task (its ``model`` and ``student`` factories), the plan and the seed."""
-
-    task: Any
-    plan: Pipeline
-    seed: int
-
-
-@dataclass
-class TrainingSetup:
-    """Everything the core's training loop runs with. ``configure_training`` hooks change its fields in order;
-    the loop then runs: for each batch, ``loss(model(x), y, x)`` under ``autocast()``, backward through
-    ``scaler`` (when set), an optimizer step, and a ``scheduler`` step (when set)."""
-
-    task: Any
-    plan: Pipeline
-    seed: int
-    model: nn.Module  # what the loop drives; a wrapper (torch.compile) must share the trained model's parameters
-    batches: Sized  # an iterable of (inputs, targets) with a length: one epoch
-    optimizer: torch.optim.Optimizer
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets, inputs)
-    # The trained model of the user's own recipe (from the checkpoint cache, or Task.weights), for a strategy that
-    # learns from it; raises TrialFailure when neither exists yet.
-    baseline: Callable[[], nn.Module]
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
-    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
-    scaler: torch.amp.GradScaler | None = None
-    contexts: list[contextlib.AbstractContextManager[Any]] = field(default_factory=list)  # around the whole run
-    non_blocking: bool = False  # host-to-device copies may overlap compute (pinned memory)
-    recompiles: bool = False  # slow steps at a new input shape are compilation: excluded from the run's time
-
-    @property
-    def total_steps(self) -> int:
-        return self.plan.epochs * len(self.batches)
-
-
-@dataclass(frozen=True)
-class TransformContext:
-    """What a post-training ``transform`` may use: the task, the plan, the seed, the core's fine-tuning loop
-    (``finetune(model, epochs)`` trains with the plan's own recipe and charges the time to it) and
-    ``trained(plan)``, the trained model of another recipe (a member), from the cache or trained now."""
-
-    task: Any
-    plan: Pipeline
-    seed: int
-    finetune: Callable[[nn.Module, int], nn.Module]
-    trained: Callable[[Pipeline], nn.Module] | None = None
-
-
-@dataclass(frozen=True)
-class ServeContext:
-    """What ``serve`` may use: the plan, one example input of batch 1, and ``calibration()``, a few batches of
-    training inputs (for engines that calibrate), empty without a task."""
-
-    task: Any
-    plan: Pipeline
-    seed: int
-    example: torch.Tensor
-    threads: int = 0
-
-    def calibration(self, samples: int = 256, batch: int = 32) -> list[np.ndarray]:
-        if self.task is None:
-            return []
-        data = self.task.train_data
-        g = torch.Generator().manual_seed(self.seed)
-        idx = torch.randperm(len(data), generator=g)[:samples].tolist()
-        return [torch.stack([data[i][0] for i in idx[s:s + batch]]).float().numpy() for s in range(0, len(idx), batch)]
-
-
-class Stage:
-    """Which hook of which strategy is running, so a failure is blamed on the settings acting there."""
-
-    def __init__(self) -> None:
-        self.name = "training"
-        self.finetune_s = 0.0  # training spent after the main run (fine-tuning): the recipe's cost too
-
-    def __call__(self, name: str) -> "Stage":
-        self.name = name
-        return self
 
 
 @functools.lru_cache(maxsize=512)
@@ -109,48 +26,50 @@ def _order(strategies: tuple[Strategy, ...]) -> tuple[int, ...]:
     return tuple(sorted(range(len(strategies)), key=lambda i: ranked[strategies[i].name]))
 
 
-def steps(plan: Pipeline) -> list[Step]:
-    """The plan's sections in the order their strategies declared, however the plan was assembled."""
+def steps(plan: Pipeline) -> list[tuple[Strategy, Step]]:
+    """The plan's sections with their strategies, in the order the strategies declared, however the plan was
+    assembled. (A plan knows its strategies only by name and declaration; here they are called.)"""
     held = plan.steps
-    return [held[i] for i in _order(tuple(s.strategy for s in held))]
+    owners = tuple(cast(Strategy, s.strategy) for s in held)
+    return [(owners[i], held[i]) for i in _order(owners)]
 
 
 def start(plan: Pipeline) -> None:
     """Every strategy's per-process preparation before a plan runs (forgetting compiled graphs, ...)."""
-    for step in steps(plan):
-        step.strategy.start(step.section, plan)
+    for strategy, step in steps(plan):
+        strategy.start(step.section, plan)
 
 
 def build_model(task: Any, plan: Pipeline, seed: int, stage: Stage | None = None) -> nn.Module:
     """The untrained model of the plan: the task's own, passed through every ``build_model`` hook."""
     model = task.model().to(plan.device)
     ctx = BuildContext(task, plan, seed)
-    for step in steps(plan):
+    for strategy, step in steps(plan):
         if stage is not None:
             stage(f"build:{step.name}")
-        model = step.strategy.build_model(step.section, model, ctx)
+        model = strategy.build_model(step.section, model, ctx)
     return model
 
 
 def configure_training(setup: TrainingSetup) -> TrainingSetup:
-    for step in steps(setup.plan):
-        step.strategy.configure_training(step.section, setup)
+    for strategy, step in steps(setup.plan):
+        strategy.configure_training(step.section, setup)
     return setup
 
 
 def transform(model: nn.Module, ctx: TransformContext, stage: Stage | None = None) -> nn.Module:
-    for step in steps(ctx.plan):
+    for strategy, step in steps(ctx.plan):
         if stage is not None:
             stage(f"transform:{step.name}")
-        model = step.strategy.transform(step.section, model, ctx)
+        model = strategy.transform(step.section, model, ctx)
     return model
 
 
 def serve(model: nn.Module, ctx: ServeContext, stage: Stage | None = None) -> nn.Module:
-    for step in steps(ctx.plan):
+    for strategy, step in steps(ctx.plan):
         if stage is not None:
             stage(f"serve:{step.name}")
-        model = step.strategy.serve(step.section, model, ctx)
+        model = strategy.serve(step.section, model, ctx)
     return model
 
 
@@ -159,8 +78,8 @@ def inference(plan: Pipeline) -> Iterator[None]:
     """No gradients, and every section's inference context (autocast, backend flags), entered in order."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
-        for step in steps(plan):
-            cm = step.strategy.inference_context(step.section, plan)
+        for strategy, step in steps(plan):
+            cm = strategy.inference_context(step.section, plan)
             if cm is not None:
                 stack.enter_context(cm)
         yield
@@ -169,6 +88,6 @@ def inference(plan: Pipeline) -> Iterator[None]:
 def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
     """A batch on the plan's device, as every section wants it (a memory layout, ...)."""
     inputs = inputs.to(plan.device)
-    for step in steps(plan):
-        inputs = step.strategy.prepare_input(step.section, inputs, plan)
+    for strategy, step in steps(plan):
+        inputs = strategy.prepare_input(step.section, inputs, plan)
     return inputs

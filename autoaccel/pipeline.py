@@ -12,10 +12,15 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
-if TYPE_CHECKING:
-    from autoaccel.strategy import Strategy
+
+class Owner(Protocol):
+    """What a plan knows of the strategy a section belongs to (a ``Strategy``): its name, and whether it declared
+    that it changes training. The lifecycle calls its hooks; the plan only carries it."""
+
+    name: str
+    changes_training: bool
 
 
 @dataclass(frozen=True)
@@ -47,7 +52,7 @@ class Step:
 
     name: str
     section: Section
-    strategy: "Strategy" = field(compare=False, repr=False)
+    strategy: Owner = field(compare=False, repr=False)
     changes_training: bool = field(default=False, compare=False)
 
 
@@ -92,7 +97,7 @@ class Pipeline:
         """A new plan with ``changes``; the receiver is never modified."""
         return dataclasses.replace(self, **changes)
 
-    def with_section(self, strategy: "Strategy", section: Section) -> "Pipeline":
+    def with_section(self, strategy: Owner, section: Section) -> "Pipeline":
         """The plan with ``strategy``'s section set (replacing an earlier one of the same strategy)."""
         step = Step(strategy.name, section, strategy, bool(strategy.changes_training))
         kept = tuple(s for s in self.steps if s.name != strategy.name)

@@ -22,9 +22,9 @@
 The contract suite, ``StrategyContract``, is importable from here too (loaded on first use: it needs pytest).
 """
 
+from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
-from autoaccel.lifecycle import BuildContext, ServeContext, TrainingSetup, TransformContext
 from autoaccel.pipeline import Pipeline, Section
 from autoaccel.space import Categorical, FloatRange, IntRange, Space, load_space
 from autoaccel.strategy import Capability, Phase, Strategy

@@ -122,6 +122,11 @@ class Search:
         self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
         self.turn = 0  # sampled trials asked so far: which factor the next one varies
 
+    @property
+    def base(self) -> Pipeline:
+        """The user's recipe as a plan."""
+        return self.plan.base
+
     def factors(self) -> tuple[str, ...]:
         """The factors that have strategies to search, in the order trials alternate between them."""
         present = {factor_of(s, self.options.mode) for s in self.plan.strategies}

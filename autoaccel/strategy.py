@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from autoaccel.lifecycle import BuildContext, ServeContext, TrainingSetup, TransformContext
+    from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
     from autoaccel.target import Target
     from autoaccel.task import Task
 

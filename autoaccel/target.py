@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from autoaccel.errors import AutoaccelError
-from autoaccel.hookspecs import hookimpl
+from autoaccel.markers import hookimpl
 
 OPTIONAL_LIBRARIES = ("onnx", "onnxruntime", "torchao", "torch_xla", "triton", "torchvision")
 TARGET_KINDS = ("auto", "cpu", "cuda", "mps", "xla")

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from autoaccel import lifecycle
+from autoaccel.contexts import TrainingSetup
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
-from autoaccel.lifecycle import TrainingSetup
 from autoaccel.measure import Clock, Measurement, summarize
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task

@@ -16,6 +16,7 @@ from torch import nn
 
 from autoaccel import lifecycle
 from autoaccel.cache import CheckpointCache, training_key
+from autoaccel.contexts import ServeContext, Stage, TransformContext
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.evaluate import (
@@ -26,7 +27,6 @@ from autoaccel.evaluate import (
     score,
     time_inference,
 )
-from autoaccel.lifecycle import ServeContext, Stage, TransformContext
 from autoaccel.load import LoadProbe
 from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline

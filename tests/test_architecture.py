@@ -17,17 +17,12 @@ FORBIDDEN = ("quantiz", "prun", "distill", "ensembl", "student", "teacher", "cud
 ALLOWED = {"task.py"}
 
 
-def _type_checking_only(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-
-
 def imports(path: Path) -> set[str]:
-    """autoaccel modules ``path`` imports at run time (module level or inside functions; not TYPE_CHECKING)."""
+    """autoaccel modules ``path`` imports anywhere: module level, inside functions, and under TYPE_CHECKING (a
+    cycle of type annotations is still two modules that cannot be understood one without the other)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if _type_checking_only(node):
-            return
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("autoaccel"))
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("autoaccel") and node.level == 0:

@@ -1,0 +1,97 @@
+"""The contexts the lifecycle hooks receive: what a strategy may use at each step of a plan's life."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sized
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from autoaccel.pipeline import Pipeline
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """What ``build_model`` may use: the task (its ``model`` and ``student`` factories), the plan and the seed."""
+
+    task: Any
+    plan: Pipeline
+    seed: int
+
+
+@dataclass
+class TrainingSetup:
+    """Everything the core's training loop runs with. ``configure_training`` hooks change its fields in order;
+    the loop then runs: for each batch, ``loss(model(x), y, x)`` under ``autocast()``, backward through
+    ``scaler`` (when set), an optimizer step, and a ``scheduler`` step (when set)."""
+
+    task: Any
+    plan: Pipeline
+    seed: int
+    model: nn.Module  # what the loop drives; a wrapper (torch.compile) must share the trained model's parameters
+    batches: Sized  # an iterable of (inputs, targets) with a length: one epoch
+    optimizer: torch.optim.Optimizer
+    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets, inputs)
+    # The trained model of the user's own recipe (from the checkpoint cache, or Task.weights), for a strategy that
+    # learns from it; raises TrialFailure when neither exists yet.
+    baseline: Callable[[], nn.Module]
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
+    scaler: torch.amp.GradScaler | None = None
+    contexts: list[contextlib.AbstractContextManager[Any]] = field(default_factory=list)  # around the whole run
+    non_blocking: bool = False  # host-to-device copies may overlap compute (pinned memory)
+    recompiles: bool = False  # slow steps at a new input shape are compilation: excluded from the run's time
+
+    @property
+    def total_steps(self) -> int:
+        return self.plan.epochs * len(self.batches)
+
+
+@dataclass(frozen=True)
+class TransformContext:
+    """What a post-training ``transform`` may use: the task, the plan, the seed, the core's fine-tuning loop
+    (``finetune(model, epochs)`` trains with the plan's own recipe and charges the time to it) and
+    ``trained(plan)``, the trained model of another recipe (a member), from the cache or trained now."""
+
+    task: Any
+    plan: Pipeline
+    seed: int
+    finetune: Callable[[nn.Module, int], nn.Module]
+    trained: Callable[[Pipeline], nn.Module] | None = None
+
+
+@dataclass(frozen=True)
+class ServeContext:
+    """What ``serve`` may use: the plan, one example input of batch 1, and ``calibration()``, a few batches of
+    training inputs (for engines that calibrate), empty without a task."""
+
+    task: Any
+    plan: Pipeline
+    seed: int
+    example: torch.Tensor
+    threads: int = 0
+
+    def calibration(self, samples: int = 256, batch: int = 32) -> list[np.ndarray]:
+        if self.task is None:
+            return []
+        data = self.task.train_data
+        g = torch.Generator().manual_seed(self.seed)
+        idx = torch.randperm(len(data), generator=g)[:samples].tolist()
+        return [torch.stack([data[i][0] for i in idx[s:s + batch]]).float().numpy() for s in range(0, len(idx), batch)]
+
+
+class Stage:
+    """Which hook of which strategy is running, so a failure is blamed on the settings acting there."""
+
+    def __init__(self) -> None:
+        self.name = "training"
+        self.finetune_s = 0.0  # training spent after the main run (fine-tuning): the recipe's cost too
+
+    def __call__(self, name: str) -> "Stage":
+        self.name = name
+        return self
+
