@@ -3,6 +3,7 @@ with cloudpickle (its model factory lives in an importable module, tiny_digits).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 import autoaccel
 from autoaccel import AutoaccelError, Task, hookimpl
+from autoaccel.record import TrialRecord
 from autoaccel.registry import plugin_manager
 
 STRATEGIES = "precision,batch_size,dataloader,scheduler"
@@ -45,10 +47,12 @@ def test_optimize_a_task_object(tiny_task: Task, tmp_path: Path) -> None:
     assert len(counted) == 3
     data = json.loads((out / "pareto.json").read_text())
     assert data["baseline"]["trial"] == 0
-    # One record per trial the worker ran, in order, each with the documented keys.
+    # One record per trial the worker ran, in order, each with the documented keys: the stored trial record
+    # (autoaccel.record.TrialRecord.describe()), whose state is complete or failed.
     assert [r["number"] for r in recorder.records] == [t.number for t in counted]
     for r in recorder.records:
-        assert set(r) == {"number", "state", "params", "metrics", "reason"}
+        assert set(r) == {f.name for f in dataclasses.fields(TrialRecord)}
+        assert {"number", "state", "params", "config", "goal", "metrics", "ci95", "details", "failure_kind", "reason"} <= set(r)
         assert r["state"] in ("complete", "failed")
 
 

@@ -13,9 +13,9 @@ from torch import nn
 
 import autoaccel
 from autoaccel.cli import main
-from autoaccel.ensemble import AverageEnsemble
 from autoaccel.errors import AutoaccelError
-from autoaccel.onnx_runtime import OrtModule
+from autoaccel.plugins.ensemble_models import AverageEnsemble
+from autoaccel.plugins.onnxruntime_session import OrtModule
 
 
 def write_recipe(path: Path, params: dict[str, object]) -> Path:
@@ -29,7 +29,7 @@ def test_cli_apply_exports_onnx_that_matches_pytorch(tmp_path: Path, tiny_task_f
     out = tmp_path / "model.onnx"
     assert main(["apply", str(recipe), str(tiny_task_file), "--export", "onnx", "--out", str(out)]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["training"]["dataloader"]["batch_size"] == 64
+    assert printed["training"]["batch_size"] == 64
     assert printed["training"]["scheduler"]["kind"] == "cosine"
     assert printed["export"]["max_abs_diff"] <= 1e-4
     session = OrtModule(out)
@@ -72,15 +72,15 @@ def test_the_same_recipe_task_and_seed_give_bit_identical_weights(tiny_task, tmp
     second = autoaccel.apply(tiny_task, recipe, goal="train")
     a, b = first.model.state_dict(), second.model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert first.config["dataloader"]["batch_size"] == 64 and "trained now" in first.training
+    assert first.config["batch_size"] == 64 and "trained now" in first.training
 
 
 def test_goal_picks_an_answer_and_defaults_to_combined(tiny_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     recipe = answers_recipe(tmp_path / "recipe.yaml")
     combined = autoaccel.apply(tiny_task, recipe)
-    assert combined.plan.batch_size == 64 and combined.plan.quantized
+    assert combined.plan.batch_size == 64 and combined.plan.section("quantization").method == "dynamic_int8"
     serve = autoaccel.apply(tiny_task, recipe, goal="serve")
-    assert serve.plan.batch_size == 32 and serve.plan.quantized
+    assert serve.plan.batch_size == 32 and serve.plan.section("quantization").method == "dynamic_int8"
     data = yaml.safe_load(recipe.read_text())
     del data["answers"]["combined"], data["goal"]
     (tmp_path / "two.yaml").write_text(yaml.safe_dump(data))
@@ -94,8 +94,8 @@ def test_an_ensemble_recipe_trains_its_members_without_a_cache(tiny_task, tmp_pa
     recipe = {"task": "tiny", "params": {"ensembling.k": 2}, "members": [member]}
     applied = autoaccel.apply(tiny_task, recipe)
     assert isinstance(applied.model, AverageEnsemble) and len(applied.model.members) == 2
-    assert applied.plan.members[0].plan.schedule.kind == "cosine"
-    with pytest.raises(AutoaccelError, match="ensemble"):
+    assert applied.plan.members[0].plan.section("scheduler").kind == "cosine"
+    with pytest.raises(AutoaccelError, match="serves several models.*pass the Task"):
         autoaccel.apply(nn.Sequential(nn.Linear(64, 10)), recipe)
 
 
@@ -125,7 +125,7 @@ def test_a_second_apply_with_the_same_cache_reuses_the_checkpoint(tmp_path: Path
 
 def test_a_failed_export_leaves_no_file_and_one_line(tmp_path: Path, tiny_task_file: Path,
                                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import autoaccel.onnx_runtime as ort
+    import autoaccel.onnx_export as ort
 
     def broken(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         Path(path).write_bytes(b"half an onnx file")

@@ -124,9 +124,9 @@ def test_trial_zero_is_the_baseline_with_all_defaults(two_runs: TwoRuns) -> None
     assert BASELINE_PARAMS == search_defaults(two_runs.model)
     assert two_runs.first.pareto["baseline"]["trial"] == 0
     assert two_runs.first.pareto["baseline"]["params"] == {} == trial0.user_attrs["config"]
-    # Its plan is the user's own recipe.
+    # Its plan is the user's own recipe: no strategy added a section (fp32 is the absence of a precision section).
     plan = trial0.user_attrs["plan"]
-    assert (plan["batch_size"], plan["lr"], plan["epochs"], plan["precision"]) == (32, 0.1, 1, "fp32")
+    assert (plan["batch_size"], plan["lr"], plan["epochs"], plan["sections"]) == (32, 0.1, 1, {})
 
 
 def test_first_run_has_four_finished_trials(two_runs: TwoRuns) -> None:

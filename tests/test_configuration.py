@@ -121,8 +121,9 @@ def test_factors_goals_and_culprits() -> None:
     assert goal_of({"quantization.method": "dynamic_int8"}, plan.strategies, "both") == "serve"
     assert goal_of({"batch_size.size": 64, "quantization.method": "dynamic_int8"}, plan.strategies, "both") == "combined"
     config = {"batch_size.size": 64, "pruning.method": "structured", "quantization.method": "dynamic_int8"}
-    # Transform 0 is pruning's, 1 quantization's: a failure there names that technique and its choice.
-    assert culprits(plan.strategies, plan.base, config, "transform:1") == "quantization.method=dynamic_int8"
+    # A failure in a strategy's hook (stage "<hook>:<strategy>") names that technique and its choice.
+    assert culprits(plan.strategies, plan.base, config, "transform:quantization") == "quantization.method=dynamic_int8"
+    assert culprits(plan.strategies, plan.base, config, "transform:pruning") == "pruning.method=structured"
     assert culprits(plan.strategies, plan.base, config, "training") == "batch_size.size=64"
     assert culprits(plan.strategies, plan.base, {}, "training") == "your recipe"
 

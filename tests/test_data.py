@@ -1,14 +1,21 @@
-"""data.py: cached batches, the training loader built from a LoaderPlan, evaluation and timing batches."""
+"""data.py and the dataloader plugin: cached batches, the training loader the dataloader section configures,
+evaluation and timing batches."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from autoaccel.data import CachedBatches, eval_batches, materialize, sample_batch, train_batches
-from autoaccel.pipeline import LoaderPlan
+from autoaccel.contexts import TrainingSetup
+from autoaccel.data import eval_batches, materialize, sample_batch, train_batches
+from autoaccel.pipeline import Pipeline
+from autoaccel.plugins.dataloader import CachedBatches
+from autoaccel.train import setup_for
+from tiny_digits import make_task, with_params
 
 N = 103  # not a multiple of the batch size: the last batch is short
 
@@ -26,7 +33,7 @@ def epoch_targets(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[
 
 def test_cached_batches_cover_every_sample_exactly_once_per_epoch() -> None:
     inputs, targets = materialize(indexed_dataset())
-    batches = CachedBatches(inputs, targets, batch_size=10, shuffle=True, seed=0)
+    batches = CachedBatches(inputs, targets, batch_size=10, seed=0)
     assert len(batches) == 11
     epochs = [epoch_targets(batches) for _ in range(3)]
     for seen in epochs:
@@ -39,16 +46,16 @@ def test_cached_batches_cover_every_sample_exactly_once_per_epoch() -> None:
 
 def test_cached_batches_keep_inputs_and_targets_aligned() -> None:
     inputs, targets = materialize(indexed_dataset())
-    for x, y in CachedBatches(inputs, targets, batch_size=16, shuffle=True, seed=1):
+    for x, y in CachedBatches(inputs, targets, batch_size=16, seed=1):
         assert torch.equal(x[:, 0].long(), y)
 
 
-def test_cached_batches_same_seed_same_order_and_unshuffled_order() -> None:
+def test_cached_batches_same_seed_same_order() -> None:
     inputs, targets = materialize(indexed_dataset())
-    a = epoch_targets(CachedBatches(inputs, targets, 10, shuffle=True, seed=7))
-    b = epoch_targets(CachedBatches(inputs, targets, 10, shuffle=True, seed=7))
+    a = epoch_targets(CachedBatches(inputs, targets, 10, seed=7))
+    b = epoch_targets(CachedBatches(inputs, targets, 10, seed=7))
     assert a == b
-    assert epoch_targets(CachedBatches(inputs, targets, 10, shuffle=False, seed=7)) == list(range(N))
+    assert epoch_targets(CachedBatches(inputs, targets, 10, seed=8)) != a
 
 
 def test_materialize_stacks_the_whole_dataset_across_chunks() -> None:
@@ -57,15 +64,22 @@ def test_materialize_stacks_the_whole_dataset_across_chunks() -> None:
     assert torch.equal(targets, torch.arange(N))
 
 
+def setup(params: dict[str, Any], device: str = "cpu") -> TrainingSetup:
+    """The training run the core sets up for a plan with the dataloader ``params`` (no prefix) on ``indexed_dataset``."""
+    task = make_task(train_data=indexed_dataset(), val_data=indexed_dataset(), model=lambda: nn.Linear(3, 2))
+    plan = with_params(Pipeline(device=device, batch_size=32, lr=0.1, epochs=1), {f"dataloader.{k}": v for k, v in params.items()})
+    return setup_for(task.model(), task, plan, seed=0)
+
+
 def test_train_batches_with_cache_are_cached_batches() -> None:
-    batches = train_batches(indexed_dataset(), LoaderPlan(cache=True), batch_size=32, device="cpu", seed=0)
+    batches = setup({"cache": True}).batches
     assert isinstance(batches, CachedBatches)
+    assert batches.batch_size == 32
     assert sorted(epoch_targets(batches)) == list(range(N))
 
 
 def test_train_batches_honour_workers_and_drop_pin_memory_off_cuda() -> None:
-    plan = LoaderPlan(num_workers=1, pin_memory=True, persistent_workers=True, prefetch_factor=4)
-    loader = train_batches(indexed_dataset(), plan, batch_size=32, device="cpu", seed=0)
+    loader = setup({"num_workers": 1, "pin_memory": True, "persistent_workers": True, "prefetch_factor": 4}).batches
     assert isinstance(loader, DataLoader)
     assert (loader.num_workers, loader.persistent_workers, loader.prefetch_factor) == (1, True, 4)
     assert loader.pin_memory is False
@@ -74,9 +88,14 @@ def test_train_batches_honour_workers_and_drop_pin_memory_off_cuda() -> None:
 
 
 def test_train_batches_without_workers_ignore_worker_only_settings() -> None:
-    loader = train_batches(indexed_dataset(), LoaderPlan(), batch_size=32, device="cpu", seed=0)
+    loader = train_batches(indexed_dataset(), batch_size=32, seed=0)
     assert loader.num_workers == 0 and loader.persistent_workers is False
     assert sorted(epoch_targets(loader)) == list(range(N))
+    # The worker-only settings mean nothing without workers: the plan is the user's, and so is the loader.
+    plain = setup({"num_workers": 0, "persistent_workers": True, "prefetch_factor": 8})
+    assert "dataloader" not in plain.plan.sections
+    assert isinstance(plain.batches, DataLoader) and plain.batches.num_workers == 0 and plain.batches.persistent_workers is False
+    assert sorted(epoch_targets(plain.batches)) == list(range(N))
 
 
 def test_eval_batches_are_in_order() -> None:

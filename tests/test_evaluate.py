@@ -11,6 +11,7 @@ from torch.utils.data import TensorDataset
 from autoaccel import AutoaccelError, Pipeline
 from autoaccel.evaluate import latency_input, peak_memory_mb, predict, score, wilson
 from autoaccel.metrics import accuracy, resolve_metric
+from tiny_digits import with_params
 
 Z = 1.959964
 
@@ -105,7 +106,8 @@ def test_predict_returns_float32_outputs_in_dataset_order(precision: str) -> Non
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     data = TensorDataset(torch.randn(37, 4), torch.arange(37) % 3)
-    plan = Pipeline(device="cpu", batch_size=8, lr=0.1, epochs=1, precision=precision, eval_batch_size=10)
+    plan = with_params(Pipeline(device="cpu", batch_size=8, lr=0.1, epochs=1, eval_batch_size=10), {"precision.dtype": precision})
+    assert (plan.section("precision") is None) == (precision == "fp32")  # bf16 and fp16 predict under autocast
     outputs, targets = predict(model, data, plan)
     assert outputs.dtype == torch.float32 and outputs.shape == (37, 3)
     assert torch.equal(targets, torch.arange(37) % 3)

@@ -7,10 +7,9 @@ from pathlib import Path
 import torch
 
 from autoaccel.export import ONNX_ATOL, export_model
-from autoaccel.onnx_runtime import OrtModule
-from autoaccel.pipeline import Pipeline, RuntimePlan
-from autoaccel.plugins.quantization import dynamic_int8
-from tiny_digits import make_mlp
+from autoaccel.pipeline import Pipeline
+from autoaccel.plugins.onnxruntime_session import OrtModule
+from tiny_digits import make_mlp, with_params
 
 
 def test_fp32_export_round_trips_through_onnx_runtime(tiny_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -25,14 +24,15 @@ def test_fp32_export_round_trips_through_onnx_runtime(tiny_task, tmp_path: Path)
 
 
 def test_static_int8_export_is_the_quantized_graph(tiny_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    plan = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1, runtime=RuntimePlan("onnxruntime", int8_static=True))
+    plan = with_params(Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1), {"quantization.method": "static_int8_ort"})
+    assert plan.engine() == "onnxruntime"
     report = export_model(tiny_task, plan, tmp_path / "model")
     assert Path(report["files"]["onnx"]).exists()
     assert report["onnx_prediction_agreement"] > 0.9
 
 
 def test_a_graph_that_does_not_export_still_gets_a_state_dict(tiny_task, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    plan = Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1).add_transform(dynamic_int8)
+    plan = with_params(Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1), {"quantization.method": "dynamic_int8"})
     report = export_model(tiny_task, plan, tmp_path / "model")
     assert Path(report["files"]["state_dict"]).exists() and Path(report["files"]["trained"]).exists()
     if "onnx" not in report["files"]:

@@ -15,6 +15,7 @@ import pytest
 import autoaccel.registry as registry
 from autoaccel import AutoaccelError, Phase, Pipeline, Strategy, Target, hookimpl
 from autoaccel.registry import LOCAL, collect_strategies, load_entrypoint_plugins, plugin_manager
+from autoaccel.strategy import ordered
 
 
 class Dummy(Strategy):
@@ -27,10 +28,13 @@ class Dummy(Strategy):
         return pipeline
 
 
-def named(strategy_name: str, strategy_phase: Any = Phase.TRAIN, yaml_name: str = "scheduler") -> Strategy:
+def named(strategy_name: str, strategy_phase: Any = Phase.TRAIN, yaml_name: str = "scheduler", **relations: Any) -> Strategy:
     class Named(Dummy):
         name = strategy_name
         phase = strategy_phase
+        after = relations.get("after", ())
+        before = relations.get("before", ())
+        requires = relations.get("requires", ())
 
         def space(self, task: object = None) -> Any:
             from autoaccel.space import load_space
@@ -137,6 +141,8 @@ def test_register_accepts_an_instance_or_a_strategy_class(pm: pluggy.PluginManag
         (named("9lives"), r"strategy name must match .*but got '9lives'"),
         (named("good", strategy_phase=2), r"strategy 'good'\.phase must be an autoaccel\.Phase, but got 2"),
         (named("good", yaml_name="no_such_space"), r"autoaccel\.search_spaces/no_such_space\.yaml: search-space file not found"),
+        (named("good", after="scheduler"), r"strategy 'good'\.after must be a tuple of strategy names, but got 'scheduler'"),
+        (named("good", requires=("ok", 3)), r"strategy 'good'\.requires must be a tuple of strategy names"),
     ],
 )
 def test_register_rejects_invalid_arguments(pm: pluggy.PluginManager, obj: object, message: str) -> None:
@@ -225,6 +231,50 @@ def test_unknown_strategy_suggests_the_closest() -> None:
     reg = collect_strategies(plugin_manager())
     with pytest.raises(AutoaccelError, match=r"--strategies: unknown strategy 'precison'; did you mean 'precision'\?"):
         reg.select(["precison"])
+
+
+def test_select_leaves_out_the_excluded_and_refuses_unknown_names(pm: pluggy.PluginManager) -> None:
+    pm.register(StrategyPlugin(named("first"), named("second"), named("third")))
+    reg = collect_strategies(pm)
+    assert [s.name for s in reg.select(None, exclude=["second"])] == ["first", "third"]
+    assert [s.name for s in reg.select(["first", "second"], exclude=["second"])] == ["first"]
+    with pytest.raises(AutoaccelError, match=r"--exclude: unknown strategy 'secnd'; did you mean 'second'\?"):
+        reg.select(None, exclude=["secnd"])
+
+
+# --- relations between strategies, checked when plugins load -------------------------------------------------
+
+
+def test_a_missing_required_strategy_fails_at_load_naming_the_distribution(monkeypatch: pytest.MonkeyPatch,
+                                                                             pm: pluggy.PluginManager) -> None:
+    fake_entry_points(monkeypatch, [
+        FakeEntryPoint("needy", "acme.needy", FakeDist("acme-accel"), StrategyPlugin(named("needy", requires=("helper",)))),
+    ])
+    load_entrypoint_plugins(pm)
+    with pytest.raises(AutoaccelError, match=r"strategy 'needy' \(distribution 'acme-accel'\) requires strategy 'helper', "
+                                             r"which is not installed"):
+        collect_strategies(pm)
+    pm.register(StrategyPlugin(named("helper")))
+    assert set(collect_strategies(pm).strategies) == {"needy", "helper"}
+
+
+def test_a_cycle_of_relations_fails_at_load(pm: pluggy.PluginManager) -> None:
+    pm.register(StrategyPlugin(named("a", after=("b",)), named("b", after=("a",))))
+    with pytest.raises(AutoaccelError, match="cycle of after/before relations"):
+        collect_strategies(pm)
+
+
+def test_a_relation_to_an_absent_strategy_is_ignored(pm: pluggy.PluginManager) -> None:
+    pm.register(StrategyPlugin(named("alone", after=("not_installed",), before=("nor_this",))))
+    assert list(collect_strategies(pm).strategies) == ["alone"]
+
+
+def test_the_builtins_declare_an_order_that_holds() -> None:
+    reg = collect_strategies(plugin_manager())  # check_relations ran: no cycle, nothing required is missing
+    order = [s.name for s in ordered(list(reg.strategies.values()))]
+    # What the built-ins declare: pruning shapes the model before it is ensembled, quantized, then served.
+    assert order.index("pruning") < order.index("ensembling") < order.index("quantization") < order.index("runtime")
+    assert order.index("quantization") < order.index("cuda_graphs") and order.index("compile") < order.index("cuda_graphs")
 
 
 # --- one test per hook ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from autoaccel.report import _ticks, build_report, technique_warnings
 from autoaccel.results import Summary, summarize_study
+from tiny_digits import builtin_strategies
 
 OBJECTIVES = ("accuracy", "train_time", "latency")
 EVIL = "<script>alert(1)</script>"
@@ -67,6 +68,8 @@ def full_study() -> optuna.Study:
     study = make_study()
     study.set_user_attr("target", TARGET)
     study.set_user_attr("environment", ENVIRONMENT)
+    # Why some settings are known to disappoint, as the search records it from the strategies' own hints.
+    study.set_user_attr("hints", {f"{s.name}.{k}": why for s in builtin_strategies().values() for k, why in s.hints.items()})
     faster = {"value": 1.84, "ci95": [1.71, 1.98], "label": "faster"}
     noise = {"value": 1.02, "ci95": [0.95, 1.10], "label": "no faster than baseline (within noise)"}
     study.set_user_attr("remeasure", {"baseline": 0, "rounds": 5, "trials": {

@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from autoaccel import Capability, Phase, Pipeline, Strategy
+from autoaccel import AutoaccelError, Capability, Phase, Pipeline, Section, Strategy, Target
 from autoaccel.space import Categorical, IntRange, Space
-from autoaccel.strategy import MODES, apply_all, qualified, split_params
-from autoaccel.testing import CPU
+from autoaccel.strategy import MODES, apply_all, check_relations, ordered, qualified, split_params
+
+CPU = Target("cpu", "cpu", "test cpu", 2, 8.0, None, ("fp32", "bf16", "fp16"), {"onnxruntime": True})
 
 
-def recorder(strategy_name: str, strategy_phase: Phase) -> Strategy:
-    """A strategy that appends ``name:params`` to the plan's extras['order'], so tests can see what ran when."""
+@dataclass(frozen=True)
+class Seen(Section):
+    x: Any
+
+
+def recorder(strategy_name: str, strategy_phase: Phase, after: tuple[str, ...] = (), before: tuple[str, ...] = (),
+             requires: tuple[str, ...] = ()) -> Strategy:
+    """A strategy that adds a section holding its ``x``; the plan's steps keep the order they were added in, so
+    tests can see what ran when."""
 
     class Recorder(Strategy):
         name = strategy_name
@@ -24,10 +34,14 @@ def recorder(strategy_name: str, strategy_phase: Phase) -> Strategy:
             return {"x": Categorical((0, 1, 2), 0)}
 
         def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
-            order = (*pipeline.extras.get("order", ()), f"{self.name}:{params.get('x')}")
-            return pipeline.with_extra("order", order)
+            return pipeline.with_section(self, Seen(params.get("x")))
 
+    Recorder.after, Recorder.before, Recorder.requires = after, before, requires
     return Recorder()
+
+
+def order(plan: Pipeline) -> tuple[str, ...]:
+    return tuple(f"{step.name}:{step.section.x}" for step in plan)  # type: ignore[attr-defined]
 
 
 def base() -> Pipeline:
@@ -45,7 +59,7 @@ def test_apply_all_follows_phase_order_then_name() -> None:
     ]
     params = {f"{s.name}.x": 1 for s in strategies}
     plan = apply_all(strategies, base(), params)
-    assert plan.extras["order"] == (
+    assert order(plan) == (
         "zz_data:1", "mm_model:1", "bb_train:1", "prune:1", "quantize:1", "aa_runtime:1",
     )
     # The order does not depend on the order the strategies were given in.
@@ -55,15 +69,15 @@ def test_apply_all_follows_phase_order_then_name() -> None:
 def test_apply_all_passes_each_strategy_only_its_own_params_unprefixed() -> None:
     a, b = recorder("a", Phase.DATA), recorder("b", Phase.TRAIN)
     plan = apply_all([a, b], base(), {"a.x": 2, "b.x": 0})
-    assert plan.extras["order"] == ("a:2", "b:0")
+    assert order(plan) == ("a:2", "b:0")
 
 
 def test_apply_all_skips_strategies_without_params_and_never_mutates() -> None:
     start = base()
     snapshot = start.describe()
     plan = apply_all([recorder("a", Phase.DATA), recorder("b", Phase.TRAIN)], start, {"b.x": 1})
-    assert plan.extras["order"] == ("b:1",)
-    assert start.describe() == snapshot and "order" not in start.extras
+    assert order(plan) == ("b:1",)
+    assert start.describe() == snapshot and start.steps == ()
     assert apply_all([recorder("a", Phase.DATA)], start, {}) == start
 
 
@@ -130,10 +144,40 @@ def test_default_strategy_space_reads_its_yaml_and_check_supports_everything() -
 
 def test_pipeline_replace_returns_a_new_plan() -> None:
     plan = base()
-    other = plan.replace(batch_size=64).with_extra("k", 1)
-    assert (plan.batch_size, dict(plan.extras)) == (32, {})
-    assert (other.batch_size, dict(other.extras)) == (64, {"k": 1})
-    with pytest.raises(TypeError):
-        other.extras["k"] = 2  # type: ignore[index]
+    k = recorder("k", Phase.TRAIN)
+    other = plan.replace(batch_size=64).with_section(k, Seen(1))
+    assert (plan.batch_size, dict(plan.sections)) == (32, {})
+    assert (other.batch_size, dict(other.sections)) == (64, {"k": Seen(1)})
+    other.sections["k"] = Seen(2)  # type: ignore[index]  # a copy: the plan keeps its own
+    assert other.section("k") == Seen(1) and other.section("nothing") is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        other.section("k").x = 2  # type: ignore[union-attr]
     with pytest.raises(AttributeError):
         plan.batch_size = 8  # type: ignore[misc]
+    # A strategy's section replaces its earlier one, in place of nothing else.
+    again = other.with_section(k, Seen(2))
+    assert order(again) == ("k:2",) and order(other) == ("k:1",)
+
+
+def test_declared_relations_order_strategies_within_a_phase() -> None:
+    late = recorder("aa", Phase.RUNTIME, after=("zz",))
+    early = recorder("zz", Phase.RUNTIME)
+    middle = recorder("mm", Phase.RUNTIME, before=("aa",), after=("zz",))
+    data = recorder("yy", Phase.DATA, before=("not_installed",))  # relations to absent strategies are ignored
+    assert [s.name for s in ordered([late, early, middle, data])] == ["yy", "zz", "mm", "aa"]
+    plan = apply_all([late, early, middle, data], base(), {"aa.x": 1, "zz.x": 1, "mm.x": 1, "yy.x": 1})
+    assert order(plan) == ("yy:1", "zz:1", "mm:1", "aa:1")
+
+
+def test_a_cycle_or_a_relation_against_the_phases_is_one_clear_error() -> None:
+    with pytest.raises(AutoaccelError, match="cycle of after/before relations"):
+        ordered([recorder("a", Phase.TRAIN, after=("b",)), recorder("b", Phase.TRAIN, after=("a",))])
+    with pytest.raises(AutoaccelError, match="strategy 'data' .phase data. is declared to act after 'serve'"):
+        ordered([recorder("data", Phase.DATA, after=("serve",)), recorder("serve", Phase.RUNTIME)])
+
+
+def test_a_missing_required_strategy_is_an_error_naming_its_distribution() -> None:
+    needy = recorder("needy", Phase.TRAIN, requires=("helper",))
+    with pytest.raises(AutoaccelError, match="strategy 'needy' .distribution 'acme'. requires strategy 'helper'"):
+        check_relations([needy], {"needy": "acme"})
+    check_relations([needy, recorder("helper", Phase.DATA)])

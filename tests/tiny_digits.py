@@ -10,6 +10,7 @@ import functools
 import math
 import string
 import textwrap
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from autoaccel import Pipeline, Task
+from autoaccel import Pipeline, Strategy, Task
 from autoaccel.trial import TrialResult, run_trial
 
 TASK_NAME = "tiny"
@@ -114,6 +115,23 @@ def write_model(directory: Path, source: str, name: str = "model.py") -> Path:
 def base_plan(task: Task, device: str = "cpu") -> Pipeline:
     """The user's own recipe as a plan, the way the search builds trial 0."""
     return Pipeline(device=device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs)
+
+
+@functools.lru_cache(maxsize=1)
+def builtin_strategies() -> dict[str, Strategy]:
+    """The strategies autoaccel ships (entry points of the `autoaccel` distribution itself), by name."""
+    from autoaccel.registry import default_registry
+
+    registry = default_registry()
+    return {name: s for name, s in registry.strategies.items() if registry.origins[name] == "autoaccel"}
+
+
+def with_params(plan: Pipeline, params: Mapping[str, Any]) -> Pipeline:
+    """``plan`` with settings ``{"<strategy>.<param>": value}`` applied by the built-in strategies, in their
+    declared order, exactly as a trial applies the parameters Optuna suggested."""
+    from autoaccel.strategy import apply_all
+
+    return apply_all(list(builtin_strategies().values()), plan, params)
 
 
 def train_with(task: Task, plan: Pipeline) -> TrialResult:

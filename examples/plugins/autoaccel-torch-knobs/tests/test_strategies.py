@@ -4,12 +4,12 @@ the behaviour each promises."""
 from __future__ import annotations
 
 import torch
+from autoaccel_torch_knobs.optimizer_kernels import OptimizerKernelsStrategy
+from autoaccel_torch_knobs.torch_inference import InferenceSection, TorchInferenceStrategy, torch_inference
 
 from autoaccel.plugin import Pipeline, StrategyContract, TrainingSetup
 from autoaccel.testing import contract_task
 from autoaccel.train import setup_for
-from autoaccel_torch_knobs.optimizer_kernels import OptimizerKernelsStrategy
-from autoaccel_torch_knobs.torch_inference import InferenceSection, TorchInferenceStrategy, torch_inference
 
 
 class TestOptimizerKernelsContract(StrategyContract):
