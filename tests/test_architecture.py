@@ -87,3 +87,14 @@ def test_the_core_never_names_a_builtin_technique(path: Path) -> None:
     hits = [f"{path.name}:{line}: {text[:70]!r}" for line, text in names_in_code(path)
             if any(word in text.lower().replace(" ", "_") for word in FORBIDDEN)]
     assert not hits, "the core names a built-in technique (move it into its plugin):\n" + "\n".join(hits)
+
+
+def test_every_plugin_package_ships_in_the_wheel() -> None:
+    """A package under plugins/ that pyproject does not list installs from a checkout (editable) and is missing
+    from a wheel: every command would then fail to import it."""
+    import tomllib
+
+    listed = set(tomllib.loads((CORE.parent / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    found = {"autoaccel.plugins." + ".".join(p.parent.relative_to(CORE.parent / "plugins").parts)
+             for p in (CORE.parent / "plugins").rglob("__init__.py") if p.parent != CORE.parent / "plugins"}
+    assert found <= listed, f"pyproject.toml [tool.setuptools] packages lacks {sorted(found - listed)}"
