@@ -3,12 +3,12 @@ checked by loading it back in ONNX Runtime and comparing with PyTorch's output."
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from autoaccel import lifecycle
 from autoaccel.cache import CheckpointCache
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure
@@ -26,8 +26,8 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     """Write ``out/model.pt`` (state dict of the served model), ``out/trained.pt`` (weights before post-training
     transforms) and ``out/model.onnx`` where it exports; returns what was written and what was not, and why.
 
-    A plan served from an ONNX graph of its own (a served module with ``onnx_path``, e.g. an int8 graph) exports
-    that very graph, judged by how often its predictions agree with the PyTorch model's.
+    A plan whose strategy serves a graph of its own (an int8 ONNX Runtime graph) has that strategy write it
+    (the ``export`` hook); it is judged by how often its predictions agree with the PyTorch model's.
     """
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"files": {}, "notes": []}
@@ -40,11 +40,8 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     example = latency_input(task.val_data, task.example_input)
     probe = sample_batch(task.val_data, min(16, len(task.val_data))).float()
     try:
-        # Held while its graph is copied: the session owns the graph's folder, removed when it goes.
-        served = serve(task, plan, model, example, seed) if plan.engine() else model
-        graph = getattr(served, "onnx_path", None)
-        if graph is not None:
-            shutil.copyfile(graph, out / "model.onnx")
+        served = serve(task, plan, model, example, seed)
+        if lifecycle.export(plan, served, out / "model.onnx"):
             # A quantized graph is not expected to match fp32 PyTorch closely; agreement is judged on predictions.
             with torch.no_grad():
                 agree = float((run_onnx(out / "model.onnx", probe).argmax(1) == model(probe).argmax(1)).float().mean())

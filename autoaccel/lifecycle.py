@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -83,6 +84,11 @@ def inference(plan: Pipeline) -> Iterator[None]:
             if cm is not None:
                 stack.enter_context(cm)
         yield
+
+
+def export(plan: Pipeline, served: nn.Module, path: Path) -> bool:
+    """Whether a strategy wrote the graph the plan serves to ``path``: the last to act on serving is asked first."""
+    return any(strategy.export(step.section, served, path) for strategy, step in reversed(steps(plan)))
 
 
 def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:

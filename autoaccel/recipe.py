@@ -228,11 +228,10 @@ def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> d
         torch.load(path, weights_only=True)  # it must read back
         return {"path": str(path), "kind": kind}
     if kind == "onnx":
-        if (graph := getattr(model, "onnx_path", None)) is not None:
-            import shutil
+        from autoaccel import lifecycle
 
-            shutil.copyfile(graph, path)
-            return {"path": str(path), "kind": kind, "check": "copied the ONNX graph the recipe serves"}
+        if lifecycle.export(applied.plan, model, path):
+            return {"path": str(path), "kind": kind, "check": "the graph the recipe serves, written by its strategy"}
         export_onnx(model, example, path)
         diff = check_onnx(path, model, example)
         if diff > ATOL:

@@ -18,6 +18,7 @@ from autoaccel.space import Space, load_space, restrict
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
+    from pathlib import Path
 
     import torch
     from torch import nn
@@ -133,6 +134,11 @@ class Strategy(ABC):
     def prepare_input(self, section: Section, inputs: "torch.Tensor", plan: Pipeline) -> "torch.Tensor":
         """An input batch as this technique wants it (a memory layout ...), in training and at inference."""
         return inputs
+
+    def export(self, section: Section, served: "nn.Module", path: "Path") -> bool:
+        """Write the ONNX graph of what this technique serves (an engine's own graph, an int8 graph) to ``path``
+        and return True; False (the default) leaves the export to the core, which exports the served model."""
+        return False
 
     def recipe(self, section: Section) -> dict[str, Any]:
         """What to set in your own training script to do what this section did (default: its fields)."""

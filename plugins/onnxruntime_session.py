@@ -52,7 +52,7 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 class OrtModule(nn.Module):
     """An ONNX Runtime session behind nn.Module's call, so evaluation and timing treat it as any model.
 
-    ``onnx_path`` is the graph it runs: the core exports that very file instead of re-exporting the model.
+    ``onnx_path`` is the graph it runs: exported as it is (``write_graph``), never re-exported from the model.
     """
 
     def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
@@ -90,6 +90,14 @@ def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, cal
         # The graph files live as long as the session that may still be copied out (autoaccel apply --export).
         weakref.finalize(module, shutil.rmtree, folder, True)
     return module
+
+
+def write_graph(served: nn.Module, path: Path) -> bool:
+    """Copy the graph a session serves to ``path`` (the export hook of the strategies that serve one)."""
+    if not isinstance(served, OrtModule):
+        return False
+    shutil.copyfile(served.onnx_path, path)
+    return True
 
 
 def available() -> tuple[bool, str]:

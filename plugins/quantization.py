@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -129,6 +130,11 @@ class QuantizationStrategy(Strategy):
         from autoaccel.plugins.onnxruntime_session import onnx_runtime
 
         return onnx_runtime(model, ctx.example, True, ctx.calibration(), threads=ctx.threads or None)
+
+    def export(self, section: QuantizationSection, served: nn.Module, path: Path) -> bool:  # type: ignore[override]
+        from autoaccel.plugins.onnxruntime_session import write_graph
+
+        return section.method == ORT_STATIC and write_graph(served, path)  # the calibrated int8 graph itself
 
 
 @hookimpl

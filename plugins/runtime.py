@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from autoaccel.plugin import Capability, Phase, Pipeline, Section, ServeContext, Strategy, Target, hookimpl
-from autoaccel.plugins.onnxruntime_session import PROVIDERS, OrtModule, onnx_runtime, providers
+from autoaccel.plugins.onnxruntime_session import PROVIDERS, OrtModule, onnx_runtime, providers, write_graph
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class RuntimeStrategy(Strategy):
             reopened.source = model  # owns the graph's folder, removed when the last session that needs it goes
             return reopened
         return onnx_runtime(model, ctx.example, False, [], threads=ctx.threads or None, providers=wanted)
+
+    def export(self, section: RuntimeSection, served: nn.Module, path: Path) -> bool:  # type: ignore[override]
+        return write_graph(served, path)  # the graph the session runs, exactly
 
 
 @hookimpl
