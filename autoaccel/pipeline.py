@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -109,9 +109,6 @@ class Pipeline:
     @property
     def sections(self) -> Mapping[str, Section]:
         return {s.name: s.section for s in self.steps}
-
-    def __iter__(self) -> Iterator[Step]:
-        return iter(self.steps)
 
     def engine(self) -> str | None:
         """The engine another section serves the model with, or None for PyTorch."""

@@ -16,6 +16,7 @@ import torch
 import yaml
 from torch import nn
 
+from autoaccel import lifecycle
 from autoaccel.cache import training_key
 from autoaccel.configuration import GOALS
 from autoaccel.errors import AutoaccelError, TrialFailure, describe
@@ -85,9 +86,9 @@ def training_config(plan: Pipeline) -> dict[str, Any]:
     """What to set in your own training script to train the way the recipe did: the recipe's own fields, then
     each training section as its strategy words it (DataLoader kwargs, autocast dtype, schedule ...)."""
     config: dict[str, Any] = {"batch_size": plan.batch_size, "lr": plan.lr, "epochs": plan.epochs}
-    for step in plan:
+    for strategy, step in lifecycle.steps(plan):
         if step.changes_training:
-            config[step.name] = step.strategy.recipe(step.section)
+            config[step.name] = strategy.recipe(step.section)
     return config
 
 
@@ -228,8 +229,6 @@ def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> d
         torch.load(path, weights_only=True)  # it must read back
         return {"path": str(path), "kind": kind}
     if kind == "onnx":
-        from autoaccel import lifecycle
-
         if lifecycle.export(applied.plan, model, path):
             return {"path": str(path), "kind": kind, "check": "the graph the recipe serves, written by its strategy"}
         export_onnx(model, example, path)

@@ -181,7 +181,7 @@ class StrategyContract:
                 out = s.apply(base, {k: sample_value(p, rng) for k, p in space.items()})
                 assert isinstance(out, Pipeline)
                 assert base.describe() == snapshot, "apply() mutated its input"
-                others = [step.name for step in out if step.name != s.name]
+                others = [step.name for step in out.steps if step.name != s.name]
                 assert not others, f"apply() added sections of other strategies: {others}"
                 section = out.section(s.name)
                 if section is not None:

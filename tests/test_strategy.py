@@ -41,7 +41,7 @@ def recorder(strategy_name: str, strategy_phase: Phase, after: tuple[str, ...] =
 
 
 def order(plan: Pipeline) -> tuple[str, ...]:
-    return tuple(f"{step.name}:{step.section.x}" for step in plan)  # type: ignore[attr-defined]
+    return tuple(f"{step.name}:{step.section.x}" for step in plan.steps)  # type: ignore[attr-defined]
 
 
 def base() -> Pipeline:
