@@ -1,0 +1,134 @@
+"""Record a replay table: every configuration of a restricted space, measured once.
+
+    python bench/record_table.py examples/digits.py --strategies batch_size,precision,dataloader,scheduler,quantization,runtime,pruning \
+        --choices batch_size.size=16,32,64,128 --choices batch_size.lr_scaling=none,linear ... --out bench/tables/digits_cpu.json
+
+Each row holds the configuration (the settings that change the plan), its goal (train, serve, combined), the
+objectives and accuracy, the training key, the seconds its training took and the seconds its evaluation took.
+Every suggested point of the conditional grid is mapped to its row (``aliases``), so a replay of any search
+method, conditional or flat, finds what it would have measured. bench/search_replay.py replays searches on it;
+bench/README.md documents the format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autoaccel.cache import training_key  # noqa: E402
+from autoaccel.cli import _choices  # noqa: E402
+from autoaccel.configuration import configuration, goal_of  # noqa: E402
+from autoaccel.errors import TrialFailure  # noqa: E402
+from autoaccel.loading import load_task  # noqa: E402
+from autoaccel.options import Options  # noqa: E402
+from autoaccel.registry import plugin_manager  # noqa: E402
+from autoaccel.search import plan_search  # noqa: E402
+from autoaccel.space import Categorical, Param, active  # noqa: E402
+from autoaccel.strategy import apply_all  # noqa: E402
+from autoaccel.trial import run_trial  # noqa: E402
+
+TABLE_VERSION = 1
+
+
+def describe_param(param: Param) -> dict[str, Any]:
+    """A parameter as the YAML a space is written in (conditions included), so a replay needs no plugins."""
+    if not isinstance(param, Categorical):
+        raise SystemExit(f"record_table: a table needs a finite grid; narrow range parameters with --choices ({param})")
+    out: dict[str, Any] = {"choices": list(param.choices), "default": param.default}
+    when = {}
+    for cond in param.when:
+        when[cond.sibling] = "changed" if cond.changed else ({"not": list(cond.values)} if cond.negate else list(cond.values))
+    if when:
+        out["when"] = when
+    return out
+
+
+def grid(space: dict[str, Param]) -> list[dict[str, Any]]:
+    """Every point of the conditional grid: per strategy, the combinations of its active parameters."""
+    by_strategy: dict[str, dict[str, Param]] = {}
+    for name, param in space.items():
+        strategy, _, local = name.partition(".")
+        by_strategy.setdefault(strategy, {})[local] = param
+    per_strategy = []
+    for strategy, local in by_strategy.items():
+        points = set()
+        for values in itertools.product(*(p.choices for p in local.values())):  # type: ignore[union-attr]
+            chosen = dict(zip(local, values))
+            kept = {k: v for k, v in chosen.items() if active(local, k, chosen)}
+            points.add(tuple(sorted((f"{strategy}.{k}", v) for k, v in kept.items())))
+        per_strategy.append(sorted(points, key=repr))
+    return [dict(itertools.chain(*combo)) for combo in itertools.product(*per_strategy)]
+
+
+def alias(params: dict[str, Any]) -> str:
+    return json.dumps(sorted(params.items()), default=str)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--strategies", required=True)
+    parser.add_argument("--choices", action="append", default=[])
+    parser.add_argument("--mode", default="both")
+    parser.add_argument("--objectives", default=None)
+    parser.add_argument("--timing-budget", type=float, default=0.2, help="seconds of timing per latency measurement")
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    task = load_task(args.model)
+    options = Options(strategies=tuple(args.strategies.split(",")), choices=_choices(args.choices), mode=args.mode,
+                      objectives=tuple(args.objectives.split(",")) if args.objectives else None, target="cpu")
+    options.validate()
+    plan = plan_search(task, options, plugin_manager())
+    points = grid(plan.space)
+    print(f"{len(points)} grid points over {len(plan.space)} parameters", file=sys.stderr)
+    rows: dict[str, dict[str, Any]] = {}
+    aliases: dict[str, str] = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for i, params in enumerate(points):
+            config = configuration(plan.strategies, plan.base, {**plan.defaults, **params}, plan.defaults)
+            pipeline = apply_all(plan.strategies, plan.base, config)
+            fingerprint = pipeline.fingerprint()
+            aliases[alias(params)] = fingerprint
+            if fingerprint in rows:
+                continue
+            key = training_key(task, pipeline)
+            started = time.perf_counter()
+            try:
+                result = run_trial(task, pipeline, task.seed, args.timing_budget, cache)
+            except TrialFailure as exc:
+                rows[fingerprint] = {"params": config, "goal": goal_of(config, plan.strategies, options.mode), "training_key": key,
+                                     "failed": f"{exc.kind}: {exc.reason}", "train_seconds": 0.0,
+                                     "eval_seconds": time.perf_counter() - started}
+                continue
+            wall = time.perf_counter() - started
+            trained = not result.details.get("cached_training", False)
+            train_s = float(result.metrics["train_time"]) if plan.base.train else 0.0
+            rows[fingerprint] = {
+                "params": config, "goal": goal_of(config, plan.strategies, options.mode), "training_key": key,
+                "metrics": result.metrics, "train_seconds": train_s,
+                "eval_seconds": max(0.0, wall - (train_s + float(result.details.get("compile_s", 0.0)) if trained else wall)),
+            }
+            print(f"[{i + 1}/{len(points)}] {len(rows)} rows  {config}  {result.metrics.get('accuracy'):.4f}", file=sys.stderr)
+    table = {
+        "version": TABLE_VERSION, "name": Path(args.out).stem, "task": task.name, "model": args.model, "mode": options.mode,
+        "strategies": args.strategies, "choices": args.choices, "objectives": list(options.resolved_objectives()),
+        "max_accuracy_drop": options.max_accuracy_drop,
+        "space": {name: describe_param(p) for name, p in plan.space.items()},
+        "baseline": apply_all(plan.strategies, plan.base, {}).fingerprint(),
+        "rows": rows, "aliases": aliases,
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(table, indent=1, default=str), encoding="utf-8")
+    print(f"wrote {args.out}: {len(rows)} configurations, {len(aliases)} grid points", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

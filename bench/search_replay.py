@@ -1,0 +1,239 @@
+"""Replay search methods against a recorded table: how much search cost each needs to find the win.
+
+    python bench/search_replay.py --table bench/tables/digits_cpu.json --seeds 20 [--json]
+
+A trial's cost is its evaluation seconds, plus its training seconds when its training key was not trained
+before in that replay (serving variants of a trained recipe reuse it, as in a real study). For each method, the
+median over seeds of the cost to reach 95% of the table's best feasible speedup, per goal (train: train_time,
+serve: latency), and its ratio to plain TPE's. Methods:
+
+- autoaccel: the real search (its sampler, its factor alternation, its conditional space, its reuse of measured
+  configurations), driven trial by trial with the table standing in for the worker;
+- tpe, nsga2, random: plain Optuna over the flat space, every parameter suggested every trial (what a user of
+  Optuna would write), the same objectives;
+- exhaustive: every configuration once, in a random order.
+
+Every method measures the user's recipe first (speedups are against it). A seed that never reaches a goal within
+the cap (twice the table's configurations) counts as never: the median is null when more than half never do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from autoaccel import study as studies  # noqa: E402
+from autoaccel.errors import TrialFailure  # noqa: E402
+from autoaccel.loading import load_task  # noqa: E402
+from autoaccel.options import Options  # noqa: E402
+from autoaccel.registry import plugin_manager  # noqa: E402
+from autoaccel.search import Search  # noqa: E402
+from autoaccel.space import active, parse_space  # noqa: E402
+from autoaccel.trial import METRICS, TrialResult  # noqa: E402
+
+GOALS = {"train": "train_time", "serve": "latency"}
+REACH = 0.95
+METHODS = ("autoaccel", "tpe", "nsga2", "random", "exhaustive")
+
+
+class Table:
+    def __init__(self, path: str) -> None:
+        self.data = json.loads(Path(path).read_text(encoding="utf-8"))
+        self.rows: dict[str, dict[str, Any]] = self.data["rows"]
+        self.base = self.rows[self.data["baseline"]]
+        self.objectives: list[str] = self.data["objectives"]
+        # Per strategy, its local space with conditions, so a flat suggestion maps to the point that applies.
+        grouped: dict[str, dict[str, Any]] = {}
+        for name, spec in self.data["space"].items():
+            strategy, _, local = name.partition(".")
+            grouped.setdefault(strategy, {})[local] = spec
+        self.spaces = {s: parse_space({"params": local}, f"table {s}") for s, local in grouped.items()}
+        budget = self.data["max_accuracy_drop"]
+        self.best = {goal: max((self.speedup(r, goal) for r in self.rows.values() if self.feasible(r, budget)), default=1.0)
+                     for goal in GOALS}
+        self.budget = budget
+
+    def speedup(self, row: dict[str, Any], goal: str) -> float:
+        metric = GOALS[goal]
+        if "metrics" not in row or row["metrics"].get(metric, 0) <= 0:
+            return 0.0
+        return self.base["metrics"][metric] / row["metrics"][metric]
+
+    def feasible(self, row: dict[str, Any], budget: float) -> bool:
+        return "metrics" in row and self.base["metrics"]["accuracy"] - row["metrics"]["accuracy"] <= budget + 1e-12
+
+    def lookup(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """The row a flat suggestion measures: only the parameters that apply under their siblings count."""
+        kept = []
+        for strategy, local in self.spaces.items():
+            chosen = {k.partition(".")[2]: v for k, v in flat.items() if k.partition(".")[0] == strategy}
+            kept += [(f"{strategy}.{k}", v) for k, v in chosen.items() if active(local, k, chosen)]
+        return self.rows[self.data["aliases"][json.dumps(sorted(kept), default=str)]]
+
+
+class Replay:
+    """Cost accounting of one method on one seed: evaluation always, training once per training key."""
+
+    def __init__(self, table: Table) -> None:
+        self.table, self.cost, self.trained = table, 0.0, set()
+        self.reached: dict[str, float | None] = dict.fromkeys(GOALS)
+
+    def measure(self, row: dict[str, Any]) -> None:
+        self.cost += row["eval_seconds"]
+        if row["training_key"] not in self.trained:
+            self.trained.add(row["training_key"])
+            self.cost += row["train_seconds"]
+        if not self.table.feasible(row, self.table.budget):
+            return
+        for goal in GOALS:
+            if self.reached[goal] is None and self.table.speedup(row, goal) >= REACH * self.table.best[goal]:
+                self.reached[goal] = self.cost
+
+    @property
+    def done(self) -> bool:
+        return all(v is not None for v in self.reached.values())
+
+
+def plain_optuna(table: Table, seed: int, sampler: optuna.samplers.BaseSampler, cap: int) -> Replay:
+    replay = Replay(table)
+    directions = ["maximize" if METRICS[o] else "minimize" for o in table.objectives]
+    study = optuna.create_study(directions=directions, sampler=sampler)
+    space = {name: optuna.distributions.CategoricalDistribution(spec["choices"]) for name, spec in table.data["space"].items()}
+    study.enqueue_trial({name: spec["default"] for name, spec in table.data["space"].items()})
+    for _ in range(cap):
+        trial = study.ask(space)
+        row = table.lookup(dict(trial.params))
+        replay.measure(row)
+        if "metrics" in row:
+            study.tell(trial, [row["metrics"][o] for o in table.objectives])
+        else:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        if replay.done:
+            break
+    return replay
+
+
+def exhaustive(table: Table, seed: int, cap: int) -> Replay:
+    replay = Replay(table)
+    order = [r for k, r in table.rows.items() if k != table.data["baseline"]]
+    random.Random(seed).shuffle(order)
+    for row in [table.base, *order][:cap]:
+        replay.measure(row)
+        if replay.done:
+            break
+    return replay
+
+
+class TableRunner:
+    """Stands in for the worker: a plan's measurements come from its row of the table."""
+
+    def __init__(self, table: Table, replay: Replay) -> None:
+        self.by_fingerprint, self.replay = table.rows, replay
+
+    def run(self, plan: Any, seed: int, timing_budget_s: float) -> TrialResult:
+        row = self.by_fingerprint.get(plan.fingerprint())
+        if row is None:
+            raise TrialFailure("configuration not in the table", kind="unsupported")
+        self.replay.measure(row)
+        if "metrics" not in row:
+            kind, _, reason = row["failed"].partition(": ")
+            raise TrialFailure(reason, kind=kind)
+        return TrialResult(dict(row["metrics"]), {}, {"checkpoint": row["training_key"], "cached_training": False})
+
+    def close(self) -> None:
+        pass
+
+
+def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
+    replay = Replay(table)
+    with tempfile.TemporaryDirectory() as out:
+        options = Options(strategies=tuple(table.data["strategies"].split(",")), mode=table.data["mode"], seed=seed,
+                          choices=_choices(table.data["choices"]), isolate=False, quiet=True, out=out, target="cpu",
+                          remeasure_rounds=0, ablation=False)
+        search = Search(task, table.data["model"], options, plugin_manager())
+        storage = optuna.storages.InMemoryStorage()
+        sampler = studies.make_sampler(options.sampler, seed, search.plan.space)
+        study = studies.open_study(storage, "replay", search.objectives, sampler)
+        studies.ensure_baseline(study, search.plan.defaults)
+        runner = TableRunner(table, replay)
+        proposals = 0
+        while not replay.done and proposals < 4 * cap:
+            proposals += 1
+            search._one_trial(study, runner, proposals, quiet=True)
+    return replay
+
+
+def _choices(items: list[str]) -> dict[str, tuple[object, ...]] | None:
+    from autoaccel.cli import _choices as parse
+
+    return parse(items)
+
+
+def run_method(method: str, table: Table, seed: int, task: Any) -> Replay:
+    cap = 2 * len(table.rows)
+    if method == "autoaccel":
+        return ours(table, seed, cap, task)
+    if method == "exhaustive":
+        return exhaustive(table, seed, cap)
+    samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+    }
+    return plain_optuna(table, seed, samplers[method](), cap)
+
+
+def median_or_none(costs: list[float | None]) -> float | None:
+    values = sorted(math.inf if c is None else c for c in costs)
+    m = statistics.median(values)
+    return None if math.isinf(m) else m
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--table", required=True)
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.simplefilter("ignore")
+    table = Table(args.table)
+    task = load_task(table.data["model"])
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    for method in args.methods.split(","):
+        replays = [run_method(method, table, seed, task) for seed in range(args.seeds)]
+        results[method] = {goal: {"cost_to_95": median_or_none([r.reached[goal] for r in replays]),
+                                  "reached": sum(r.reached[goal] is not None for r in replays) / len(replays)}
+                           for goal in GOALS}
+    if args.json:
+        print(json.dumps({"table": table.data["name"], "methods": results}))
+        return
+    print(f"table {table.data['name']}: {len(table.rows)} configurations; best feasible speedup "
+          + ", ".join(f"{g} {table.best[g]:.2f}x" for g in GOALS) + f"; {args.seeds} seeds")
+    print(f"{'method':<11}" + "".join(f"{g + ' cost to 95%':>22}{'reached':>9}{'vs tpe':>8}" for g in GOALS))
+    for method, goals in results.items():
+        line = f"{method:<11}"
+        for goal, r in goals.items():
+            base = results.get("tpe", {}).get(goal, {}).get("cost_to_95")
+            cost = r["cost_to_95"]
+            ratio = f"{cost / base:.2f}" if cost is not None and base else "n/a"
+            line += f"{(f'{cost:.1f} s' if cost is not None else 'never'):>22}{r['reached']:>9.0%}{ratio:>8}"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
