@@ -33,7 +33,7 @@ from typing import Any
 
 import optuna
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
 from autoaccel import study as studies  # noqa: E402
 from autoaccel.errors import TrialFailure  # noqa: E402
@@ -44,6 +44,7 @@ from autoaccel.search import Search  # noqa: E402
 from autoaccel.space import active, parse_space  # noqa: E402
 from autoaccel.trial import METRICS, TrialResult  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"train": "train_time", "serve": "latency"}
 REACH = 0.95
 METHODS = ("autoaccel", "tpe", "nsga2", "random", "exhaustive")
@@ -62,9 +63,13 @@ class Table:
             grouped.setdefault(strategy, {})[local] = spec
         self.spaces = {s: parse_space({"params": local}, f"table {s}") for s, local in grouped.items()}
         budget = self.data["max_accuracy_drop"]
+        # Only the goals the table's objectives judge (an inference-mode table has no train goal).
+        self.goals = [g for g, metric in GOALS.items() if metric in self.objectives]
         self.best = {goal: max((self.speedup(r, goal) for r in self.rows.values() if self.feasible(r, budget)), default=1.0)
-                     for goal in GOALS}
+                     for goal in self.goals}
         self.budget = budget
+        # Recorded from the repository root: a relative model path is resolved against it.
+        self.model = str(ROOT / self.data["model"]) if not Path(self.data["model"]).is_absolute() else self.data["model"]
 
     def speedup(self, row: dict[str, Any], goal: str) -> float:
         metric = GOALS[goal]
@@ -89,7 +94,7 @@ class Replay:
 
     def __init__(self, table: Table) -> None:
         self.table, self.cost, self.trained = table, 0.0, set()
-        self.reached: dict[str, float | None] = dict.fromkeys(GOALS)
+        self.reached: dict[str, float | None] = dict.fromkeys(table.goals)
 
     def measure(self, row: dict[str, Any]) -> None:
         self.cost += row["eval_seconds"]
@@ -98,7 +103,7 @@ class Replay:
             self.cost += row["train_seconds"]
         if not self.table.feasible(row, self.table.budget):
             return
-        for goal in GOALS:
+        for goal in self.table.goals:
             if self.reached[goal] is None and self.table.speedup(row, goal) >= REACH * self.table.best[goal]:
                 self.reached[goal] = self.cost
 
@@ -163,7 +168,7 @@ def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
         options = Options(strategies=tuple(table.data["strategies"].split(",")), mode=table.data["mode"], seed=seed,
                           choices=_choices(table.data["choices"]), isolate=False, quiet=True, out=out, target="cpu",
                           remeasure_rounds=0, ablation=False)
-        search = Search(task, table.data["model"], options, plugin_manager())
+        search = Search(task, table.model, options, plugin_manager())
         storage = optuna.storages.InMemoryStorage()
         sampler = studies.make_sampler(options.sampler, seed, search.plan.space)
         study = studies.open_study(storage, "replay", search.objectives, sampler)
@@ -212,19 +217,19 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
     table = Table(args.table)
-    task = load_task(table.data["model"])
+    task = load_task(table.model)
     results: dict[str, dict[str, dict[str, Any]]] = {}
     for method in args.methods.split(","):
         replays = [run_method(method, table, seed, task) for seed in range(args.seeds)]
         results[method] = {goal: {"cost_to_95": median_or_none([r.reached[goal] for r in replays]),
                                   "reached": sum(r.reached[goal] is not None for r in replays) / len(replays)}
-                           for goal in GOALS}
+                           for goal in table.goals}
     if args.json:
         print(json.dumps({"table": table.data["name"], "methods": results}))
         return
     print(f"table {table.data['name']}: {len(table.rows)} configurations; best feasible speedup "
-          + ", ".join(f"{g} {table.best[g]:.2f}x" for g in GOALS) + f"; {args.seeds} seeds")
-    print(f"{'method':<11}" + "".join(f"{g + ' cost to 95%':>22}{'reached':>9}{'vs tpe':>8}" for g in GOALS))
+          + ", ".join(f"{g} {table.best[g]:.2f}x" for g in table.goals) + f"; {args.seeds} seeds")
+    print(f"{'method':<11}" + "".join(f"{g + ' cost to 95%':>22}{'reached':>9}{'vs tpe':>8}" for g in table.goals))
     for method, goals in results.items():
         line = f"{method:<11}"
         for goal, r in goals.items():
