@@ -45,6 +45,9 @@ class TrainingSetup:
     contexts: list[contextlib.AbstractContextManager[Any]] = field(default_factory=list)  # around the whole run
     non_blocking: bool = False  # host-to-device copies may overlap compute (pinned memory)
     recompiles: bool = False  # slow steps at a new input shape are compilation: excluded from the run's time
+    # A short run on a model a transform changed (fine-tuning after pruning), not the recipe's training: techniques
+    # that only pay off over a whole run (compilation, learning from another model) may stand aside.
+    finetuning: bool = False
 
     @property
     def total_steps(self) -> int:

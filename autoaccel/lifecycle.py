@@ -42,14 +42,16 @@ def start(plan: Pipeline) -> None:
 
 
 def build_model(task: Any, plan: Pipeline, seed: int, stage: Stage | None = None) -> nn.Module:
-    """The untrained model of the plan: the task's own, passed through every ``build_model`` hook."""
-    model = task.model().to(plan.device)
+    """The untrained model of the plan: what the ``build_model`` hooks build (None until one does), else the
+    task's own. The task's model is not built when a hook builds another: its construction would draw from the
+    seeded generator (changing the other's initial weights) and count in the trial's peak memory."""
+    model: nn.Module | None = None
     ctx = BuildContext(task, plan, seed)
     for strategy, step in steps(plan):
         if stage is not None:
             stage(f"build:{step.name}")
         model = strategy.build_model(step.section, model, ctx)
-    return model
+    return (model if model is not None else task.model()).to(plan.device)
 
 
 def configure_training(setup: TrainingSetup) -> TrainingSetup:
@@ -75,10 +77,26 @@ def serve(model: nn.Module, ctx: ServeContext, stage: Stage | None = None) -> nn
 
 
 @contextlib.contextmanager
+def reference_numerics() -> Iterator[None]:
+    """Full fp32 arithmetic (no TF32, highest matmul precision, no cuDNN autotuning) for the duration only: the
+    user's recipe is measured as written, and a section that changes numerics says so in its own context."""
+    old = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark,
+           torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = torch.backends.cudnn.benchmark = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark = old[:3]
+        torch.set_float32_matmul_precision(old[3])
+
+
+@contextlib.contextmanager
 def inference(plan: Pipeline) -> Iterator[None]:
-    """No gradients, and every section's inference context (autocast, backend flags), entered in order."""
+    """No gradients, reference numerics, then every section's inference context (autocast, backend flags)."""
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.no_grad())
+        stack.enter_context(reference_numerics())
         for strategy, step in steps(plan):
             cm = strategy.inference_context(step.section, plan)
             if cm is not None:

@@ -100,8 +100,10 @@ class Pipeline:
     def with_section(self, strategy: Owner, section: Section) -> "Pipeline":
         """The plan with ``strategy``'s section set (replacing an earlier one of the same strategy)."""
         step = Step(strategy.name, section, strategy, bool(strategy.changes_training))
-        kept = tuple(s for s in self.steps if s.name != strategy.name)
-        return self.replace(steps=(*kept, step))
+        # Kept sorted by name, so plans holding the same sections are equal however they were assembled (the
+        # lifecycle runs them in the strategies' declared order, whatever order they are held in).
+        kept = [s for s in self.steps if s.name != strategy.name]
+        return self.replace(steps=tuple(sorted([*kept, step], key=lambda s: s.name)))
 
     def section(self, name: str) -> Section | None:
         return next((s.section for s in self.steps if s.name == name), None)

@@ -22,7 +22,7 @@ from autoaccel.configuration import GOALS
 from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.evaluate import latency_input
 from autoaccel.pipeline import Member, Pipeline
-from autoaccel.registry import default_registry
+from autoaccel.registry import Registry, default_registry
 from autoaccel.results import PRIMARY
 from autoaccel.strategy import apply_all
 from autoaccel.task import Task, validate_task
@@ -92,9 +92,10 @@ def training_config(plan: Pipeline) -> dict[str, Any]:
     return config
 
 
-def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | None, device: str = "cpu") -> Pipeline:
+def recipe_plan(recipe: dict[str, Any], task: Task | None, model: nn.Module | None, device: str = "cpu",
+                registry: Registry | None = None) -> Pipeline:
     """The plan the recipe's answer ran, members included (each rebuilt from its own recipe)."""
-    registry = default_registry()
+    registry = registry or default_registry()
     strategies = list(registry.strategies.values())
     members = recipe.get("members") or []
     if not isinstance(members, list) or not all(isinstance(m, dict) and isinstance(m.get("trial"), int) for m in members):
@@ -156,12 +157,14 @@ def check_task(recipe: dict[str, Any], task: Task, where: str) -> None:
 
 
 def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] | str | Path, device: str = "cpu",
-          cache_dir: str | None = None, example_input: torch.Tensor | None = None, goal: str | None = None) -> Applied:
+          cache_dir: str | None = None, example_input: torch.Tensor | None = None, goal: str | None = None,
+          registry: Registry | None = None) -> Applied:
     """Apply ``recipe`` (a recipe.yaml path or its dict) to a trained model or to a Task.
 
     With an ``nn.Module`` (already trained), the post-training techniques are applied to it. With a Task (or
     the path of a model.py), the model is trained by the recipe (or loaded from ``Task.weights`` or the
-    optimize run's checkpoint cache) and then transformed.
+    optimize run's checkpoint cache) and then transformed. ``registry`` holds the strategies the recipe names
+    (default: the installed ones).
     """
     from autoaccel.loading import load_task
     from autoaccel.trial import _transform, serve, served_model
@@ -174,11 +177,11 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     if isinstance(model_or_task, Task):
         task = validate_task(model_or_task)
         check_task(data, task, where)
-        plan = recipe_plan(data, task, None, device)
+        plan = recipe_plan(data, task, None, device, registry)
         model = served_model(task, plan, task.seed, cache_dir, training)
         example = latency_input(task.val_data, task.example_input)
     elif isinstance(model_or_task, nn.Module):
-        plan = recipe_plan(data, None, model_or_task, device)
+        plan = recipe_plan(data, None, model_or_task, device, registry)
         if plan.engine() is not None:
             raise AutoaccelError(f"apply(): this recipe serves through {plan.engine()}, which needs calibration data and an "
                                  "example input: pass the Task (or model.py) instead of a bare model")

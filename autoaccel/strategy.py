@@ -112,8 +112,9 @@ class Strategy(ABC):
     def start(self, section: Section, plan: Pipeline) -> None:
         """Per-process preparation before the plan runs (a trial, a re-measurement, an export)."""
 
-    def build_model(self, section: Section, model: "nn.Module", ctx: "BuildContext") -> "nn.Module":
-        """The model to train: ``model`` (the task's, as earlier hooks left it) or another one."""
+    def build_model(self, section: Section, model: "nn.Module | None", ctx: "BuildContext") -> "nn.Module | None":
+        """The model to train instead of the task's: ``model`` is what earlier hooks built (None when none did;
+        ``ctx.task.model()`` builds the task's own). Return None to leave the task's model."""
         return model
 
     def configure_training(self, section: Section, setup: "TrainingSetup") -> None:

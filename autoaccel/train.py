@@ -45,7 +45,7 @@ def _no_baseline() -> nn.Module:
 
 
 def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
-              baseline: Callable[[], nn.Module] | None = None) -> TrainingSetup:
+              baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False) -> TrainingSetup:
     """The user's own training (their optimizer and loss, shuffled batches of their batch size), then every
     section's ``configure_training`` hook in order."""
     setup = TrainingSetup(
@@ -54,12 +54,13 @@ def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
         optimizer=task.optimizer(model.parameters(), plan.lr),
         loss=lambda outputs, targets, inputs: task.loss(outputs, targets),
         baseline=baseline or _no_baseline,
+        finetuning=finetuning,
     )
     return lifecycle.configure_training(setup)
 
 
 def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
-          baseline: Callable[[], nn.Module] | None = None) -> TrainStats:
+          baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False) -> TrainStats:
     """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
 
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
@@ -67,7 +68,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     clock = Clock(plan.device)
     clock.sync()
     t0 = time.perf_counter()
-    setup = setup_for(model, task, plan, seed, baseline)
+    setup = setup_for(model, task, plan, seed, baseline, finetuning)
     driven, optimizer, scheduler, scaler = setup.model, setup.optimizer, setup.scheduler, setup.scaler
     total_steps = setup.total_steps
     step_times: list[float] = []
@@ -75,6 +76,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     model.train()
     driven.train()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(lifecycle.reference_numerics())  # sections' contexts below may change it
         for cm in setup.contexts:
             stack.enter_context(cm)
         last = time.perf_counter()

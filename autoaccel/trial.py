@@ -247,7 +247,8 @@ def _transform(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, c
         if task is None:
             raise TrialFailure("fine-tuning after training needs the Task (its data); pass the Task, not a bare model",
                                kind="unsupported")
-        seconds = train(m, task, plan.replace(epochs=epochs), seed, baseline=baseline_loader(task, plan, cache)).seconds
+        seconds = train(m, task, plan.replace(epochs=epochs), seed, baseline=baseline_loader(task, plan, cache),
+                        finetuning=True).seconds
         if stage is not None:
             stage.finetune_s += seconds
         return m

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,9 +22,11 @@ from autoaccel.plugin import (
     hookimpl,
 )
 
-# The compiled wrapper of each model being trained: re-measurement trains the same model round after round, and
-# compiling it anew each time would hit dynamo's recompile limit and silently fall back to eager.
-_COMPILED: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+# Where a trained model keeps its compiled wrapper: re-measurement trains the same model round after round, and
+# compiling it anew each time would hit dynamo's recompile limit and silently fall back to eager. Kept on the
+# model itself (a reference cycle the collector frees with it), not in a module-level cache that would keep
+# every compiled model of a long-lived worker alive.
+WRAPPER = "_autoaccel_compiled"
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,13 @@ class CompileStrategy(Strategy):
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
     def configure_training(self, section: CompileSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+        if setup.finetuning:
+            return  # a short fine-tuning of a transformed model: compiling it would cost more than it saves
         # The wrapper shares the model's parameters: training it trains the model whose state dict is cached.
-        if setup.model not in _COMPILED:
-            _COMPILED[setup.model] = torch.compile(setup.model, **section.options())
-        setup.model = _COMPILED[setup.model]
+        model = setup.model
+        if WRAPPER not in model.__dict__:
+            model.__dict__[WRAPPER] = torch.compile(model, **section.options())  # not a submodule: not in its state dict
+        setup.model = model.__dict__[WRAPPER]
         setup.recompiles = True
 
     def serve(self, section: CompileSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]

@@ -39,6 +39,15 @@ class SecretlyTrains(Honest):
         return pipeline.replace(lr=pipeline.lr * 2) if params.get("on") else pipeline
 
 
+class UndeclaredTrainer(Honest):
+    """Changes the training run through its hook without declaring changes_training: its trials would reuse the
+    baseline's checkpoint and the hook would never run."""
+
+    def configure_training(self, section: Section, setup: Any) -> None:
+        for group in setup.optimizer.param_groups:
+            group["lr"] = 0.0
+
+
 class InactiveMatters(Honest):
     """Its `level` changes the plan even while `on` is off, when the space says it does not apply."""
 
@@ -81,6 +90,7 @@ def contract(strategy: type[Strategy]) -> StrategyContract:
 
 @pytest.mark.parametrize("strategy, test", [
     (SecretlyTrains, "test_training_key_changes_iff_declared"),
+    (UndeclaredTrainer, "test_training_key_changes_iff_declared"),
     (InactiveMatters, "test_inactive_settings_change_nothing"),
     (OffIsNotOff, "test_defaults_are_the_identity"),
     (UntypedSection, "test_apply_never_mutates_and_returns_a_typed_section"),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from autoaccel import AutoaccelError, Capability, Phase, Pipeline, Section, Strategy, Target
+from autoaccel import AutoaccelError, Capability, Phase, Pipeline, Section, Strategy, Target, lifecycle
 from autoaccel.space import Categorical, IntRange, Space
 from autoaccel.strategy import MODES, apply_all, check_relations, ordered, qualified, split_params
 
@@ -41,7 +41,8 @@ def recorder(strategy_name: str, strategy_phase: Phase, after: tuple[str, ...] =
 
 
 def order(plan: Pipeline) -> tuple[str, ...]:
-    return tuple(f"{step.name}:{step.section.x}" for step in plan.steps)  # type: ignore[attr-defined]
+    """The order the plan's sections act in (the lifecycle's declared order)."""
+    return tuple(f"{step.name}:{step.section.x}" for _, step in lifecycle.steps(plan))  # type: ignore[attr-defined]
 
 
 def base() -> Pipeline:
