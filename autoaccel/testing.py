@@ -67,10 +67,9 @@ def contract_task(train: int = 480, val: int = 120) -> Task:
 
 
 def _same(a: Any, b: Any) -> bool:
-    """Equal state-dict entries: tensors bit for bit, anything else (a quantized module's dtype, ...) by value."""
+    """Equal state-dict entries: tensors bit for bit, anything else (a packed module's dtype, ...) by value."""
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
-        return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a.dequantize() if a.is_quantized else a,
-                                                                              b.dequantize() if b.is_quantized else b))
+        return a.dtype == b.dtype and a.shape == b.shape and bool(torch.equal(a, b))
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return bool(a == b)

@@ -93,10 +93,12 @@ class Replay:
     """Cost accounting of one method on one seed: evaluation always, training once per training key."""
 
     def __init__(self, table: Table) -> None:
-        self.table, self.cost, self.trained = table, 0.0, set()
+        self.table, self.cost, self.trained, self.measured = table, 0.0, set(), 0
         self.reached: dict[str, float | None] = dict.fromkeys(table.goals)
+        self.trials: dict[str, int | None] = dict.fromkeys(table.goals)  # measurements it took
 
     def measure(self, row: dict[str, Any]) -> None:
+        self.measured += 1
         self.cost += row["eval_seconds"]
         if row["training_key"] not in self.trained:
             self.trained.add(row["training_key"])
@@ -105,7 +107,7 @@ class Replay:
             return
         for goal in self.table.goals:
             if self.reached[goal] is None and self.table.speedup(row, goal) >= REACH * self.table.best[goal]:
-                self.reached[goal] = self.cost
+                self.reached[goal], self.trials[goal] = self.cost, self.measured
 
     @property
     def done(self) -> bool:
@@ -222,21 +224,24 @@ def main() -> None:
     for method in args.methods.split(","):
         replays = [run_method(method, table, seed, task) for seed in range(args.seeds)]
         results[method] = {goal: {"cost_to_95": median_or_none([r.reached[goal] for r in replays]),
-                                  "reached": sum(r.reached[goal] is not None for r in replays) / len(replays)}
+                                  "reached": sum(r.reached[goal] is not None for r in replays) / len(replays),
+                                  "trials_to_95": median_or_none([r.trials[goal] for r in replays])}
                            for goal in table.goals}
     if args.json:
         print(json.dumps({"table": table.data["name"], "methods": results}))
         return
     print(f"table {table.data['name']}: {len(table.rows)} configurations; best feasible speedup "
           + ", ".join(f"{g} {table.best[g]:.2f}x" for g in table.goals) + f"; {args.seeds} seeds")
-    print(f"{'method':<11}" + "".join(f"{g + ' cost to 95%':>22}{'reached':>9}{'vs tpe':>8}" for g in table.goals))
+    print(f"{'method':<11}" + "".join(f"{g + ' cost to 95%':>20}{'trials':>8}{'reached':>9}{'vs tpe':>8}" for g in table.goals))
     for method, goals in results.items():
         line = f"{method:<11}"
         for goal, r in goals.items():
             base = results.get("tpe", {}).get(goal, {}).get("cost_to_95")
             cost = r["cost_to_95"]
             ratio = f"{cost / base:.2f}" if cost is not None and base else "n/a"
-            line += f"{(f'{cost:.1f} s' if cost is not None else 'never'):>22}{r['reached']:>9.0%}{ratio:>8}"
+            trials = r["trials_to_95"]
+            line += (f"{(f'{cost:.2f} s' if cost is not None else 'never'):>20}{(f'{trials:.0f}' if trials is not None else '-'):>8}"
+                     f"{r['reached']:>9.0%}{ratio:>8}")
         print(line)
 
 
