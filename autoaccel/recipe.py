@@ -71,13 +71,14 @@ def select(recipe: dict[str, Any], goal: str | None, where: str = "recipe") -> d
         return recipe
     if not answers:
         raise AutoaccelError(f"{where}: this recipe holds no answer (every goal said keep your recipe); nothing to apply")
-    bad = [str(g) for g, a in answers.items() if g not in GOALS or not isinstance(a, dict) or not isinstance(a.get("params"), dict)]
+    # repr: a name read from YAML may hold a newline, and the error must stay one line.
+    bad = [repr(g)[:40] for g, a in answers.items() if g not in GOALS or not isinstance(a, dict) or not isinstance(a.get("params"), dict)]
     if bad or recipe.get("goal") not in (None, *GOALS):
         raise AutoaccelError(f"{where}: answers must map goals ({', '.join(GOALS)}) to answers with params, and goal name one "
                              f"of them, but got {', '.join(bad)[:80] or repr(recipe.get('goal'))[:40]}")
     chosen = goal or recipe.get("goal") or next(g for g in PRIMARY if g in answers)
     if chosen not in answers:
-        raise AutoaccelError(f"{where}: no {chosen} answer in this recipe (it has: {', '.join(answers)}); "
+        raise AutoaccelError(f"{where}: no {chosen} answer in this recipe (it has: {', '.join(map(str, answers))}); "
                              f"pick one with --goal")
     return {**{k: v for k, v in recipe.items() if k != "answers"}, **answers[chosen], "goal": chosen}
 

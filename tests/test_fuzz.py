@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from autoaccel.cli import _choices, main
@@ -55,6 +55,7 @@ values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.di
 @SETTLED
 @given(params=st.dictionaries(st.sampled_from(PARAMS), values, max_size=4),
        extra=st.dictionaries(st.sampled_from(["goal", "answers", "task", "members", "trial"]), values, max_size=3))
+@example(params={}, extra={"answers": {"\n": None}})  # a goal name with a newline, echoed in the error, once broke the line
 def test_recipes_are_applied_or_refused_in_one_line(tmp_path_factory: Any, params: dict[str, Any], extra: dict[str, Any]) -> None:
     path = tmp_path_factory.mktemp("r") / "recipe.yaml"
     path.write_text(yaml.safe_dump({"params": params, **extra}))
