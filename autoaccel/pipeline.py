@@ -53,7 +53,11 @@ class Step:
     name: str
     section: Section
     strategy: Owner = field(compare=False, repr=False)
-    changes_training: bool = field(default=False, compare=False)
+
+    @property
+    def changes_training(self) -> bool:
+        """As its strategy declared: then this section keys the checkpoint cache."""
+        return bool(self.strategy.changes_training)
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,7 @@ class Pipeline:
 
     def with_section(self, strategy: Owner, section: Section) -> "Pipeline":
         """The plan with ``strategy``'s section set (replacing an earlier one of the same strategy)."""
-        step = Step(strategy.name, section, strategy, bool(strategy.changes_training))
+        step = Step(strategy.name, section, strategy)
         # Kept sorted by name, so plans holding the same sections are equal however they were assembled (the
         # lifecycle runs them in the strategies' declared order, whatever order they are held in).
         kept = [s for s in self.steps if s.name != strategy.name]
