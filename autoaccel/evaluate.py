@@ -96,6 +96,9 @@ def latency_input(dataset: object, example: torch.Tensor | None) -> torch.Tensor
 
 def reset_peak_memory(device: str) -> None:
     if device.startswith("cuda"):
+        # A fresh trial worker has not touched CUDA yet, and the caching allocator refuses a reset before CUDA's
+        # lazy initialisation ("Invalid device argument"): initialise it first.
+        torch.cuda.init()
         torch.cuda.reset_peak_memory_stats(device)
         return
     # Linux: writing 5 to clear_refs resets the process's peak RSS (VmHWM), so a long-lived worker can report

@@ -8,6 +8,7 @@
 3. Prints the search's best throughput over the oracle's best (goal >= 0.95), trials used over the grid's
    size (goal <= 0.25), and the wall time of each; writes the table to bench/results/gpu_oracle_<device>.txt.
 
+`--no-compile` halves the grid (24 combinations) when device time is short.
 `--device cpu --smoke` runs a tiny model on a 2x2x1x1 grid to check the script itself without a GPU.
 """
 
@@ -53,6 +54,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny model and grid (checks the script on a CPU)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-compile", action="store_true",
+                        help="leave torch.compile out of the grid (each compiled ResNet-50 trial costs about a minute)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("bench/gpu_oracle.py: no CUDA device here; run it on a GPU machine (or --device cpu --smoke)")
@@ -65,7 +68,8 @@ def main() -> None:
         os.environ["AUTOACCEL_RESNET"] = args.arch
         path = ROOT / "examples" / "resnet_synthetic.py"
         grid = {"precision.dtype": ["fp32", "tf32", "bf16", "fp16"], "batch_size.size": [64, 128, 256],
-                "memory_format.format": ["contiguous", "channels_last"], "compile.mode": ["off", "default"]}
+                "memory_format.format": ["contiguous", "channels_last"],
+                "compile.mode": ["off"] if args.no_compile else ["off", "default"]}
     task = load_task(path)
     registry = default_registry()
     strategies = [registry.get(n) for n in ("precision", "batch_size", "memory_format", "compile")]

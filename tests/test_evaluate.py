@@ -126,3 +126,15 @@ def test_latency_input_is_a_batch_of_one() -> None:
 
 def test_peak_memory_on_cpu_is_the_process_peak_in_mb() -> None:
     assert 10 < peak_memory_mb("cpu") < 1e6
+
+
+@pytest.mark.gpu
+def test_peak_memory_resets_in_a_process_that_has_not_touched_cuda() -> None:
+    # A trial worker's first CUDA call can be this reset; before the fix it failed with "Invalid device argument".
+    import subprocess
+    import sys
+    code = ("from autoaccel.evaluate import reset_peak_memory, peak_memory_mb; reset_peak_memory('cuda:0');"
+            "print(peak_memory_mb('cuda:0'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) == 0.0
