@@ -62,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     opt = sub.add_parser("optimize", help="search acceleration techniques for the task in MODEL.py")
     opt.add_argument("model", help="Python file defining `task` (a Task or a function returning one)")
-    opt.add_argument("--trials", type=int, default=20, help="trials to run in this invocation (default 20)")
+    opt.add_argument("--trials", type=int, default=None,
+                     help="trials to run in this invocation (default: as many as --budget allows)")
+    opt.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                     help="minutes for the whole run, the final re-measurement included (default 5 when neither "
+                          "--trials nor --timeout is given)")
     opt.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
     opt.add_argument("--trial-timeout", type=float, default=3600.0, help="a trial running longer is stopped and failed (default 3600)")
     opt.add_argument("--seed", type=int, default=0)
@@ -109,7 +113,7 @@ def _optimize(args: argparse.Namespace) -> int:
     from autoaccel.console import make_console, print_summary
 
     options = {
-        "trials": args.trials, "timeout": args.timeout, "trial_timeout": args.trial_timeout, "seed": args.seed,
+        "trials": args.trials, "budget": args.budget, "timeout": args.timeout, "trial_timeout": args.trial_timeout, "seed": args.seed,
         "sampler": args.sampler, "mode": args.mode, "objectives": args.objectives,
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
         "exclude": args.exclude,

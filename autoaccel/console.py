@@ -67,7 +67,7 @@ class Progress:
         self.bar: RichProgress | None = None
         self.task_id: TaskID | None = None
 
-    def start(self, total: int) -> None:
+    def start(self, total: int | None) -> None:
         if self.console.quiet or not self.console.is_terminal:
             return
         self.bar = RichProgress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -84,8 +84,11 @@ class Progress:
     def info(self, text: str) -> None:
         self.console.print(text)
 
-    def trial(self, n: int, total: int, number: int, params: str, outcome: str, best: str, counted: bool = True) -> None:
-        self.console.print(f"[bold]trial {n}/{total}[/] (#{number}) {escape(params)}\n    -> {outcome}{best}")
+    def trial(self, n: int, total: int | None, number: int, params: str, outcome: str, best: str,
+              counted: bool = True) -> None:
+        """One finished trial; ``total`` is None when a budget, not a trial count, bounds the run."""
+        count = f"{n}/{total}" if total is not None else str(n)
+        self.console.print(f"[bold]trial {count}[/] (#{number}) {escape(params)}\n    -> {outcome}{best}")
         if self.bar is not None and self.task_id is not None:
             self.bar.update(self.task_id, advance=1 if counted else 0, description=best.strip(" |"))
 

@@ -11,14 +11,22 @@ from autoaccel.strategy import MODES
 from autoaccel.trial import OBJECTIVES
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
+# With neither --trials nor --budget nor --timeout, a run is bounded by minutes, not trials: a user's patience.
+DEFAULT_BUDGET_MINUTES = 5.0
+# Trials a budgeted run may start at most (the budget, not this, is what normally stops it).
+BUDGET_TRIAL_CAP = 500
+# Share of a budget kept for the finish (re-measuring finalists side by side, ablation, export): measured on the
+# digits example, the finish takes about a quarter of a five-minute run.
+FINISH_SHARE = 0.3
 DEFAULT_OBJECTIVES = ("accuracy", "train_time", "latency")
 INFERENCE_OBJECTIVES = ("accuracy", "latency")
 
 
 @dataclass
 class Options:
-    trials: int = 20
-    timeout: float | None = None
+    trials: int | None = None  # None: as many as the budget allows (BUDGET_TRIAL_CAP at most)
+    timeout: float | None = None  # seconds after which no new trial starts
+    budget: float | None = None  # minutes for the whole run, finish included; see resolved_budget
     seed: int = 0
     sampler: str = "tpe"
     mode: str = "both"
@@ -41,6 +49,15 @@ class Options:
     max_finalists: int = 6
     extra: dict[str, object] = field(default_factory=dict)
 
+    def resolved_budget(self) -> float | None:
+        """Minutes the whole run may take: --budget, else the default when no other limit was given."""
+        if self.budget is not None:
+            return self.budget
+        return DEFAULT_BUDGET_MINUTES if self.trials is None and self.timeout is None else None
+
+    def resolved_trials(self) -> int:
+        return self.trials if self.trials is not None else BUDGET_TRIAL_CAP
+
     def resolved_objectives(self) -> tuple[str, ...]:
         if self.objectives is not None:
             return self.objectives
@@ -53,8 +70,11 @@ class Options:
         return self.storage or f"sqlite:///{(self.out_dir(task_name) / 'study.db').resolve()}"
 
     def validate(self) -> "Options":
-        if not isinstance(self.trials, int) or self.trials < 1:
+        if self.trials is not None and (not isinstance(self.trials, int) or self.trials < 1):
             raise AutoaccelError(f"--trials: must be a positive integer, but got {self.trials!r}")
+        if self.budget is not None and (not isinstance(self.budget, (int, float)) or not math.isfinite(self.budget)
+                                        or self.budget <= 0):
+            raise AutoaccelError(f"--budget: must be a positive number of minutes, e.g. 5, but got {self.budget!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise AutoaccelError(f"--timeout: must be a positive number of seconds, but got {self.timeout!r}")
         if self.trial_timeout <= 0:

@@ -26,8 +26,8 @@ from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, Transf
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
 from autoaccel.pipeline import Pipeline, Section
-from autoaccel.space import Categorical, FloatRange, IntRange, Space, load_space
-from autoaccel.strategy import Capability, Phase, Strategy
+from autoaccel.space import Categorical, FloatRange, IntRange, Param, Space, load_space
+from autoaccel.strategy import PROFILE_PARTS, Capability, Phase, Strategy
 from autoaccel.target import Target
 from autoaccel.task import Task
 
@@ -38,6 +38,8 @@ __all__ = [
     "Categorical",
     "FloatRange",
     "IntRange",
+    "PROFILE_PARTS",
+    "Param",
     "Phase",
     "Pipeline",
     "Section",

@@ -1,5 +1,5 @@
-"""report.html: one self-contained page (inline CSS and SVG, no network) with the recommendation, the Pareto
-plots and table, what each technique did, what did not help, failed trials, and the target and environment.
+"""report.html: one self-contained page (inline CSS and SVG, no network) with the recommendation, how the
+search went (the baseline's profile, the screening), the Pareto plots and table, what each technique did, what did not help, failed trials, and the target and environment.
 
 Everything the user supplied (task name, parameter values, failure reasons) is HTML-escaped: a reason can
 carry a traceback line with ``<`` in it, and a parameter value is whatever a third-party strategy chose.
@@ -18,6 +18,7 @@ import optuna
 
 from autoaccel.answers import goal_score, judging
 from autoaccel.console import fmt_metric, fmt_params
+from autoaccel.report_search import search_section
 from autoaccel.results import Point, Summary, speed_objectives
 from autoaccel.trial import METRICS
 
@@ -437,7 +438,7 @@ def build_report(study: optuna.Study, summary: Summary, meta: dict[str, Any]) ->
     sub = (f"study {e(meta.get('study') or study.study_name)} · mode {e(_mode(study, meta))} · "
            f"{where} · generated {datetime.now():%Y-%m-%d %H:%M}")
     rounds = (study.user_attrs.get("remeasure") or {}).get("rounds", "?")
-    body = "".join([_answers(summary, rounds), _pareto_table(summary),
+    body = "".join([_answers(summary, rounds), search_section(study, summary), _pareto_table(summary),
                     _ablation(study.user_attrs.get("ablation"), summary.objectives), _warnings(study, summary),
                     _failures(summary), _environment(study, meta, summary)])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'

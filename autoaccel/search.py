@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +23,16 @@ from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean, interru
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize
 from autoaccel.members import choose_members, plan_of
-from autoaccel.options import Options
+from autoaccel.options import FINISH_SHARE, Options
 from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.record import TrialRecord
 from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
+from autoaccel.screening import incumbent
 from autoaccel.space import Categorical, Param
+from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
 from autoaccel.target import Target
 from autoaccel.task import Task
@@ -37,6 +40,8 @@ from autoaccel.trial import TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 MAX_REPEATS = 20
+# However little of a budget is left, a trial may take this long before it is stopped.
+MIN_TRIAL_S = 30.0
 
 
 @dataclass
@@ -121,15 +126,19 @@ class Search:
         self.out_dir = options.out_dir(task.name)
         self.study_name = options.study or default_study_name(task, self.plan.target, options.mode)
         self.turn = 0  # sampled trials asked so far: which factor the next one varies
+        self.stages = Stages(self.plan.strategies, self.plan.space, options.mode,
+                             {f: judging(f, self.objectives) for f in FACTORS}, self.factors())
+        self.total = self.options.resolved_trials()
+        self.budget_end: float | None = None  # monotonic time by which the whole run should be done
 
     @property
     def base(self) -> Pipeline:
         """The user's recipe as a plan."""
         return self.plan.base
 
-    def factors(self) -> tuple[str, ...]:
+    def factors(self, strategies: list[Strategy] | None = None) -> tuple[str, ...]:
         """The factors that have strategies to search, in the order trials alternate between them."""
-        present = {factor_of(s, self.options.mode) for s in self.plan.strategies}
+        present = {factor_of(s, self.options.mode) for s in (self.plan.strategies if strategies is None else strategies)}
         # Serving first: its trials reuse the baseline's trained model and cost evaluation only.
         return tuple(f for f in reversed(FACTORS) if f in present)
 
@@ -199,15 +208,15 @@ class Search:
         for name, why in self.plan.skipped.items():
             self.progress.info(escape(f"  skipped {name}: {why}"))
         runner = self._runner()
-        deadline = time.monotonic() + self.options.timeout if self.options.timeout else None
+        deadline, why = self._deadline()
         self.progress.start(self.options.trials)
         try:
             n, repeats = 1, 0
-            while n <= self.options.trials:
+            while n <= self.total:
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.progress.info(f"--timeout reached after {n - 1} trial(s)")
+                    self.progress.info(f"{why} after {n - 1} trial(s); finishing")
                     break
-                number = self._one_trial(study, runner, n)
+                number = self.next_trial(study, runner, n)
                 done = record.read(study.get_trials(deepcopy=False)[number])
                 if done.duplicate_of is None and not done.not_run:
                     n, repeats = n + 1, 0
@@ -215,11 +224,12 @@ class Search:
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
                     # proposing them has run out of new configurations.
                     repeats += 1
-                    if repeats >= MAX_REPEATS:
+                    if repeats >= MAX_REPEATS and self.stages.stage == "widened":
                         self.progress.info(f"the sampler proposed only measured configurations {MAX_REPEATS} times in a row: "
                                            "the search space is exhausted")
                         break
             self.progress.stop()
+            self.record_screening(study)
             finalize(self, study, runner)
             summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
             generation = Generation(self.out_dir)
@@ -234,6 +244,20 @@ class Search:
             self.progress.stop()
             runner.close()
         return study, summary
+
+    def _deadline(self) -> tuple[float | None, str]:
+        """When the search stops starting trials, and how to say so: at --timeout, or when the budget's share for
+        searching is spent (the rest is kept for the finish)."""
+        now = time.monotonic()
+        ends: list[tuple[float, str]] = []
+        if self.options.timeout:
+            ends.append((now + self.options.timeout, "--timeout reached"))
+        if (budget := self.options.resolved_budget()) is not None:
+            self.budget_end = now + budget * 60.0
+            ends.append((now + budget * 60.0 * (1 - FINISH_SHARE), f"search share of the {budget:g}-minute budget spent"))
+            self.progress.info(f"budget: {budget:g} minutes, about {budget * (1 - FINISH_SHARE):.1f} of them searching "
+                               "(--budget MINUTES, or --trials N, to change)")
+        return min(ends) if ends else (None, "")
 
     def meta(self) -> dict[str, Any]:
         return {
@@ -255,6 +279,85 @@ class Search:
             trial = study.get_trials(deepcopy=False)[twin]  # measured before: that one
         return trial if trial.state == TrialState.COMPLETE else None
 
+    def next_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int) -> int:
+        """Run the next trial of the search; return its number. First the user's recipe, then what the stages
+        propose (see stages.py): techniques alone, stacked on the best, then sampled combinations."""
+        base = studies.baseline_of(study)
+        if base is None:
+            return self._one_trial(study, runner, n)
+        records = self.records(study)
+        proposal = self.stages.next(records, base)
+        for message in proposal.messages:
+            self.progress.info(escape(message))
+        if proposal.role == "local":
+            # Half the combining trials explore one setting away from the best configurations so far.
+            near = self._local(study, records, base)
+            proposal = Proposal("local", near) if near is not None else Proposal("candidate")
+        if proposal.config is not None:
+            study.enqueue_trial({**self.plan.defaults, **proposal.config}, user_attrs=record.enqueued(proposal.role))
+        number = self._observe(study, proposal, self._one_trial(study, runner, n))
+        trial = record.read(study.get_trials(deepcopy=False)[number])
+        if proposal.role == "candidate" and trial.duplicate_of is not None:
+            # The sampler asked again for something measured (TPE does, on a small space): move to its nearest
+            # configuration not measured yet, so a proposal explores where the model points instead of stalling.
+            factor = trial.goal if trial.goal in FACTORS else None
+            if (near := self._near(study, trial.settings, factor, trial.number)) is not None:
+                study.enqueue_trial({**self.plan.defaults, **near}, user_attrs=record.enqueued("neighbour"))
+                number = self._observe(study, proposal, self._one_trial(study, runner, n))
+        return number
+
+    def _local(self, study: optuna.Study, records: list[TrialRecord], base: TrialRecord) -> dict[str, Any] | None:
+        """A configuration one setting away from the best feasible configuration of the next factor, or from its
+        fastest one over the accuracy budget (one setting may bring it back: a fine-tuning epoch, a milder cut)."""
+        factors = self.factors(self.stages.searched)
+        if not factors:
+            return None
+        factor = factors[self.turn % len(factors)]
+        self.turn += 1
+        names = {s.name for s in self.stages.searched if factor_of(s, self.options.mode) == factor}
+        metrics = judging(factor, self.objectives)
+        for feasible in (True, False):
+            top = incumbent(records, base, names, metrics, feasible=feasible)
+            if top is not None and (near := self._near(study, top.settings, factor, top.number + len(records))) is not None:
+                return near
+        return None
+
+    def records(self, study: optuna.Study) -> list[TrialRecord]:
+        return [record.read(t) for t in study.get_trials(deepcopy=False)]
+
+    def _observe(self, study: optuna.Study, proposal: Proposal, number: int) -> int:
+        trials = study.get_trials(deepcopy=False)
+        trial = record.read(trials[number])
+        done = record.read(trials[trial.duplicate_of]) if trial.duplicate_of is not None else trial
+        over = record.read(trials[proposal.over]) if proposal.over is not None else None
+        for message in self.stages.observed(proposal, trial, done, over):
+            self.progress.info(escape(message))
+        return number
+
+    def _near(self, study: optuna.Study, settings: dict[str, Any], factor: str | None, seed: int) -> dict[str, Any] | None:
+        """An unmeasured configuration one setting away from ``settings``, among the searched techniques of
+        ``factor`` (any factor when None); moves are tried in an order drawn from ``seed``, so repeated calls spread."""
+        moves = [(name, value) for s in self.stages.searched if factor is None or factor_of(s, self.options.mode) == factor
+                 for name, param in self.plan.space.items() if name.startswith(f"{s.name}.")
+                 for value in param.grid_values() if value != settings.get(name, param.default)]
+        random.Random(seed).shuffle(moves)
+        for name, value in moves:
+            candidate = {**settings, name: value}
+            config, plan, missing = self.build({**self.plan.defaults, **candidate})
+            if missing or not config or studies.duplicate_of(study, plan.fingerprint()) is not None:
+                continue
+            return candidate
+        return None
+
+    def record_screening(self, study: optuna.Study) -> None:
+        """Store the verdicts, so the report can say why each technique was kept or dropped."""
+        base = studies.baseline_of(study)
+        if base is None:
+            return
+        records = [record.read(t) for t in study.get_trials(deepcopy=False)]
+        verdicts = self.stages.verdicts(records, base)
+        study.set_user_attr("screening", {k: v.to_json() for k, v in verdicts.items()})
+
     def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int,
                    quiet: bool = False) -> int:
         """Run the next trial; return its number. A trial of a configuration measured before is reused, not run
@@ -264,7 +367,7 @@ class Search:
         trial = study.ask()
         studies.mark_worker(trial)
         role = record.read(study.get_trials(deepcopy=False)[trial.number]).role
-        factors = self.factors()
+        factors = self.factors(self.stages.searched)
         # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
         # varies one factor at a time, so each answer has trials that changed only what it judges.
         wanted: tuple[str, ...] = FACTORS
@@ -273,7 +376,8 @@ class Search:
             # configurations must not starve the other one.
             wanted = (factors[self.turn % len(factors)],) if factors else ()
             self.turn += 1
-        params = suggest(trial, self.plan.strategies, self.plan.space, self.options.mode, wanted)
+        suggested = self.stages.searched if role == "candidate" else self.plan.strategies
+        params = suggest(trial, suggested, self.plan.space, self.options.mode, wanted)
         config, pipeline, missing = self.build(params, study)
         fingerprint = pipeline.fingerprint()
         goal = goal_of(config, self.plan.strategies, self.options.mode)
@@ -298,6 +402,9 @@ class Search:
             return trial.number
         record.write(trial, plan=pipeline.describe())
         started = time.monotonic()
+        if self.budget_end is not None and isinstance(runner, IsolatedRunner):
+            # No trial may outlast the whole budget (a compile that takes minutes on a CPU); it fails as a timeout.
+            runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget_end - started))
         try:
             result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s)
         except TrialFailure as failure:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from autoaccel.errors import AutoaccelError
 from autoaccel.pipeline import Pipeline, Section
-from autoaccel.space import Space, load_space, restrict
+from autoaccel.space import Param, Space, active, load_space, restrict
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -45,6 +45,11 @@ MODES: dict[str, frozenset[Phase]] = {
 }
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Where a training step spends its time, as the trial's profile splits it (Strategy.relieves names these):
+# waiting for the next batch, copying it to the device, the forward pass with the loss, the backward pass, and
+# the optimizer (zeroing gradients, the step, the scheduler).
+PROFILE_PARTS = ("data", "copy", "forward", "backward", "optimizer")
 
 
 @dataclass(frozen=True)
@@ -84,12 +89,28 @@ class Strategy(ABC):
     needs_training: ClassVar[bool] = False
     # Why a setting is known to disappoint ("method=unstructured": "..."), shown when the data says it did.
     hints: ClassVar[Mapping[str, str]] = {}
+    # Parts of a training step this technique makes cheaper, among PROFILE_PARTS: the search screens first the
+    # techniques that relieve where the user's own recipe spends its time, and the report says which part a
+    # recommended technique relieved. Serving techniques leave it empty (they shorten evaluation, not training).
+    relieves: ClassVar[tuple[str, ...]] = ()
 
     def members_needed(self, params: Mapping[str, Any]) -> int:
         """How many *other* trained models the plan with ``params`` serves beside its own (an ensemble of k
         needs k - 1). The core picks them among the study's feasible trained models, puts them in the plan's
         ``members`` and charges their training to the plan."""
         return 0
+
+    def probes(self, space: Mapping[str, Param]) -> list[dict[str, Any]]:
+        """The settings the search tries with this technique alone against the user's recipe before combining
+        techniques, most promising first (keys without the prefix; parameters left out stay at their defaults).
+
+        ``space`` is this strategy's space as searched here (narrowed by --choices). By default: each parameter
+        that applies with its siblings at their defaults, at each of its other values, in the space's order.
+        Override when some settings only make sense together (a larger batch with its learning rate scaled).
+        """
+        defaults = {name: param.default for name, param in space.items()}
+        return [{name: value} for name, param in space.items() if active(space, name, defaults)
+                for value in param.grid_values() if value != param.default]
 
     def space(self, task: "Task | None" = None) -> Space:
         """The parameters this strategy varies; ``task`` lets a space adapt to the user's recipe."""
@@ -209,9 +230,13 @@ def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
 
 
 def check_relations(strategies: Sequence[Strategy], origins: Mapping[str, str] | None = None) -> None:
-    """Fail on a required strategy that is not installed, or on an order that cannot hold (see ``ordered``)."""
+    """Fail on a required strategy that is not installed, a profile part that does not exist, or an order that
+    cannot hold (see ``ordered``)."""
     names = {s.name for s in strategies}
     for s in strategies:
+        if unknown := [p for p in s.relieves if p not in PROFILE_PARTS]:
+            raise AutoaccelError(f"strategy '{s.name}': relieves names {', '.join(map(repr, unknown))}, expected some of "
+                                 f"{', '.join(PROFILE_PARTS)}")
         missing = [r for r in s.requires if r not in names]
         if missing:
             where = f" (distribution '{origins[s.name]}')" if origins and s.name in origins else ""

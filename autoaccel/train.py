@@ -18,6 +18,7 @@ from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
 from autoaccel.measure import Clock, Measurement, summarize
 from autoaccel.pipeline import Pipeline
+from autoaccel.profile import OTHER, StepProfile
 from autoaccel.task import Task
 
 
@@ -33,6 +34,7 @@ class TrainStats:
     step_time: Measurement  # steady-state seconds per step (first steps excluded)
     final_loss: float
     compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
+    profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
 
 
 def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Tensor:
@@ -80,22 +82,30 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
         for cm in setup.contexts:
             stack.enter_context(cm)
         last = time.perf_counter()
+        profile = StepProfile(plan.device)
         for _epoch in range(plan.epochs):
             for inputs, targets in setup.batches:
+                profile.lap("data")
                 inputs = lifecycle.prepare_input(to_device(inputs, plan.device, setup.non_blocking), plan)
                 targets = to_device(targets, plan.device, setup.non_blocking)
+                profile.lap("copy")
                 optimizer.zero_grad(set_to_none=True)
+                profile.lap("optimizer")
                 with setup.autocast():
                     loss = setup.loss(driven(inputs), targets, inputs)
+                profile.lap("forward")
                 if scaler is not None:
                     scaler.scale(loss).backward()
+                    profile.lap("backward")
                     scaler.step(optimizer)
                     scaler.update()
                 else:
                     loss.backward()
+                    profile.lap("backward")
                     optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
+                profile.lap("optimizer")
                 step += 1
                 samples += len(targets)
                 if step % 50 == 0 or step == total_steps:
@@ -104,6 +114,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                     if not math.isfinite(loss_value):
                         raise TrialFailure(f"training diverged: loss became {loss_value} at step {step}", kind="diverged")
                 clock.sync()
+                profile.step_done()
                 now = time.perf_counter()
                 step_times.append(now - last)
                 last = now
@@ -121,4 +132,6 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     if setup.recompiles:
         # A compiled model recompiles on a new shape (the last, partial batch): those spikes are compile time too.
         compile_s += sum(t - stats.median for t in step_times[1:] if t > 10 * stats.median)
-    return TrainStats(seconds - compile_s, step, samples, stats, loss_value, compile_s)
+    parts = dict(profile.seconds)
+    parts[OTHER] = max(0.0, seconds - sum(parts.values()))
+    return TrainStats(seconds - compile_s, step, samples, stats, loss_value, compile_s, parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import random
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -153,7 +154,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
         # The training this model came from was measured when it ran; its cost is still this recipe's cost.
         metrics["train_time"] = float(entry.meta["train_time"])
         metrics["train_throughput"] = float(entry.meta.get("train_samples_per_s", 0.0))
-        details.update(cached_training=True)
+        details.update(cached_training=True, profile=entry.meta.get("profile", {}))
         return model, key
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
@@ -164,11 +165,12 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     rate, rate_ci = stats.step_time.rate(plan.batch_size)
     metrics["train_throughput"] = rate
     details.update(train_steps=stats.steps, train_loss=stats.final_loss,
-                   train_step_noisy=stats.step_time.noisy, cached_training=False)
+                   train_step_noisy=stats.step_time.noisy, cached_training=False, profile=stats.profile)
     ci["train_throughput"] = rate_ci
     if cache is not None:
         raw = score(*predict(model, task.val_data, plan), task.metric_fn(), seed)
-        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value})
+        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value,
+                               "profile": stats.profile})
     return model, key
 
 
@@ -194,12 +196,15 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     one = latency_input(task.val_data, task.example_input)
     model = serve(task, plan, model, one, seed, stage)
     stage("evaluation")
+    evaluating = time.perf_counter()
     outputs, targets = predict(model, task.val_data, plan)
     if oof is not None:
         outputs = oof  # stacking is scored on out-of-fold predictions, never on samples its combiner saw
     metric = task.metric_fn()
     acc = score(outputs, targets, metric, seed)
     metrics["accuracy"], ci["accuracy"] = acc.value, acc.ci95
+    if "profile" in details:
+        details["profile"] = {**details["profile"], "evaluation": time.perf_counter() - evaluating}
     if metric is accuracy:
         # Per-sample correctness lets the accuracy drop against the baseline get a *paired* interval.
         correct = (outputs.argmax(dim=1) == targets).numpy().astype(np.uint8)

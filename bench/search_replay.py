@@ -183,7 +183,7 @@ def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
         proposals = 0
         while not replay.done and proposals < 4 * cap:
             proposals += 1
-            search._one_trial(study, runner, proposals, quiet=True)
+            search.next_trial(study, runner, proposals)
     return replay
 
 

@@ -40,6 +40,7 @@ class CompileSection(Section):
 class CompileStrategy(Strategy):
     name = "compile"
     phase = Phase.MODEL
+    relieves = ("forward", "backward")
     changes_training = True
     description = "torch.compile; compile time is reported separately from steady-state speed."
 

@@ -34,6 +34,7 @@ def backend_flags(section: CudnnSection) -> Iterator[None]:
 class CudnnBenchmarkStrategy(Strategy):
     name = "cudnn_benchmark"
     phase = Phase.MODEL
+    relieves = ("forward", "backward")
     changes_training = True
     description = "cudnn.benchmark autotuning and fp32 matmul precision 'high' (TF32) on CUDA."
 

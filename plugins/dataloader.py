@@ -44,6 +44,7 @@ class CachedBatches:
 class DataLoaderStrategy(Strategy):
     name = "dataloader"
     phase = Phase.DATA
+    relieves = ("data", "copy")
     changes_training = True
     description = "DataLoader workers, pin_memory, persistent workers, prefetch, and caching the dataset in memory."
 

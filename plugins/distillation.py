@@ -47,6 +47,7 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) ->
 class DistillationStrategy(Strategy):
     name = "distillation"
     phase = Phase.TRAIN
+    relieves = ("forward", "backward")  # a smaller student is cheaper to run forward and backward
     changes_training = True
     description = "Knowledge distillation into Task.student(size); temperature, mixing weight and size searched."
 

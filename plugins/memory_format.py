@@ -20,6 +20,7 @@ class MemoryFormatSection(Section):
 class MemoryFormatStrategy(Strategy):
     name = "memory_format"
     phase = Phase.MODEL
+    relieves = ("forward", "backward")
     changes_training = True
     description = "channels_last (NHWC) layout for convolutional models, in training and inference."
 

@@ -33,6 +33,7 @@ def tf32() -> Iterator[None]:
 class PrecisionStrategy(Strategy):
     name = "precision"
     phase = Phase.TRAIN
+    relieves = ("forward", "backward")
     changes_training = True
     description = "Mixed precision for training and inference (tf32, bf16, fp16 with loss scaling)."
 

@@ -21,6 +21,7 @@ class KernelSection(Section):
 class OptimizerKernelsStrategy(Strategy):
     name = "optimizer_kernels"
     phase = Phase.TRAIN
+    relieves = ("optimizer",)
     changes_training = True
     # The scheduler wraps whatever optimizer it finds: it must find the rebuilt one.
     before = ("scheduler",)

@@ -1,0 +1,154 @@
+"""The order of a search: which trial comes next, in stages that put cheap, likely wins first.
+
+1. screening: each technique alone against the user's recipe (see screening.py), one factor at a time, the
+   cheap one first (serving variants reuse the trained model: an evaluation each);
+2. stacking: as soon as a factor is screened, each technique it left out is added to that factor's best
+   configuration so far, so techniques that pay off only together (structured pruning under ONNX Runtime,
+   reduced precision at a larger batch) are not lost;
+3. combining: the sampler (TPE by default) combines the techniques that survived or helped on top, every other
+   trial being a local move one setting away from the best configurations so far;
+4. once those combinations are exhausted, stacking again on the new best, then combining again;
+5. widened: every technique, for whatever budget is left.
+
+The Search runs what this proposes and reports back each finished trial; the stages keep no state that the
+study's trials could not rebuild, except where in this order the run is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autoaccel.configuration import factor_of
+from autoaccel.profile import describe
+from autoaccel.record import TrialRecord
+from autoaccel.screening import Screening, Verdict, incumbent, speedup, stacked
+from autoaccel.space import Param
+from autoaccel.strategy import Strategy
+
+# Proposals in a row that repeat measured configurations before the combinations of the searched techniques
+# count as exhausted and the search moves to its next stage.
+WIDEN_AFTER = 8
+
+
+@dataclass
+class Proposal:
+    """What to run next: fixed settings (a screen or a stack), or a sampled trial (``config`` None)."""
+
+    role: str
+    config: dict[str, Any] | None = None
+    strategy: Strategy | None = None  # the technique a screen or stack tries
+    over: int | None = None  # a stack: the trial it adds the technique to
+    messages: list[str] = field(default_factory=list)  # what to tell the user before it runs
+
+
+class Stages:
+    def __init__(self, strategies: Sequence[Strategy], space: dict[str, Param], mode: str,
+                 judging: dict[str, list[str]], factors: Sequence[str]) -> None:
+        self.strategies = list(strategies)
+        self.mode = mode
+        self.judging = judging
+        self.factors = tuple(factors)  # cheapest first
+        self.screening = Screening(strategies, space, mode, judging)
+        self.stage = ""
+        self.searched: list[Strategy] = list(strategies)  # what sampled trials may change
+        self.helpers: list[Strategy] = []  # left out by screening, helped on top of a best configuration
+        self.stacked: set[str] = set()  # factors whose left-out techniques were stacked in this round
+        self.stacks: list[Proposal] = []
+        self.repeats = 0  # proposals in a row that repeated a measured configuration
+        self.proposals = 0  # combining proposals so far: every other one is a local move
+
+    def factor(self, strategy: Strategy) -> str:
+        return factor_of(strategy, self.mode)
+
+    def next(self, records: Sequence[TrialRecord], base: TrialRecord) -> Proposal:
+        notes: list[str] = []
+        profile = base.details.get("profile") or {}
+        if not self.stage and profile:
+            notes.append(f"your recipe's training time: {describe(profile)}")
+        if self.stage in ("", "screening", "stacking"):
+            for factor in self.factors:
+                probe = self.screening.next_probe(records, base, profile, factor)
+                if probe is not None:
+                    self._enter("screening", notes, "stage 1: each technique alone against your recipe, serving first "
+                                "(an evaluation each), then training techniques by the share of your training time "
+                                "they could remove")
+                    return Proposal("screen", probe[1], probe[0], messages=notes)
+                if factor not in self.stacked:
+                    self.stacked.add(factor)
+                    self.stacks += self._stacks(factor, records, base)
+                if self.stacks:
+                    self._enter("stacking", notes, "stage 2: adding each technique left out to the best configuration "
+                                "so far (some only pay off together)")
+                    return self._pop(notes)
+            verdicts = self.screening.verdicts(records, base)
+            kept = [s for s in self.strategies if verdicts[s.name].survives or s in self.helpers]
+            self.searched = kept or list(self.strategies)
+            self._enter("combining", notes, f"stage 3: combining {', '.join(s.name for s in kept) or 'every technique'}")
+            notes += [f"  left out {v.strategy}: {v.reason}" + (f" (trial {v.trial})" if v.trial is not None else "")
+                      for v in verdicts.values() if not v.survives and v.strategy not in {s.name for s in kept}]
+            self.repeats = 0
+        if self.stage == "combining" and self.repeats >= WIDEN_AFTER:
+            self.stacks = [p for f in self.factors for p in self._stacks(f, records, base)]
+            self._enter("restacking", notes, "stage 4: those combinations are measured; adding the techniques still "
+                        "left out to the new best")
+        if self.stage == "restacking":
+            if self.stacks:
+                return self._pop(notes)
+            self.searched = [s for s in self.strategies if s in self.searched or s in self.helpers]
+            self._enter("recombining", notes, f"stage 5: combining {', '.join(s.name for s in self.searched)}")
+            self.repeats = 0
+        if self.stage == "recombining" and self.repeats >= WIDEN_AFTER:
+            self.searched = list(self.strategies)
+            self._enter("widened", notes, "stage 6: those combinations are measured too; searching every technique")
+        # The sampler models the whole space; a local move refines the best configurations found (the two
+        # alternate, so neither a misled model nor a local optimum holds the search).
+        self.proposals += 1
+        return Proposal("local" if self.proposals % 2 == 0 else "candidate", messages=notes)
+
+    def observed(self, proposal: Proposal, trial: TrialRecord, done: TrialRecord, over: TrialRecord | None) -> list[str]:
+        """Take note of a finished ``trial`` (``done``: its measurement, or the earlier one it reused); a stack that
+        beats the configuration it was added to brings its technique into the combining."""
+        self.repeats = self.repeats + 1 if trial.duplicate_of is not None or trial.not_run else 0
+        strategy = proposal.strategy
+        if proposal.role != "stack" or strategy is None or over is None or strategy in self.helpers:
+            return []
+        if done.measured and done.feasible and speedup(done, over, self.judging[self.factor(strategy)]) > 1.0:
+            self.helpers.append(strategy)
+            self.stacks = [p for p in self.stacks if p.strategy is not strategy]
+            return [f"  {strategy.name} helps on top of trial {over.number}: kept for combining"]
+        return []
+
+    def verdicts(self, records: Sequence[TrialRecord], base: TrialRecord) -> dict[str, Verdict]:
+        return self.screening.verdicts(records, base)
+
+    def _stacks(self, factor: str, records: Sequence[TrialRecord], base: TrialRecord) -> list[Proposal]:
+        names = {s.name for s in self.strategies if self.factor(s) == factor}
+        best = incumbent(records, base, names, self.judging[factor])
+        # Also on the fastest configuration over the accuracy budget, if faster: what it needs may be one more
+        # technique (a larger batch that loses accuracy alone can keep it at reduced precision's other rounding).
+        fastest = incumbent(records, base, names, self.judging[factor], feasible=False)
+        tops = list({t.number: t for t in (best, fastest) if t is not None}.values())
+        verdicts = self.screening.verdicts(records, base)
+        left_out = [s for s in self.strategies if s.name in names and verdicts[s.name].status == "no gain"
+                    and s not in self.helpers]
+        # A stack must beat the best feasible configuration (the user's recipe when there is none yet).
+        bar = best.number if best is not None else base.number
+        proposals: dict[str, Proposal] = {}
+        for top in tops:
+            for s in left_out:
+                for config in stacked(s, self.screening.probes[s.name], top):
+                    proposals.setdefault(repr(sorted(config.items())), Proposal("stack", config, s, bar))
+        return list(proposals.values())
+
+    def _pop(self, notes: list[str]) -> Proposal:
+        proposal = self.stacks.pop(0)
+        proposal.messages = notes
+        return proposal
+
+    def _enter(self, stage: str, notes: list[str], text: str) -> None:
+        if self.stage != stage:
+            self.stage = stage
+            notes.append(text)
+
