@@ -129,26 +129,39 @@ class Screening:
         return {s.name: self._judge(s, evidence[s.name], base) for s in self.strategies}
 
     def _judge(self, strategy: Strategy, tried: list[TrialRecord], base: TrialRecord) -> Verdict:
+        """A technique's verdict from its probes so far. It helps as soon as one probe is faster beyond noise, but
+        stays pending while each helping probe beats the one before (a larger batch that keeps paying: the next
+        probe follows the gain), so the screening ends on the best of a run of wins, not the first."""
         name = strategy.name
         if name not in self.probes:
             return Verdict(name, "not screened", "combines other trained models; searched in combination only")
         metrics = self.judging.get(factor_of(strategy, self.mode), ())
         best: tuple[float, TrialRecord] | None = None
+        helped: tuple[float, TrialRecord] | None = None
+        improving = False
         for r in tried:
             if not r.measured:
                 if r.failure_kind in FATAL:
                     return Verdict(name, "failed", f"failed on this task: {r.reason or r.failure_kind}", r.number)
+                improving = False
                 continue
             gain = speedup(r, base, metrics) if metrics else 0.0
             if gain > 1.0:
-                over = "" if r.feasible else ", though over the accuracy budget alone (kept to combine)"
-                return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{over}", r.number, gain)
-            if more_accurate(r, base):
+                improving = helped is None or gain > helped[0]
+                if improving:
+                    helped = (gain, r)
+            elif more_accurate(r, base) and helped is None:
                 return Verdict(name, "more accurate", "more accurate beyond noise (accuracy others can spend)", r.number, gain)
+            else:
+                improving = False
             if best is None or gain > best[0]:
                 best = (gain, r)
         untried = [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.settings) for t in tried)]
-        if len(tried) >= MAX_PROBES or not untried:
+        if helped is not None and not (improving and untried):
+            gain, r = helped
+            over = "" if r.feasible else ", though over the accuracy budget alone (kept to combine)"
+            return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{over}", r.number, gain)
+        if helped is None and (len(tried) >= MAX_PROBES or not untried):
             if best is None:
                 last = tried[-1]
                 return Verdict(name, "no gain", f"every setting tried failed ({last.reason or last.failure_kind})", last.number)

@@ -36,10 +36,14 @@ from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
 from autoaccel.target import Target
 from autoaccel.task import Task
-from autoaccel.trial import TrialResult, cache_path
+from autoaccel.trial import TRAINING_OBJECTIVES, TrialResult, cache_path
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 MAX_REPEATS = 20
+# A training trial on course to take this many times the baseline's training time is stopped early (pruned).
+PRUNE_SLOWER = 1.5
+# Trials the search itself proposes (the finish's ablation and combined trials always run to the end).
+SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 # However little of a budget is left, a trial may take this long before it is stopped.
 MIN_TRIAL_S = 30.0
 
@@ -316,7 +320,8 @@ class Search:
         self.turn += 1
         names = {s.name for s in self.stages.searched if factor_of(s, self.options.mode) == factor}
         metrics = judging(factor, self.objectives)
-        for feasible in (True, False):
+        # Alternately around the best feasible configuration and the fastest one over the accuracy budget.
+        for feasible in ((True, False) if self.turn % 4 < 2 else (False, True)):
             top = incumbent(records, base, names, metrics, feasible=feasible)
             if top is not None and (near := self._near(study, top.settings, factor, top.number + len(records))) is not None:
                 return near
@@ -406,7 +411,8 @@ class Search:
             # No trial may outlast the whole budget (a compile that takes minutes on a CPU); it fails as a timeout.
             runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget_end - started))
         try:
-            result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s)
+            result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s,
+                                stop_slower_than=self._speed_bar(study, goal, role))
         except TrialFailure as failure:
             # Name the technique and choice that failed, then the library's own words, on one line.
             who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
@@ -426,6 +432,14 @@ class Search:
         if not quiet:
             self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, study, trial.number), self._best(study))
         return trial.number
+
+    def _speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
+        """Seconds of training beyond which a search trial of the training factor is stopped as pruned: it could
+        not be the training answer (PRUNE_SLOWER times the baseline's, a margin for the projection's noise)."""
+        if goal != "train" or role not in SEARCH_ROLES or not any(o in TRAINING_OBJECTIVES for o in self.objectives):
+            return None
+        base = studies.baseline_of(study)
+        return None if base is None else base.metrics["train_time"] * PRUNE_SLOWER
 
     def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""

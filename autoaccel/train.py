@@ -21,6 +21,8 @@ from autoaccel.pipeline import Pipeline
 from autoaccel.profile import OTHER, StepProfile
 from autoaccel.task import Task
 
+PRUNE_MIN_STEPS = 20
+
 
 def device_type(device: str) -> str:
     return device.split(":")[0]
@@ -39,6 +41,16 @@ class TrainStats:
 
 def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Tensor:
     return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
+
+
+def _check_course(step_times: list[float], total_steps: int, limit: float) -> None:
+    """Stop a run on course to train longer than ``limit``: projected from the steps so far, the first left out
+    (compilation and lazy init, which train_time leaves out too)."""
+    steady = step_times[1:] or step_times
+    projected = sum(steady) / len(steady) * total_steps
+    if projected > limit:
+        raise TrialFailure(f"pruned after {len(step_times)} of {total_steps} steps: on course for {projected:.1f} s of "
+                           f"training, more than the {limit:.1f} s a training answer could take", kind="pruned")
 
 
 def _no_baseline() -> nn.Module:
@@ -62,10 +74,14 @@ def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
 
 
 def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
-          baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False) -> TrainStats:
+          baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False,
+          stop_slower_than: float | None = None) -> TrainStats:
     """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
 
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
+    ``stop_slower_than`` (seconds) is the search's low-fidelity check: once a tenth of the steps ran, a run on
+    course to take longer than that is stopped as pruned (speed rankings settle long before accuracy does, and
+    a recipe slower than that cannot be the training answer, so its accuracy is never worth the rest).
     """
     clock = Clock(plan.device)
     clock.sync()
@@ -73,6 +89,8 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     setup = setup_for(model, task, plan, seed, baseline, finetuning)
     driven, optimizer, scheduler, scaler = setup.model, setup.optimizer, setup.scheduler, setup.scaler
     total_steps = setup.total_steps
+    # Where the projection is judged: a tenth of the run, and past the first steps' warm-up.
+    checkpoint = max(PRUNE_MIN_STEPS, total_steps // 10) if stop_slower_than is not None else -1
     step_times: list[float] = []
     samples, step, loss_value = 0, 0, math.nan
     model.train()
@@ -116,8 +134,11 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                 clock.sync()
                 profile.step_done()
                 now = time.perf_counter()
+
                 step_times.append(now - last)
                 last = now
+                if step == checkpoint and step < total_steps:
+                    _check_course(step_times, total_steps, stop_slower_than)  # type: ignore[arg-type]
                 if max_samples is not None and samples >= max_samples:
                     break
             if max_samples is not None and samples >= max_samples:

@@ -68,8 +68,9 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
-              cache_dir: str | None = None) -> TrialResult:
+              cache_dir: str | None = None, stop_slower_than: float | None = None) -> TrialResult:
     """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason.
+    ``stop_slower_than``: training on course to take longer is stopped early as pruned (see train.train).
 
     Warnings (torch.compile's, schedulers', libraries') go into the result's details, not the terminal.
     """
@@ -77,7 +78,7 @@ def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
-            result = _run(task, plan, seed, timing_budget_s, cache_dir, stage)
+            result = _run(task, plan, seed, timing_budget_s, cache_dir, stage, stop_slower_than)
         except TrialFailure as exc:
             exc.stage = exc.stage or stage.name
             raise
@@ -130,7 +131,8 @@ def baseline_loader(task: Task, plan: Pipeline, cache: CheckpointCache | None) -
 
 
 def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
-                  metrics: dict[str, float], details: dict, ci: dict, stage: Stage | None = None) -> tuple[nn.Module, str]:
+                  metrics: dict[str, float], details: dict, ci: dict, stage: Stage | None = None,
+                  stop_slower_than: float | None = None) -> tuple[nn.Module, str]:
     """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained.
 
     With ``plan.weights_from`` (inference mode without weights) the model always comes from that one frozen
@@ -159,7 +161,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
     seed_everything(seed)
-    stats = train(model, task, plan, seed, baseline=baseline_loader(task, plan, cache))
+    stats = train(model, task, plan, seed, baseline=baseline_loader(task, plan, cache), stop_slower_than=stop_slower_than)
     metrics["train_time"] = stats.seconds
     details["compile_s"] = stats.compile_s
     rate, rate_ci = stats.step_time.rate(plan.batch_size)
@@ -180,7 +182,8 @@ def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: torch.Te
     return lifecycle.serve(model, ServeContext(task, plan, seed, example, torch.get_num_threads()), stage)
 
 
-def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None, stage: Stage) -> TrialResult:
+def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None, stage: Stage,
+         stop_slower_than: float | None = None) -> TrialResult:
     lifecycle.start(plan)
     reset_peak_memory(plan.device)
     seed_everything(seed)
@@ -189,7 +192,7 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     details: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
-    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage)
+    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage, stop_slower_than)
     details["checkpoint"] = key
     model = _transform(task, plan, seed, model, cache, stage)
     oof = getattr(model, "oof_outputs", None)

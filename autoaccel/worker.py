@@ -180,8 +180,9 @@ class IsolatedRunner:
         self.proc, self.conn = None, None
         return code
 
-    def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
-        return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir)
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
+        return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir,
+                          stop_slower_than=stop_slower_than)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
         return self._call("remeasure", plans=plans, objectives=objectives, rounds=rounds, seed=seed, cache_dir=self.cache_dir)
@@ -239,8 +240,8 @@ class InProcessRunner:
         self.cache_dir = cache_dir
         warm_up(task)
 
-    def run(self, plan: Pipeline, seed: int, timing_budget_s: float) -> TrialResult:
-        return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir)
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
+        return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, stop_slower_than=stop_slower_than)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
         return remeasure_plans(self.task, plans, objectives, rounds, seed, cache_dir=self.cache_dir)

@@ -7,8 +7,9 @@ before in that replay (serving variants of a trained recipe reuse it, as in a re
 median over seeds of the cost to reach 95% of the table's best feasible speedup, per goal (train: train_time,
 serve: latency), and its ratio to plain TPE's. Methods:
 
-- autoaccel: the real search (its sampler, its factor alternation, its conditional space, its reuse of measured
-  configurations), driven trial by trial with the table standing in for the worker;
+- autoaccel: the real search (its stages, sampler, factor alternation, conditional space, reuse of measured
+  configurations, pruning of training runs on course to be slower than an answer could be), driven trial by
+  trial with the table standing in for the worker (a pruned run is charged a tenth of its training);
 - tpe, nsga2, random: plain Optuna over the flat space, every parameter suggested every trial (what a user of
   Optuna would write), the same objectives;
 - exhaustive: every configuration once, in a random order.
@@ -48,6 +49,8 @@ ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"train": "train_time", "serve": "latency"}
 REACH = 0.95
 METHODS = ("autoaccel", "tpe", "nsga2", "random", "exhaustive")
+PRUNED_AT = 0.1  # the share of its training a pruned trial runs before it is stopped (train.train's checkpoint)
+ANYTIME = (0.01, 0.02, 0.05, 0.1, 0.25)  # budgets, as fractions of the whole table's cost
 
 
 class Table:
@@ -99,6 +102,11 @@ class Replay:
         self.table, self.cost, self.trained, self.measured = table, 0.0, set(), 0
         self.reached: dict[str, float | None] = dict.fromkeys(table.goals)
         self.trials: dict[str, int | None] = dict.fromkeys(table.goals)  # measurements it took
+        self.horizon = anytime_budgets(table)[-1]
+        self.history: list[tuple[float, dict[str, float]]] = []  # (cost so far, best feasible speedup per goal)
+        self.best: dict[str, float] = dict.fromkeys(table.goals, 1.0)
+        self.study: optuna.Study | None = None  # ours: the study it filled (tests read its trials)
+        self.search: Any = None
 
     def measure(self, row: dict[str, Any]) -> None:
         self.measured += 1
@@ -107,15 +115,31 @@ class Replay:
             self.trained.add(row["training_key"])
             self.cost += row["train_seconds"]
         if not self.table.feasible(row, self.table.budget):
+            self.history.append((self.cost, dict(self.best)))
             return
+        for goal in self.table.goals:
+            if row.get("goal") == goal:  # an answer of this goal: it changes that factor only
+                self.best[goal] = max(self.best[goal], self.table.speedup(row, goal))
+        self.history.append((self.cost, dict(self.best)))
         for goal in self.table.goals:
             if (self.reached[goal] is None and row.get("goal") in (goal, "combined")
                     and self.table.speedup(row, goal) >= REACH * self.table.best[goal]):
                 self.reached[goal], self.trials[goal] = self.cost, self.measured
 
+    def best_at(self, cost: float, goal: str) -> float:
+        """The best feasible speedup found for ``goal`` by the time ``cost`` seconds were spent (a run that stopped
+        early, having reached every goal, keeps what it had)."""
+        best = 1.0
+        for spent, found in self.history:
+            if spent > cost:
+                break
+            best = found[goal]
+        return best
+
     @property
     def done(self) -> bool:
-        return all(v is not None for v in self.reached.values())
+        """Every goal reached, and the search ran long enough for the anytime comparison."""
+        return all(v is not None for v in self.reached.values()) and self.cost >= self.horizon
 
 
 def plain_optuna(table: Table, seed: int, sampler: optuna.samplers.BaseSampler, cap: int) -> Replay:
@@ -154,10 +178,16 @@ class TableRunner:
     def __init__(self, table: Table, replay: Replay) -> None:
         self.by_fingerprint, self.replay = table.rows, replay
 
-    def run(self, plan: Any, seed: int, timing_budget_s: float) -> TrialResult:
+    def run(self, plan: Any, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
         row = self.by_fingerprint.get(plan.fingerprint())
         if row is None:
             raise TrialFailure("configuration not in the table", kind="unsupported")
+        if (stop_slower_than is not None and "metrics" in row and row["metrics"]["train_time"] > stop_slower_than
+                and row["training_key"] not in self.replay.trained):
+            # A real run is judged after a tenth of its steps (train.train): charged that much of its training.
+            self.replay.cost += PRUNED_AT * row["train_seconds"]
+            self.replay.measured += 1
+            raise TrialFailure("pruned: on course to train slower than an answer could", kind="pruned")
         self.replay.measure(row)
         if "metrics" not in row:
             kind, _, reason = row["failed"].partition(": ")
@@ -180,6 +210,7 @@ def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
         study = studies.open_study(storage, "replay", search.objectives, sampler)
         studies.ensure_baseline(study, search.plan.defaults)
         runner = TableRunner(table, replay)
+        replay.study, replay.search = study, search
         proposals = 0
         while not replay.done and proposals < 4 * cap:
             proposals += 1
@@ -207,6 +238,14 @@ def run_method(method: str, table: Table, seed: int, task: Any) -> Replay:
     return plain_optuna(table, seed, samplers[method](), cap)
 
 
+def anytime_budgets(table: Table) -> list[float]:
+    """Search costs at which every method's best-so-far is compared: fractions of what measuring the whole table
+    costs (each training once, every evaluation)."""
+    trainings = {r["training_key"]: r["train_seconds"] for r in table.rows.values()}
+    total = sum(trainings.values()) + sum(r["eval_seconds"] for r in table.rows.values())
+    return [total * f for f in ANYTIME]
+
+
 def median_or_none(costs: list[float | None]) -> float | None:
     values = sorted(math.inf if c is None else c for c in costs)
     m = statistics.median(values)
@@ -225,11 +264,13 @@ def main() -> None:
     table = Table(args.table)
     task = load_task(table.model)
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    budgets = anytime_budgets(table)
     for method in args.methods.split(","):
         replays = [run_method(method, table, seed, task) for seed in range(args.seeds)]
         results[method] = {goal: {"cost_to_95": median_or_none([r.reached[goal] for r in replays]),
                                   "reached": sum(r.reached[goal] is not None for r in replays) / len(replays),
-                                  "trials_to_95": median_or_none([r.trials[goal] for r in replays])}
+                                  "trials_to_95": median_or_none([r.trials[goal] for r in replays]),
+                                  "anytime": [statistics.median(r.best_at(b, goal) for r in replays) for b in budgets]}
                            for goal in table.goals}
     if args.json:
         print(json.dumps({"table": table.data["name"], "methods": results}))
@@ -247,6 +288,11 @@ def main() -> None:
             line += (f"{(f'{cost:.2f} s' if cost is not None else 'never'):>20}{(f'{trials:.0f}' if trials is not None else '-'):>8}"
                      f"{r['reached']:>9.0%}{ratio:>8}")
         print(line)
+    print(f"median best feasible speedup found by a search cost of {', '.join(f'{f:.0%}' for f in ANYTIME)} of the whole "
+          f"table's ({', '.join(f'{b:.0f} s' for b in budgets)})")
+    for method, goals in results.items():
+        cells = "   ".join(f"{goal} " + " ".join(f"{v:.2f}" for v in r["anytime"]) for goal, r in goals.items())
+        print(f"{method:<11}{cells}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,8 @@ CASES: dict[str, Case] = {
                               args=("--objectives", "accuracy,latncy")),
     "cuda-without-gpu": Case(None, r"--target cuda: no CUDA device is available here", args=("--target", "cuda"),
                              marks=(no_cuda,)),
+    "zero-budget": Case(None, r"--budget: must be a positive number of minutes, e\.g\. 5, but got 0\.0",
+                        args=("--budget", "0")),
     "negative-accuracy-drop": Case(None, r"--max-accuracy-drop: must be >= 0 .*but got -0\.5",
                                    args=("--max-accuracy-drop", "-0.5")),
     "task-call-fails-multiline": Case(

@@ -9,7 +9,7 @@ import pytest
 
 from autoaccel import AutoaccelError
 from autoaccel.api import make_options
-from autoaccel.options import DEFAULT_OBJECTIVES, INFERENCE_OBJECTIVES, Options
+from autoaccel.options import BUDGET_TRIAL_CAP, DEFAULT_BUDGET_MINUTES, DEFAULT_OBJECTIVES, INFERENCE_OBJECTIVES, Options
 
 
 def test_defaults_are_valid() -> None:
@@ -18,12 +18,23 @@ def test_defaults_are_valid() -> None:
     assert Options(mode="inference").resolved_objectives() == INFERENCE_OBJECTIVES == ("accuracy", "latency")
 
 
+def test_a_run_with_no_limit_given_is_bounded_by_the_default_budget() -> None:
+    assert Options().resolved_budget() == DEFAULT_BUDGET_MINUTES
+    assert Options().resolved_trials() == BUDGET_TRIAL_CAP
+    # --trials or --timeout alone: the user chose the limit, no budget is added to it
+    assert Options(trials=8).resolved_budget() is None and Options(trials=8).resolved_trials() == 8
+    assert Options(timeout=60).resolved_budget() is None
+    assert Options(trials=8, budget=2).resolved_budget() == 2
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"trials": 0}, r"^--trials: must be a positive integer, but got 0"),
         ({"trials": 2.5}, r"^--trials: must be a positive integer, but got 2\.5"),
         ({"timeout": 0}, r"^--timeout: must be a positive number of seconds, but got 0"),
+        ({"budget": 0}, r"^--budget: must be a positive number of minutes, e\.g\. 5, but got 0"),
+        ({"budget": float("nan")}, r"^--budget: must be a positive number of minutes, e\.g\. 5, but got nan"),
         ({"trial_timeout": -1.0}, r"^--trial-timeout: must be a positive number of seconds, but got -1\.0"),
         ({"remeasure_rounds": 1}, r"^--remeasure-rounds: must be 0 \(off\) or at least 2 rounds, but got 1"),
         ({"sampler": "tp"}, r"^--sampler: unknown sampler 'tp'; did you mean 'tpe'\? \(expected one of tpe, nsga2, random, grid\)"),

@@ -39,7 +39,7 @@ def test_plugins_lists_both_strategies_with_their_distribution() -> None:
 
 @pytest.mark.slow
 def test_a_search_measures_them_and_a_training_trial_trains_its_own_model(tmp_path: Path) -> None:
-    done = autoaccel("optimize", "examples/digits.py", "--strategies", "optimizer_kernels,torch_inference", "--trials", "4",
+    done = autoaccel("optimize", "examples/digits.py", "--strategies", "optimizer_kernels,torch_inference", "--trials", "6",
                      "--remeasure-rounds", "2", "--no-ablation", "--out", str(tmp_path), "--json")
     assert done.returncode == 0, done.stderr[-2000:]
     json.loads(done.stdout)
