@@ -41,7 +41,7 @@ from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 
 MAX_REPEATS = 20
 # A training trial on course to take this many times the baseline's training time is stopped early (pruned).
-PRUNE_SLOWER = 1.5
+STOP_SLOWER = 1.5
 # Trials the search itself proposes (the finish's ablation and combined trials always run to the end).
 SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 # However little of a budget is left, a trial may take this long before it is stopped.
@@ -434,12 +434,12 @@ class Search:
         return trial.number
 
     def _speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
-        """Seconds of training beyond which a search trial of the training factor is stopped as pruned: it could
-        not be the training answer (PRUNE_SLOWER times the baseline's, a margin for the projection's noise)."""
+        """Seconds of training beyond which a search trial of the training factor is stopped early: it could
+        not be the training answer (STOP_SLOWER times the baseline's, a margin for the projection's noise)."""
         if goal != "train" or role not in SEARCH_ROLES or not any(o in TRAINING_OBJECTIVES for o in self.objectives):
             return None
         base = studies.baseline_of(study)
-        return None if base is None else base.metrics["train_time"] * PRUNE_SLOWER
+        return None if base is None else base.metrics["train_time"] * STOP_SLOWER
 
     def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""

@@ -164,7 +164,7 @@ def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
 
 
 # Failures that would happen again with the same configuration; a timeout may be the machine's fault once.
-REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash", "pruned")
+REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash", "too_slow")
 
 
 def duplicate_of(study: optuna.Study, fingerprint: str) -> record.TrialRecord | None:

@@ -21,7 +21,7 @@ from autoaccel.pipeline import Pipeline
 from autoaccel.profile import OTHER, StepProfile
 from autoaccel.task import Task
 
-PRUNE_MIN_STEPS = 20
+EARLY_STOP_MIN_STEPS = 20
 
 
 def device_type(device: str) -> str:
@@ -49,8 +49,8 @@ def _check_course(step_times: list[float], total_steps: int, limit: float) -> No
     steady = step_times[1:] or step_times
     projected = sum(steady) / len(steady) * total_steps
     if projected > limit:
-        raise TrialFailure(f"pruned after {len(step_times)} of {total_steps} steps: on course for {projected:.1f} s of "
-                           f"training, more than the {limit:.1f} s a training answer could take", kind="pruned")
+        raise TrialFailure(f"stopped early after {len(step_times)} of {total_steps} steps: on course for {projected:.1f} s of "
+                           f"training, more than the {limit:.1f} s a training answer could take", kind="too_slow")
 
 
 def _no_baseline() -> nn.Module:
@@ -80,7 +80,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
 
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
     ``stop_slower_than`` (seconds) is the search's low-fidelity check: once a tenth of the steps ran, a run on
-    course to take longer than that is stopped as pruned (speed rankings settle long before accuracy does, and
+    course to take longer than that is stopped (speed rankings settle long before accuracy does, and
     a recipe slower than that cannot be the training answer, so its accuracy is never worth the rest).
     """
     clock = Clock(plan.device)
@@ -90,7 +90,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     driven, optimizer, scheduler, scaler = setup.model, setup.optimizer, setup.scheduler, setup.scaler
     total_steps = setup.total_steps
     # Where the projection is judged: a tenth of the run, and past the first steps' warm-up.
-    checkpoint = max(PRUNE_MIN_STEPS, total_steps // 10) if stop_slower_than is not None else -1
+    checkpoint = max(EARLY_STOP_MIN_STEPS, total_steps // 10) if stop_slower_than is not None else -1
     step_times: list[float] = []
     samples, step, loss_value = 0, 0, math.nan
     model.train()

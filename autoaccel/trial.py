@@ -70,7 +70,7 @@ def _is_oom(exc: BaseException) -> bool:
 def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
               cache_dir: str | None = None, stop_slower_than: float | None = None) -> TrialResult:
     """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason.
-    ``stop_slower_than``: training on course to take longer is stopped early as pruned (see train.train).
+    ``stop_slower_than``: training on course to take longer is stopped early (see train.train).
 
     Warnings (torch.compile's, schedulers', libraries') go into the result's details, not the terminal.
     """

@@ -8,8 +8,8 @@ median over seeds of the cost to reach 95% of the table's best feasible speedup,
 serve: latency), and its ratio to plain TPE's. Methods:
 
 - autoaccel: the real search (its stages, sampler, factor alternation, conditional space, reuse of measured
-  configurations, pruning of training runs on course to be slower than an answer could be), driven trial by
-  trial with the table standing in for the worker (a pruned run is charged a tenth of its training);
+  configurations, early stopping of training runs on course to be slower than an answer could be), driven trial by
+  trial with the table standing in for the worker (a run stopped early is charged a tenth of its training);
 - tpe, nsga2, random: plain Optuna over the flat space, every parameter suggested every trial (what a user of
   Optuna would write), the same objectives;
 - exhaustive: every configuration once, in a random order.
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"train": "train_time", "serve": "latency"}
 REACH = 0.95
 METHODS = ("autoaccel", "tpe", "nsga2", "random", "exhaustive")
-PRUNED_AT = 0.1  # the share of its training a pruned trial runs before it is stopped (train.train's checkpoint)
+STOPPED_AT = 0.1  # the share of its training a too-slow trial runs before it is stopped (train.train's checkpoint)
 ANYTIME = (0.01, 0.02, 0.05, 0.1, 0.25)  # budgets, as fractions of the whole table's cost
 
 
@@ -185,9 +185,9 @@ class TableRunner:
         if (stop_slower_than is not None and "metrics" in row and row["metrics"]["train_time"] > stop_slower_than
                 and row["training_key"] not in self.replay.trained):
             # A real run is judged after a tenth of its steps (train.train): charged that much of its training.
-            self.replay.cost += PRUNED_AT * row["train_seconds"]
+            self.replay.cost += STOPPED_AT * row["train_seconds"]
             self.replay.measured += 1
-            raise TrialFailure("pruned: on course to train slower than an answer could", kind="pruned")
+            raise TrialFailure("stopped early: on course to train slower than an answer could", kind="too_slow")
         self.replay.measure(row)
         if "metrics" not in row:
             kind, _, reason = row["failed"].partition(": ")

@@ -39,7 +39,7 @@ TARGET = {"kind": "cpu", "device": "cpu", "name": "Test CPU <x86>", "cores": 8, 
 ENVIRONMENT = {"python": "3.11.7", "torch": "2.13.0", "optuna": "5.0.0", "platform": "Linux-x86_64"}
 
 
-def make_study(keep: tuple[int, ...] | None = None) -> optuna.Study:
+def make_study(keep: tuple[int, ...] | None = None, baseline_details: dict[str, Any] | None = None) -> optuna.Study:
     """TRIALS (or only those numbered in ``keep``) then one failed trial, as autoaccel records them."""
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     for dtype, prune, quant, acc, tt, lat, extra in (TRIALS if keep is None else [TRIALS[i] for i in keep]):
@@ -49,7 +49,8 @@ def make_study(keep: tuple[int, ...] | None = None) -> optuna.Study:
         factors = {"train" if k.startswith("precision") else "serve" for k in config}
         goal = "baseline" if not factors else factors.pop() if len(factors) == 1 else "combined"
         attrs = {"metrics": metrics, "ci95": {"accuracy": [acc - 0.004, acc + 0.004], "latency": [lat * 0.95, lat * 1.05]},
-                 "details": {}, "plan": {}, "config": config, "goal": goal, **extra}
+                 "details": (baseline_details or {}) if extra.get("role") == "baseline" else {}, "plan": {},
+                 "config": config, "goal": goal, **extra}
         study.add_trial(optuna.trial.create_trial(
             params={"precision.dtype": dtype, "pruning.method": prune, "quantization.method": quant},
             distributions=DISTS, values=[acc, tt, lat], user_attrs=attrs))
@@ -64,8 +65,8 @@ def render(study: optuna.Study, meta: dict[str, Any] | None = None) -> tuple[str
     return build_report(study, summary, {"task": "digits", "study": "s", "mode": "both"} if meta is None else meta), summary
 
 
-def full_study() -> optuna.Study:
-    study = make_study()
+def full_study(baseline_details: dict[str, Any] | None = None) -> optuna.Study:
+    study = make_study(baseline_details=baseline_details)
     study.set_user_attr("target", TARGET)
     study.set_user_attr("environment", ENVIRONMENT)
     # Why some settings are known to disappoint, as the search records it from the strategies' own hints.
@@ -256,3 +257,26 @@ def test_a_recipe_that_failed_to_learn_does_not_squash_the_accuracy_axis() -> No
         assert "accuracy 0.1000" in body  # the pinned point keeps its real value in its tooltip
         labels = re.findall(r'<text x="([0-9.]+)" y="([0-9.]+)"[^>]*font-weight="600" text-anchor="\w+" fill="#(?:111827|f59e0b)">', body)
         assert len(labels) == 2 and labels[0][1] != labels[1][1], "baseline and answer labels on separate lines"
+
+
+def test_the_search_section_draws_the_baselines_profile_and_the_screening() -> None:
+    profile = {"data": 5.8, "copy": 0.2, "forward": 1.6, "backward": 1.8, "optimizer": 0.6, "other": 0.0, "evaluation": 0.4}
+    study = full_study({"profile": profile})
+    study.set_user_attr("screening", {
+        "dataloader": {"strategy": "dataloader", "status": "helps", "reason": "2.40x faster beyond noise", "trial": 3,
+                       "speedup": 2.4},
+        "pruning": {"strategy": "pruning", "status": "no gain", "reason": f"no speedup beyond noise {EVIL}", "trial": 4,
+                    "speedup": 0.9}})
+    html, _ = render(study)
+    section = re.search(r'<section id="search">.*?</section>', html, re.S)
+    assert section, "no search section"
+    seen = text(section.group(0))
+    assert "waiting for data 58% (5.80 s)" in seen and "the backward pass 18%" in seen
+    assert re.search(r'id="profile-bar"[^>]*>(<div title="[^"]+" style="width:[0-9.]+%;background:#[0-9a-f]{6}"></div>){5}', html)
+    assert "dataloader helps 2.40x faster beyond noise 3" in seen
+    assert EVIL not in section.group(0) and "&lt;script&gt;" in section.group(0)
+
+
+def test_without_a_profile_the_search_section_says_why() -> None:
+    html, _ = render(make_study())
+    assert "No training profile" in text(re.search(r'<section id="search">.*?</section>', html, re.S).group(0))
