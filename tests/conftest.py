@@ -10,7 +10,10 @@ import os
 # so this process, the trial workers and any subprocess inherit it.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
+from types import ModuleType  # noqa: E402
 
 import optuna  # noqa: E402
 import pytest  # noqa: E402
@@ -57,3 +60,15 @@ def existing_study(tmp_path: Path) -> Path:
                                               values=[0.9, 1.0, 0.1], user_attrs={"role": "baseline"}))
     assert len(study.get_trials()) == 1
     return out
+
+
+@pytest.fixture(scope="session")
+def replay() -> ModuleType:
+    """bench/search_replay.py, loaded as a module (it is a script, not part of the package)."""
+    path = Path(__file__).resolve().parent.parent / "bench" / "search_replay.py"
+    spec = importlib.util.spec_from_file_location("search_replay", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["search_replay"] = module
+    spec.loader.exec_module(module)
+    return module

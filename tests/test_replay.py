@@ -3,23 +3,12 @@ configurations measured on this machine): no training here, only the search logi
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ROOT / "tests" / "fixtures" / "tables" / "digits_mini.json"
-
-
-@pytest.fixture(scope="module")
-def replay():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("search_replay", ROOT / "bench" / "search_replay.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["search_replay"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
 
 
 def test_a_flat_suggestion_finds_the_row_of_the_plan_it_makes(replay) -> None:  # type: ignore[no-untyped-def]

@@ -3,8 +3,6 @@ digits, batch size x precision x quantization, measured on this machine."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +15,7 @@ from autoaccel.registry import default_registry
 from autoaccel.screening import FATAL, MAX_PROBES, Screening
 from autoaccel.space import Categorical
 
-ROOT = Path(__file__).resolve().parent.parent
-TABLE = ROOT / "tests" / "fixtures" / "tables" / "digits_mini.json"
-
-
-@pytest.fixture(scope="module")
-def replay():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("search_replay", ROOT / "bench" / "search_replay.py")
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules["search_replay"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+TABLE = Path(__file__).resolve().parent / "fixtures" / "tables" / "digits_mini.json"
 
 
 @pytest.fixture(scope="module")
