@@ -9,7 +9,6 @@ from typing import Any
 import optuna
 
 from autoaccel import record
-from autoaccel import study as studies
 from autoaccel.profile import OTHER, WORDS, relieved, shares
 from autoaccel.results import Summary
 from autoaccel.strategy import PROFILE_PARTS
@@ -49,8 +48,7 @@ def _relief_lines(study: optuna.Study, summary: Summary, before: dict[str, float
 
 
 def search_section(study: optuna.Study, summary: Summary) -> str:
-    base = studies.baseline_of(study)
-    profile = (base.details.get("profile") if base is not None else None) or {}
+    profile = summary.profile
     parts: list[str] = []
     if profile:
         parts.append("<h3>Where your recipe's training time went</h3>" + profile_bar(profile))
@@ -58,7 +56,7 @@ def search_section(study: optuna.Study, summary: Summary) -> str:
     else:
         parts.append('<p class="muted">No training profile: your recipe did not train here (inference mode with '
                      "weights), or the study predates profiling.</p>")
-    verdicts = study.user_attrs.get("screening") or {}
+    verdicts = summary.screening
     if verdicts:
         rows = [f"<tr><td>{e(name)}</td><td><span class=\"tag {STATUS_TAG.get(v['status'], '')}\">{e(v['status'])}</span></td>"
                 f"<td>{e(v['reason'])}</td><td class=\"num\">{'' if v.get('trial') is None else e(v['trial'])}</td></tr>"

@@ -45,6 +45,10 @@ class Summary:
     verdict: str
     remeasured: bool
     answers: list[Answer] = field(default_factory=list)
+    # How the search went: the baseline's training profile (seconds per part) and each technique's screening
+    # verdict ({strategy: {status, reason, trial, speedup}}); empty for studies that predate them.
+    profile: dict[str, float] = field(default_factory=dict)
+    screening: dict[str, Any] = field(default_factory=dict)
 
     def answer(self, goal: str) -> Answer | None:
         return next((a for a in self.answers if a.goal == goal), None)
@@ -65,6 +69,7 @@ class Summary:
             "verdict": self.verdict,
             "trials": {"complete": len(self.points), "failed": len(self.failures)},
             "failures": [asdict(f) for f in self.failures],
+            "search": {"profile": self.profile, "screening": self.screening},
         }
 
 
@@ -202,7 +207,7 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params))
                 for t in trials if t.state == TrialState.FAIL and not t.not_run]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
-                   answers)
+                   answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}))
 
 
 def recipe_answers(summary: Summary) -> dict[str, Any]:
