@@ -48,10 +48,22 @@ class TrainingSetup:
     # A short run on a model a transform changed (fine-tuning after pruning), not the recipe's training: techniques
     # that only pay off over a whole run (compilation, learning from another model) may stand aside.
     finetuning: bool = False
+    # The user's own recipe (Task.grad_clip, Task.accumulate, Task.scheduler_interval); a scheduler a strategy
+    # installs steps per optimizer step unless it sets scheduler_per_epoch.
+    grad_clip: float | None = None
+    accumulate: int = 1
+    scheduler_per_epoch: bool = False
 
     @property
     def total_steps(self) -> int:
+        """Batches over the whole run (loop iterations)."""
         return self.plan.epochs * len(self.batches)
+
+    @property
+    def optimizer_steps(self) -> int:
+        """Optimizer steps over the whole run (fewer than batches under gradient accumulation): what a
+        per-step schedule spans."""
+        return self.plan.epochs * -(-len(self.batches) // self.accumulate)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ def materialize(dataset: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.Te
     return torch.cat(xs), torch.cat(ys)
 
 
-def train_batches(dataset: Any, batch_size: int, seed: int, **loader_options: Any) -> DataLoader:
-    """The core's training batches: a shuffled DataLoader seeded per run (the same order for every recipe);
-    a strategy that changes how data is loaded passes DataLoader options, or replaces the batches altogether."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+def train_batches(dataset: Any, batch_size: int, seed: int, shuffle: bool = True, **loader_options: Any) -> DataLoader:
+    """The core's training batches: a shuffled DataLoader seeded per run (the same order for every recipe), or
+    the dataset's own order when the task says so (Task.shuffle); a strategy that changes how data is loaded
+    passes DataLoader options, or replaces the batches altogether (keeping the order rule)."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=torch.Generator().manual_seed(seed),
                       **loader_options)
 
 

@@ -51,6 +51,13 @@ class Task:
     example_input: torch.Tensor | None = None
     name: str = "task"
     seed: int = 0
+    # The rest of the user's recipe, when they use it (the baseline trial runs exactly that recipe):
+    grad_clip: float | None = None  # clip the gradients' global norm to this before every optimizer step
+    scheduler: Callable[[torch.optim.Optimizer], Any] | None = None  # the user's LR scheduler, built on the optimizer
+    scheduler_interval: str = "epoch"  # when the user's scheduler steps: after every "epoch" or every optimizer "step"
+    accumulate: int = 1  # gradient accumulation: an optimizer step every this many batches
+    shuffle: bool = True  # False: training batches in dataset order (a model that carries state between batches)
+    on_epoch: Callable[[nn.Module, int], None] | None = None  # called with (model, epoch) before each epoch
 
     def metric_fn(self) -> MetricFn:
         return resolve_metric(self.metric)
@@ -69,6 +76,12 @@ class Task:
             str(len(self.train_data)),
             str(len(self.val_data)),
             str(self.seed),
+            # The rest of the recipe, only when set: a task without them keeps the key it always had.
+            *([f"clip={self.grad_clip!r}"] if self.grad_clip is not None else []),
+            *([f"sched={_qualname(self.scheduler)}@{self.scheduler_interval}"] if self.scheduler is not None else []),
+            *([f"accumulate={self.accumulate}"] if self.accumulate != 1 else []),
+            *(["in-order"] if not self.shuffle else []),
+            *([f"on_epoch={_qualname(self.on_epoch)}"] if self.on_epoch is not None else []),
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -107,6 +120,23 @@ def _check_dataset(value: Any, field: str) -> None:
         )
 
 
+def _check_recipe(task: Task) -> None:
+    clip = task.grad_clip
+    if clip is not None and (not isinstance(clip, (int, float)) or isinstance(clip, bool) or not clip > 0):
+        raise AutoaccelError(f"Task.grad_clip: expected a positive max gradient norm (e.g. 0.25) or None, but got {clip!r}")
+    if task.scheduler is not None and not callable(task.scheduler):
+        raise AutoaccelError("Task.scheduler: expected a callable optimizer -> LR scheduler (e.g. lambda opt: "
+                             f"torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.7)), but got {type(task.scheduler).__name__}")
+    if task.scheduler_interval not in ("epoch", "step"):
+        raise AutoaccelError(f"Task.scheduler_interval: expected 'epoch' or 'step', but got {task.scheduler_interval!r}")
+    if not isinstance(task.accumulate, int) or isinstance(task.accumulate, bool) or task.accumulate < 1:
+        raise AutoaccelError(f"Task.accumulate: must be a positive integer (batches per optimizer step), but got {task.accumulate!r}")
+    if not isinstance(task.shuffle, bool):
+        raise AutoaccelError(f"Task.shuffle: expected True or False, but got {task.shuffle!r}")
+    if task.on_epoch is not None and not callable(task.on_epoch):
+        raise AutoaccelError(f"Task.on_epoch: expected a callable (model, epoch) -> None, but got {type(task.on_epoch).__name__}")
+
+
 def validate_task(task: Any, source: str = "task") -> Task:
     """Check every field of ``task`` and run one tiny forward and loss; raise one clear line on the first fault."""
     if not isinstance(task, Task):
@@ -129,6 +159,7 @@ def validate_task(task: Any, source: str = "task") -> Task:
         raise AutoaccelError(f"Task.student: expected a callable returning an nn.Module, but got {type(task.student).__name__}")
     if task.weights is not None and not isinstance(task.weights, str):
         raise AutoaccelError(f"Task.weights: expected a file path (str), but got {type(task.weights).__name__}")
+    _check_recipe(task)
     if not isinstance(task.name, str) or not task.name.strip():
         raise AutoaccelError(f"Task.name: expected a non-empty string, but got {task.name!r}")
     _check_dataset(task.train_data, "train_data")

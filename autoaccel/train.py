@@ -43,6 +43,31 @@ def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Ten
     return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
 
 
+def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:
+    """One optimizer step of the recipe: gradients unscaled and clipped when the user clips, the step (through
+    the loss scaler when there is one), then a per-step schedule."""
+    optimizer, scaler = setup.optimizer, setup.scaler
+    if setup.grad_clip is not None:
+        if scaler is not None:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
+        torch.nn.utils.clip_grad_norm_(model.parameters(), setup.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    if setup.scheduler is not None and not setup.scheduler_per_epoch:
+        setup.scheduler.step()
+
+
+def _epoch_step(scheduler: object, loss: torch.Tensor) -> None:
+    """A per-epoch schedule steps once an epoch; one that anneals on a plateau is given the epoch's last loss."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        scheduler.step(float(loss.item()))
+    else:
+        scheduler.step()  # type: ignore[attr-defined]
+
+
 def _check_course(step_times: list[float], total_steps: int, limit: float) -> None:
     """Stop a run on course to train longer than ``limit``: projected from the steps so far, the first left out
     (compilation and lazy init, which train_time leaves out too)."""
@@ -64,13 +89,21 @@ def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
     section's ``configure_training`` hook in order."""
     setup = TrainingSetup(
         task=task, plan=plan, seed=seed, model=model,
-        batches=train_batches(task.train_data, plan.batch_size, seed),
+        batches=train_batches(task.train_data, plan.batch_size, seed, task.shuffle),
         optimizer=task.optimizer(model.parameters(), plan.lr),
         loss=lambda outputs, targets, inputs: task.loss(outputs, targets),
         baseline=baseline or _no_baseline,
         finetuning=finetuning,
+        grad_clip=task.grad_clip,
+        accumulate=task.accumulate,
     )
-    return lifecycle.configure_training(setup)
+    setup = lifecycle.configure_training(setup)
+    if setup.scheduler is None and task.scheduler is not None:
+        # The user's own schedule, built last: on the optimizer the strategies left (one may have rebuilt it).
+        # A strategy that installs its own schedule replaces the user's: that is the technique being tried.
+        setup.scheduler = task.scheduler(setup.optimizer)
+        setup.scheduler_per_epoch = task.scheduler_interval == "epoch"
+    return setup
 
 
 def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
@@ -101,28 +134,29 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
             stack.enter_context(cm)
         last = time.perf_counter()
         profile = StepProfile(plan.device)
-        for _epoch in range(plan.epochs):
-            for inputs, targets in setup.batches:
+        accumulate, per_epoch = setup.accumulate, len(setup.batches)
+        for epoch in range(plan.epochs):
+            if task.on_epoch is not None:
+                task.on_epoch(model, epoch)  # the user's per-epoch hook (reset a carried hidden state, ...)
+            for index, (inputs, targets) in enumerate(setup.batches):
                 profile.lap("data")
                 inputs = lifecycle.prepare_input(to_device(inputs, plan.device, setup.non_blocking), plan)
                 targets = to_device(targets, plan.device, setup.non_blocking)
                 profile.lap("copy")
-                optimizer.zero_grad(set_to_none=True)
+                # Gradient accumulation: gradients of `accumulate` batches add up before one optimizer step (the
+                # last group of an epoch may be shorter); with 1, every batch steps, as in the plain loop.
+                closing = (index + 1) % accumulate == 0 or index + 1 == per_epoch
+                if index % accumulate == 0:
+                    optimizer.zero_grad(set_to_none=True)
                 profile.lap("optimizer")
                 with setup.autocast():
                     loss = setup.loss(driven(inputs), targets, inputs)
                 profile.lap("forward")
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    profile.lap("backward")
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    profile.lap("backward")
-                    optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
+                part = loss / accumulate if accumulate > 1 else loss
+                (scaler.scale(part) if scaler is not None else part).backward()
+                profile.lap("backward")
+                if closing:
+                    _optimizer_step(setup, model)
                 profile.lap("optimizer")
                 step += 1
                 samples += len(targets)
@@ -134,7 +168,6 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                 clock.sync()
                 profile.step_done()
                 now = time.perf_counter()
-
                 step_times.append(now - last)
                 last = now
                 if step == checkpoint and step < total_steps:
@@ -143,6 +176,8 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                     break
             if max_samples is not None and samples >= max_samples:
                 break
+            if scheduler is not None and setup.scheduler_per_epoch:
+                _epoch_step(scheduler, loss)
     clock.sync()
     seconds = time.perf_counter() - t0
     # The first steps pay for worker start-up, allocator growth and lazy init; steady state excludes them.

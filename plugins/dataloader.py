@@ -27,15 +27,15 @@ class CachedBatches:
     Caching removes per-sample ``__getitem__`` and collation, which dominate small models on small data.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int) -> None:
-        self.inputs, self.targets, self.batch_size = inputs, targets, batch_size
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> None:
+        self.inputs, self.targets, self.batch_size, self.shuffle = inputs, targets, batch_size, shuffle
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
         return (len(self.inputs) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.inputs), generator=self.generator)
+        order = torch.randperm(len(self.inputs), generator=self.generator) if self.shuffle else torch.arange(len(self.inputs))
         for start in range(0, len(self.inputs), self.batch_size):
             idx = order[start : start + self.batch_size].to(self.inputs.device)
             yield self.inputs[idx], self.targets[idx]
@@ -79,13 +79,13 @@ class DataLoaderStrategy(Strategy):
             inputs, targets = materialize(setup.task.train_data)
             if plan.device != "cpu":
                 inputs, targets = inputs.to(plan.device), targets.to(plan.device)
-            setup.batches = CachedBatches(inputs, targets, plan.batch_size, setup.seed)
+            setup.batches = CachedBatches(inputs, targets, plan.batch_size, setup.seed, setup.task.shuffle)
             return
         options: dict[str, Any] = {"num_workers": section.num_workers,
                                    "pin_memory": section.pin_memory and plan.device.startswith("cuda")}
         if section.num_workers > 0:
             options.update(persistent_workers=section.persistent_workers, prefetch_factor=section.prefetch_factor)
-        setup.batches = train_batches(setup.task.train_data, plan.batch_size, setup.seed, **options)
+        setup.batches = train_batches(setup.task.train_data, plan.batch_size, setup.seed, setup.task.shuffle, **options)
         setup.non_blocking = section.pin_memory
 
     def recipe(self, section: LoaderSection) -> dict[str, Any]:  # type: ignore[override]

@@ -72,7 +72,7 @@ class SchedulerStrategy(Strategy):
         return pipeline if section == ScheduleSection() else pipeline.with_section(self, section)
 
     def configure_training(self, section: ScheduleSection, setup: TrainingSetup) -> None:  # type: ignore[override]
-        setup.scheduler = scheduler(setup.optimizer, section.kind, section.warmup, setup.total_steps)
+        setup.scheduler = scheduler(setup.optimizer, section.kind, section.warmup, setup.optimizer_steps)
 
 
 @hookimpl
