@@ -74,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--mode", choices=tuple(MODES), default="both")
     opt.add_argument("--objectives", type=_csv, default=None,
                      help=f"comma-separated, from {','.join(OBJECTIVES)} (default {','.join(DEFAULT_OBJECTIVES)}; accuracy,latency in inference mode)")
-    opt.add_argument("--max-accuracy-drop", type=float, default=0.01, help="absolute accuracy drop allowed vs your recipe (default 0.01)")
+    opt.add_argument("--max-quality-drop", "--max-accuracy-drop", dest="max_accuracy_drop", default="0.01", metavar="DROP",
+                     help="quality drop allowed vs your recipe: absolute in the metric's units (default 0.01) or "
+                          "relative to your recipe's value (2%%)")
     opt.add_argument("--target", default="auto", help="auto, cpu, cuda, cuda:N, mps or xla (default auto)")
     opt.add_argument("--strategies", type=_csv, default=None, help="comma-separated strategy names to search (default: all that apply)")
     opt.add_argument("--exclude", type=_csv, default=None, help="comma-separated strategy names to leave out of the search")

@@ -57,7 +57,7 @@ class Finisher:
     def __init__(self, search: Searching, study: optuna.Study, runner: "Runner") -> None:
         self.search, self.study, self.runner = search, study, runner
         self.objectives = search.objectives
-        self.max_drop = search.options.max_accuracy_drop
+        self.max_drop = search.max_drop(study)
         self.rounds = search.options.remeasure_rounds
         self.timed = timed_objectives(search)
         self.entries: dict[str, dict[str, Any]] = {}

@@ -31,7 +31,9 @@ class Options:
     sampler: str = "tpe"
     mode: str = "both"
     objectives: tuple[str, ...] | None = None
-    max_accuracy_drop: float = 0.01
+    # The quality budget: an absolute drop in the metric's own units (0.01), or relative to the baseline's value
+    # ("2%"): CLI --max-quality-drop, alias --max-accuracy-drop.
+    max_accuracy_drop: float | str = 0.01
     target: str = "auto"
     strategies: tuple[str, ...] | None = None
     exclude: tuple[str, ...] | None = None  # installed strategies left out of the search
@@ -48,6 +50,16 @@ class Options:
     ablation: bool = True
     max_finalists: int = 6
     extra: dict[str, object] = field(default_factory=dict)
+
+    def drop_spec(self) -> tuple[float, bool]:
+        """The quality budget as (value, relative): 0.01 -> (0.01, False); "2%" -> (0.02, True)."""
+        value = self.max_accuracy_drop
+        if isinstance(value, str):
+            text = value.strip()
+            if text.endswith("%"):
+                return float(text[:-1]) / 100.0, True
+            return float(text), False
+        return float(value), False
 
     def resolved_budget(self) -> float | None:
         """Minutes the whole run may take: --budget, else the default when no other limit was given."""
@@ -85,8 +97,13 @@ class Options:
             raise AutoaccelError(f"--sampler: unknown sampler '{self.sampler}'{did_you_mean(self.sampler, SAMPLERS)} (expected one of {', '.join(SAMPLERS)})")
         if self.mode not in MODES:
             raise AutoaccelError(f"--mode: unknown mode '{self.mode}'{did_you_mean(self.mode, MODES)} (expected one of {', '.join(MODES)})")
-        if not isinstance(self.max_accuracy_drop, (int, float)) or math.isnan(self.max_accuracy_drop) or self.max_accuracy_drop < 0:
-            raise AutoaccelError(f"--max-accuracy-drop: must be >= 0 (an absolute drop, e.g. 0.01), but got {self.max_accuracy_drop!r}")
+        try:
+            drop, _ = self.drop_spec()
+        except (TypeError, ValueError):
+            drop = math.nan
+        if isinstance(self.max_accuracy_drop, bool) or math.isnan(drop) or drop < 0:
+            raise AutoaccelError("--max-quality-drop: must be >= 0, an absolute drop in the metric's units (e.g. 0.01) or "
+                                 f"relative to your recipe's value (e.g. 2%), but got {self.max_accuracy_drop!r}")
         objectives = self.resolved_objectives()
         for name in objectives:
             if name not in OBJECTIVES:

@@ -198,7 +198,7 @@ class Search:
             self.progress.info(f"marked interrupted trial(s) {recovered} as failed; continuing the study")
         study.set_user_attr("target", self.plan.target.describe())
         study.set_user_attr("environment", environment())
-        study.set_user_attr("max_accuracy_drop", self.options.max_accuracy_drop)
+        study.set_user_attr("max_accuracy_drop", self.max_drop(study))
         study.set_user_attr("mode", self.options.mode)
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
@@ -235,7 +235,7 @@ class Search:
             self.progress.stop()
             self.record_screening(study)
             finalize(self, study, runner)
-            summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+            summary = summarize_study(study, self.objectives, self.max_drop(study))
             generation = Generation(self.out_dir)
             try:
                 export = generation.public(export_recommended(self, study, summary, runner, generation.path("model")))
@@ -248,6 +248,17 @@ class Search:
             self.progress.stop()
             runner.close()
         return study, summary
+
+    def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
+        """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value
+        (0 until the baseline is measured)."""
+        value, relative = self.options.drop_spec()
+        if not relative:
+            return value
+        if baseline_value is None:
+            base = studies.baseline_of(study)
+            baseline_value = base.metrics["accuracy"] if base is not None else 0.0
+        return value * abs(baseline_value)
 
     def _deadline(self) -> tuple[float | None, str]:
         """When the search stops starting trials, and how to say so: at --timeout, or when the budget's share for
@@ -461,7 +472,10 @@ class Search:
     def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
         base = studies.baseline_of(study)
         base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
-        constraint = base_acc - result.metrics["accuracy"] - self.options.max_accuracy_drop
+        drop = self.max_drop(study, base_acc)
+        if base is None:
+            study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
+        constraint = base_acc - result.metrics["accuracy"] - drop
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)
         trial.set_constraint("accuracy_drop", constraint)
@@ -481,7 +495,7 @@ class Search:
     def _best(self, study: optuna.Study) -> str:
         """The best feasible candidate so far per goal, on that goal's own metrics (single measurements)."""
         try:
-            summary = summarize_study(study, self.objectives, self.options.max_accuracy_drop)
+            summary = summarize_study(study, self.objectives, self.max_drop(study))
         except ValueError:
             return ""
         parts = []

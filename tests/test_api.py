@@ -87,3 +87,17 @@ def test_a_budget_stops_the_search_and_leaves_time_to_finish(tiny_task: Task, tm
     assert (last - first).total_seconds() <= 0.1 * 60 * (1 - FINISH_SHARE) + 0.5
     assert result.baseline.trial == 0 and result.verdict
     assert took < 60, took  # bounded by the budget (and its finish), not by a trial count: there is none
+
+
+def test_a_relative_quality_budget_becomes_absolute_once_the_baseline_is_measured(tiny_task: Task, tmp_path: Path) -> None:
+    result = autoaccel.optimize(tiny_task, trials=2, max_accuracy_drop="5%", out=str(tmp_path / "out"), target="cpu",
+                                strategies=STRATEGIES, timing_budget_s=0.05, remeasure_rounds=0, quiet=True, isolate=False)
+    base = result.baseline.metrics["accuracy"]
+    assert result.study.user_attrs["max_accuracy_drop"] == pytest.approx(0.05 * base)
+    data = json.loads((tmp_path / "out" / "pareto.json").read_text())
+    assert data["max_accuracy_drop"] == pytest.approx(0.05 * base)
+    for t in result.study.get_trials():
+        if t.state.name == "COMPLETE" and "metrics" in t.user_attrs:
+            # the constraint Optuna saw is the drop beyond 5% of the baseline's accuracy
+            drop = base - t.user_attrs["metrics"]["accuracy"]
+            assert t.user_attrs["constraint"] == pytest.approx(drop - 0.05 * base)

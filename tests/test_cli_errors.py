@@ -73,7 +73,7 @@ CASES: dict[str, Case] = {
                              marks=(no_cuda,)),
     "zero-budget": Case(None, r"--budget: must be a positive number of minutes, e\.g\. 5, but got 0\.0",
                         args=("--budget", "0")),
-    "negative-accuracy-drop": Case(None, r"--max-accuracy-drop: must be >= 0 .*but got -0\.5",
+    "negative-accuracy-drop": Case(None, r"--max-quality-drop: must be >= 0, .*but got '-0\.5'",
                                    args=("--max-accuracy-drop", "-0.5")),
     "task-call-fails-multiline": Case(
         STATE_DICT_SOURCE, r"model\.py:6: calling `task\(\)` failed: RuntimeError: Error\(s\) in loading state_dict",

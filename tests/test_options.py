@@ -39,8 +39,10 @@ def test_a_run_with_no_limit_given_is_bounded_by_the_default_budget() -> None:
         ({"remeasure_rounds": 1}, r"^--remeasure-rounds: must be 0 \(off\) or at least 2 rounds, but got 1"),
         ({"sampler": "tp"}, r"^--sampler: unknown sampler 'tp'; did you mean 'tpe'\? \(expected one of tpe, nsga2, random, grid\)"),
         ({"mode": "infer"}, r"^--mode: unknown mode 'infer'; did you mean 'inference'\?"),
-        ({"max_accuracy_drop": -0.01}, r"^--max-accuracy-drop: must be >= 0 .*but got -0\.01"),
-        ({"max_accuracy_drop": "1%"}, r"^--max-accuracy-drop: must be >= 0 .*but got '1%'"),
+        ({"max_accuracy_drop": -0.01}, r"^--max-quality-drop: must be >= 0, .*but got -0\.01"),
+        ({"max_accuracy_drop": "two%"}, r"^--max-quality-drop: must be >= 0, .*relative to your recipe's value \(e\.g\. 2%\), but got 'two%'"),
+        ({"max_accuracy_drop": "-1%"}, r"^--max-quality-drop: must be >= 0, .*but got '-1%'"),
+        ({"max_accuracy_drop": True}, r"^--max-quality-drop: must be >= 0, .*but got True"),
         ({"objectives": ("accuracy", "latncy")}, r"^--objectives: unknown objective 'latncy'; did you mean 'latency'\?"),
         ({"objectives": ("accuracy", "latency", "latency")}, r"^--objectives: each objective may appear once"),
         ({"objectives": ("latency", "train_time")}, r"^--objectives: must include accuracy"),
@@ -55,7 +57,7 @@ def test_bad_option_names_the_flag(changes: dict[str, Any], message: str) -> Non
 
 
 def test_nan_accuracy_budget_is_refused() -> None:
-    with pytest.raises(AutoaccelError, match=r"^--max-accuracy-drop"):
+    with pytest.raises(AutoaccelError, match=r"^--max-quality-drop"):
         Options(max_accuracy_drop=float("nan")).validate()
 
 
@@ -72,3 +74,9 @@ def test_make_options_for_the_python_api() -> None:
     assert opts.objectives == ("accuracy", "latency") and opts.strategies == ("precision",)
     with pytest.raises(AutoaccelError, match=r"^optimize\(\): unknown option 'trails'; did you mean 'trials'\?"):
         make_options(trails=3)
+
+
+def test_a_quality_budget_is_absolute_or_relative_to_the_baseline() -> None:
+    assert Options(max_accuracy_drop=0.01).drop_spec() == (0.01, False)
+    assert Options(max_accuracy_drop="0.5").drop_spec() == (0.5, False)  # the CLI passes its text
+    assert Options(max_accuracy_drop="2%").validate().drop_spec() == (0.02, True)
