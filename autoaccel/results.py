@@ -205,7 +205,8 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
     verdict = "; ".join(f"{a.goal}: {a.verdict}" for a in answers) or "no goal could be judged"
     failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params))
-                for t in trials if t.state == TrialState.FAIL and not t.not_run]
+                # A proposal that repeated a failed configuration ran nothing: the failure is listed once, as it ran.
+                for t in trials if t.state == TrialState.FAIL and not t.not_run and t.duplicate_of is None]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
                    answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}))
 
