@@ -162,6 +162,10 @@ class Screening:
             over = "" if r.feasible else ", though over the accuracy budget alone (kept to combine)"
             return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{over}", r.number, gain)
         if helped is None and (len(tried) >= MAX_PROBES or not untried):
+            if not self.probes[name]:
+                return Verdict(name, "no gain", "nothing to try: every setting left in its space is your recipe's")
+            if not tried:
+                return Verdict(name, "no gain", "its settings changed nothing here (each made your recipe's plan)")
             if best is None:
                 last = tried[-1]
                 return Verdict(name, "no gain", f"every setting tried failed ({last.reason or last.failure_kind})", last.number)

@@ -153,3 +153,15 @@ def test_faster_but_over_the_budget_alone_is_kept_to_combine() -> None:
     slower = _probe(2, 128, 4.5, accuracy=0.80)
     verdict = screening.verdicts([base, fast, slower], base)["batch_size"]
     assert verdict.survives and verdict.trial == 1 and "over the accuracy budget" in verdict.reason
+
+
+def test_a_technique_with_nothing_left_to_try_is_judged_without_a_trial() -> None:
+    # --choices can narrow a technique to the user's own setting: it has no probe, and screening must go on.
+    strategies = _strategies("quantization", "runtime")
+    space = {**_space(strategies), "quantization.method": Categorical(("none",), "none")}
+    screening = Screening(strategies, space, "inference", {"serve": ["latency"]})
+    base = _base()
+    verdict = screening.verdicts([base], base)["quantization"]
+    assert verdict.status == "no gain" and "nothing to try" in verdict.reason and verdict.trial is None
+    nxt = screening.next_probe([base], base, {})
+    assert nxt is not None and nxt[0].name == "runtime"
