@@ -7,8 +7,9 @@
    reduced precision at a larger batch) are not lost;
 3. combining: the sampler (TPE by default) combines the techniques that survived or helped on top, every other
    trial being a local move one setting away from the best configurations so far;
-4. once those combinations are exhausted, stacking again on the new best, then combining again;
-5. widened: every technique, for whatever budget is left.
+4. once those combinations are exhausted, stacking again on the new best (restacking), then
+5. combining again (recombining), and
+6. widened: every technique, for whatever budget is left.
 
 The Search runs what this proposes and reports back each finished trial; the stages keep no state that the
 study's trials could not rebuild, except where in this order the run is.
@@ -58,6 +59,7 @@ class Stages:
         self.stacks: list[Proposal] = []
         self.repeats = 0  # proposals in a row that repeated a measured configuration
         self.proposals = 0  # combining proposals so far: every other one is a local move
+        self.announced: set[str] = set()  # stages already announced (screening resumes after a factor's stacking)
 
     def factor(self, strategy: Strategy) -> str:
         return factor_of(strategy, self.mode)
@@ -148,7 +150,8 @@ class Stages:
         return proposal
 
     def _enter(self, stage: str, notes: list[str], text: str) -> None:
-        if self.stage != stage:
-            self.stage = stage
+        self.stage = stage
+        if stage not in self.announced:
+            self.announced.add(stage)
             notes.append(text)
 
