@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean, interru
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize
 from autoaccel.members import choose_members, plan_of
+from autoaccel.neighbours import Neighbours
 from autoaccel.options import FINISH_SHARE, Options
 from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
@@ -30,7 +30,6 @@ from autoaccel.record import TrialRecord
 from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
-from autoaccel.screening import incumbent
 from autoaccel.space import Categorical, Param
 from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
@@ -132,6 +131,7 @@ class Search:
         self.turn = 0  # sampled trials asked so far: which factor the next one varies
         self.stages = Stages(self.plan.strategies, self.plan.space, options.mode,
                              {f: judging(f, self.objectives) for f in FACTORS}, self.factors())
+        self.neighbours = Neighbours(self.plan.space, self.plan.defaults, options.mode, self.build)
         self.total = self.options.resolved_trials()
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
 
@@ -316,27 +316,20 @@ class Search:
             # The sampler asked again for something measured (TPE does, on a small space): move to its nearest
             # configuration not measured yet, so a proposal explores where the model points instead of stalling.
             factor = trial.goal if trial.goal in FACTORS else None
-            if (near := self._near(study, trial.settings, factor, trial.number)) is not None:
+            if (near := self.neighbours.near(study, self.stages.searched, trial.settings, factor, trial.number)) is not None:
                 study.enqueue_trial({**self.plan.defaults, **near}, user_attrs=record.enqueued("neighbour"))
                 number = self._observe(study, proposal, self._one_trial(study, runner, n))
         return number
 
     def _local(self, study: optuna.Study, records: list[TrialRecord], base: TrialRecord) -> dict[str, Any] | None:
-        """A configuration one setting away from the best feasible configuration of the next factor, or from its
-        fastest one over the accuracy budget (one setting may bring it back: a fine-tuning epoch, a milder cut)."""
+        """A local move around the best configurations of the next factor (see neighbours.py)."""
         factors = self.factors(self.stages.searched)
         if not factors:
             return None
         factor = factors[self.turn % len(factors)]
         self.turn += 1
-        names = {s.name for s in self.stages.searched if factor_of(s, self.options.mode) == factor}
-        metrics = judging(factor, self.objectives)
-        # Alternately around the best feasible configuration and the fastest one over the accuracy budget.
-        for feasible in ((True, False) if self.turn % 4 < 2 else (False, True)):
-            top = incumbent(records, base, names, metrics, feasible=feasible)
-            if top is not None and (near := self._near(study, top.settings, factor, top.number + len(records))) is not None:
-                return near
-        return None
+        return self.neighbours.around_best(study, records, base, self.stages.searched, factor,
+                                           judging(factor, self.objectives), self.turn)
 
     def records(self, study: optuna.Study) -> list[TrialRecord]:
         return [record.read(t) for t in study.get_trials(deepcopy=False)]
@@ -350,28 +343,12 @@ class Search:
             self.progress.info(escape(message))
         return number
 
-    def _near(self, study: optuna.Study, settings: dict[str, Any], factor: str | None, seed: int) -> dict[str, Any] | None:
-        """An unmeasured configuration one setting away from ``settings``, among the searched techniques of
-        ``factor`` (any factor when None); moves are tried in an order drawn from ``seed``, so repeated calls spread."""
-        moves = [(name, value) for s in self.stages.searched if factor is None or factor_of(s, self.options.mode) == factor
-                 for name, param in self.plan.space.items() if name.startswith(f"{s.name}.")
-                 for value in param.grid_values() if value != settings.get(name, param.default)]
-        random.Random(seed).shuffle(moves)
-        for name, value in moves:
-            candidate = {**settings, name: value}
-            config, plan, missing = self.build({**self.plan.defaults, **candidate})
-            if missing or not config or studies.duplicate_of(study, plan.fingerprint()) is not None:
-                continue
-            return candidate
-        return None
-
     def record_screening(self, study: optuna.Study) -> None:
         """Store the verdicts, so the report can say why each technique was kept or dropped."""
         base = studies.baseline_of(study)
         if base is None:
             return
-        records = [record.read(t) for t in study.get_trials(deepcopy=False)]
-        verdicts = self.stages.verdicts(records, base)
+        verdicts = self.stages.verdicts(self.records(study), base)
         study.set_user_attr("screening", {k: v.to_json() for k, v in verdicts.items()})
 
     def _one_trial(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, n: int,

@@ -1,0 +1,58 @@
+"""Local moves of the search: unmeasured configurations one setting away from a measured one.
+
+Two uses: every other combining trial explores around the best configurations found so far (the sampler models
+the whole space, a local move refines where it already pays), and a sampler proposal that repeats a measured
+configuration is moved to its nearest unmeasured neighbour instead of stalling (TPE repeats itself on a small
+space).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import optuna
+
+from autoaccel import study as studies
+from autoaccel.configuration import factor_of
+from autoaccel.pipeline import Pipeline
+from autoaccel.record import TrialRecord
+from autoaccel.screening import incumbent
+from autoaccel.space import Param
+from autoaccel.strategy import Strategy
+
+Build = Callable[[dict[str, Any]], tuple[dict[str, Any], Pipeline, int]]
+
+
+class Neighbours:
+    def __init__(self, space: Mapping[str, Param], defaults: Mapping[str, Any], mode: str, build: Build) -> None:
+        self.space, self.defaults, self.mode, self.build = space, defaults, mode, build
+
+    def near(self, study: optuna.Study, searched: Sequence[Strategy], settings: Mapping[str, Any],
+             factor: str | None, seed: int) -> dict[str, Any] | None:
+        """An unmeasured configuration one setting away from ``settings``, among the ``searched`` techniques of
+        ``factor`` (any factor when None); moves are tried in an order drawn from ``seed``, so calls spread out."""
+        moves = [(name, value) for s in searched if factor is None or factor_of(s, self.mode) == factor
+                 for name, param in self.space.items() if name.startswith(f"{s.name}.")
+                 for value in param.grid_values() if value != settings.get(name, param.default)]
+        random.Random(seed).shuffle(moves)
+        for name, value in moves:
+            candidate = {**settings, name: value}
+            config, plan, missing = self.build({**self.defaults, **candidate})
+            if missing or not config or studies.duplicate_of(study, plan.fingerprint()) is not None:
+                continue
+            return candidate
+        return None
+
+    def around_best(self, study: optuna.Study, records: Sequence[TrialRecord], base: TrialRecord,
+                    searched: Sequence[Strategy], factor: str, metrics: Sequence[str], turn: int) -> dict[str, Any] | None:
+        """One setting away from the best feasible configuration of ``factor``, or from its fastest one over the
+        accuracy budget (one setting may bring it back: a fine-tuning epoch, a milder cut); which of the two is
+        tried first alternates with ``turn``."""
+        names = {s.name for s in searched if factor_of(s, self.mode) == factor}
+        for feasible in ((True, False) if turn % 4 < 2 else (False, True)):
+            top = incumbent(records, base, names, metrics, feasible=feasible)
+            if top is not None and (near := self.near(study, searched, top.settings, factor, top.number + len(records))):
+                return near
+        return None
