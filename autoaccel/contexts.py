@@ -96,7 +96,9 @@ class ServeContext:
         data = self.task.train_data
         g = torch.Generator().manual_seed(self.seed)
         idx = torch.randperm(len(data), generator=g)[:samples].tolist()
-        return [torch.stack([data[i][0] for i in idx[s:s + batch]]).float().numpy() for s in range(0, len(idx), batch)]
+        # Float inputs as float32 (the graph's input type); integer ones (token ids) keep their dtype.
+        stacks = [torch.stack([data[i][0] for i in idx[s:s + batch]]) for s in range(0, len(idx), batch)]
+        return [(x.float() if x.is_floating_point() else x).numpy() for x in stacks]
 
 
 class Stage:

@@ -38,7 +38,8 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     torch.save(model.state_dict(), out / "model.pt")
     report["files"]["state_dict"] = str(out / "model.pt")
     example = latency_input(task.val_data, task.example_input)
-    probe = sample_batch(task.val_data, min(16, len(task.val_data))).float()
+    probe = sample_batch(task.val_data, min(16, len(task.val_data)))
+    probe = probe.float() if probe.is_floating_point() else probe  # token ids stay integers
     try:
         served = serve(task, plan, model, example, seed)
         if lifecycle.export(plan, served, out / "model.onnx"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -27,13 +28,20 @@ def export_onnx(model: nn.Module, example: torch.Tensor, path: str | Path) -> Pa
     return path
 
 
+def onnx_feed(inputs: torch.Tensor) -> np.ndarray:
+    """An input as ONNX Runtime takes it: floating tensors as float32 (the exported graph's input type), integer
+    ones (token ids, indices) in their own dtype, which a float cast would corrupt."""
+    tensor = inputs.detach().cpu()
+    return (tensor.float() if tensor.is_floating_point() else tensor).numpy()
+
+
 def run_onnx(path: str | Path, inputs: torch.Tensor) -> torch.Tensor:
     """The graph at ``path`` run on ``inputs`` by ONNX Runtime on the CPU."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
-    return torch.from_numpy(session.run(None, {name: inputs.detach().cpu().float().numpy()})[0])
+    return torch.from_numpy(session.run(None, {name: onnx_feed(inputs)})[0])
 
 
 def check_onnx(path: Path, model: nn.Module, inputs: torch.Tensor) -> float:

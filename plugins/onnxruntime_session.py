@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.onnx_export import export_onnx
+from autoaccel.onnx_export import export_onnx, onnx_feed
 
 
 class _Calibration:
@@ -69,7 +69,7 @@ class OrtModule(nn.Module):
         self.input_name = self.session.get_inputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: x.detach().cpu().float().numpy()})[0]
+        out = self.session.run(None, {self.input_name: onnx_feed(x)})[0]
         return torch.from_numpy(out)
 
 

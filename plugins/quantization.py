@@ -57,7 +57,7 @@ class HalfWeights(nn.Module):
         self.model, self.dtype = model.to(dtype), dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x.to(self.dtype)).float()
+        return self.model(x.to(self.dtype) if x.is_floating_point() else x).float()  # integer ids stay ids
 
 
 def torchao_int8(model: nn.Module) -> nn.Module:
