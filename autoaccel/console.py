@@ -130,7 +130,11 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
         if a.members:
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.members)
             console.print(f"      its train_time includes the training of the other models it serves: {escape(paid)}")
-    if summary.failures:
-        console.print(f"{len(summary.failures)} trial(s) failed:")
-        for f in summary.failures:
-            console.print(f"  trial {f.trial} ({escape(f.kind)}): {escape(f.reason)}")
+    # Trials the search stopped early because they could not be an answer are not failures of a technique.
+    stopped = [f for f in summary.failures if f.kind == "too_slow"]
+    failed = [f for f in summary.failures if f.kind != "too_slow"]
+    for group, title in ((failed, "failed"), (stopped, "stopped early, on course to train slower than an answer could")):
+        if group:
+            console.print(f"{len(group)} trial(s) {title}:")
+            for f in group:
+                console.print(f"  trial {f.trial} ({escape(f.kind)}): {escape(f.reason)}")
