@@ -166,7 +166,9 @@ def sweep(out_dir: Path, spare: Path | None = None) -> list[str]:
     for gen in sorted(root.iterdir()) if root.is_dir() else []:
         if gen.resolve() in (keep, spare):
             continue
-        host = (gen / ".writer").read_text(encoding="utf-8").strip() if (gen / ".writer").is_file() else ""
+        # A generation a writer has just created may not hold its .writer file yet: judged as this host's, so
+        # a live writer's fresh folder is never swept away under it (its pid is in the folder's name).
+        host = (gen / ".writer").read_text(encoding="utf-8").strip() if (gen / ".writer").is_file() else socket.gethostname()
         if _writer_alive(gen.name.split("_")[1] if gen.name.count("_") == 2 else "", host):
             continue
         shutil.rmtree(gen, ignore_errors=True)
