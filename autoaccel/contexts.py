@@ -26,7 +26,7 @@ class BuildContext:
 @dataclass
 class TrainingSetup:
     """Everything the core's training loop runs with. ``configure_training`` hooks change its fields in order;
-    the loop then runs: for each batch, ``loss(model(x), y, x)`` under ``autocast()``, backward through
+    the loop then runs: for each batch, ``loss(model(x), y, x)`` (or the Task's training_step) under ``autocast()``, backward through
     ``scaler`` (when set), an optimizer step, and a ``scheduler`` step (when set)."""
 
     task: Any
@@ -35,7 +35,10 @@ class TrainingSetup:
     model: nn.Module  # what the loop drives; a wrapper (torch.compile) must share the trained model's parameters
     batches: Sized  # an iterable of (inputs, targets) with a length: one epoch
     optimizer: torch.optim.Optimizer
-    loss: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]  # (outputs, targets, inputs)
+    # (outputs, targets, inputs) -> loss. Outputs and inputs as the model returns and takes them (a tensor, a tuple,
+    # a ModelOutput; batches.prediction finds the prediction in them); targets None under a user's training_step,
+    # whose own loss the base loss then returns. A strategy changing the loss wraps the one it finds.
+    loss: Callable[[Any, Any, Any], torch.Tensor]
     # The trained model of the user's own recipe (from the checkpoint cache, or Task.weights), for a strategy that
     # learns from it; raises TrialFailure when neither exists yet.
     baseline: Callable[[], nn.Module]
@@ -53,6 +56,7 @@ class TrainingSetup:
     grad_clip: float | None = None
     accumulate: int = 1
     scheduler_per_epoch: bool = False
+    base_loss: Any = None  # the steps.BaseLoss the loss started as (the core's hand-off of a user step's loss)
 
     @property
     def total_steps(self) -> int:

@@ -7,15 +7,24 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, default_collate
 
+from autoaccel.batches import features, split
+
 
 def materialize(dataset: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Read the whole dataset once into two stacked tensors (inputs, targets)."""
+    """Read the whole dataset once into two stacked tensors (inputs, targets) (tensor inputs only)."""
     xs, ys = [], []
     for start in range(0, len(dataset), chunk):
-        x, y = default_collate([dataset[i] for i in range(start, min(start + chunk, len(dataset)))])
+        x, y = split(default_collate([dataset[i] for i in range(start, min(start + chunk, len(dataset)))]))
         xs.append(x)
         ys.append(torch.as_tensor(y))
     return torch.cat(xs), torch.cat(ys)
+
+
+def targets_of(dataset: Any, chunk: int = 1024) -> Any:
+    """Every validation target, in order, collated (for scoring predictions made outside the model: stacking)."""
+    parts = [split(default_collate([dataset[i] for i in range(s, min(s + chunk, len(dataset)))]))[1]
+             for s in range(0, len(dataset), chunk)]
+    return torch.cat([torch.as_tensor(p) for p in parts])
 
 
 def train_batches(dataset: Any, batch_size: int, seed: int, shuffle: bool = True, **loader_options: Any) -> DataLoader:
@@ -31,6 +40,7 @@ def eval_batches(dataset: Any, batch_size: int) -> DataLoader:
     return DataLoader(dataset, batch_size=batch_size, shuffle=False)
 
 
-def sample_batch(dataset: Any, size: int) -> torch.Tensor:
-    """``size`` inputs from the dataset (cycling when it is smaller), for latency and throughput timing."""
-    return default_collate([dataset[i % len(dataset)][0] for i in range(size)])
+def sample_batch(dataset: Any, size: int) -> Any:
+    """``size`` items' inputs from the dataset (cycling when it is smaller), for latency and throughput timing:
+    what a served model is called with (a dict's labels left out)."""
+    return features(default_collate([dataset[i % len(dataset)] for i in range(size)]))

@@ -1,24 +1,30 @@
-"""Accuracy (with an interval), inference latency at batch 1, inference throughput, and peak memory."""
+"""The task's metric (with an interval), inference latency at batch 1, inference throughput, and peak memory."""
 
 from __future__ import annotations
 
 import math
 import resource
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from scipy import stats
 from torch import nn
 
+from autoaccel.batches import call, map_tensors
+from autoaccel.batches import size as batch_size
 from autoaccel.data import eval_batches, sample_batch
 from autoaccel.errors import TrialFailure
 from autoaccel.lifecycle import inference, prepare_input
 from autoaccel.measure import Measurement, measure
-from autoaccel.metrics import MetricFn, accuracy
+from autoaccel.metrics import Metric
 from autoaccel.pipeline import Pipeline
+from autoaccel.steps import evaluation_batch
 
 BOOTSTRAP_RESAMPLES = 200
+BOOTSTRAP_CELLS = 20_000_000  # floats a bootstrap slice may hold at once (160 MB)
 
 
 @dataclass(frozen=True)
@@ -41,56 +47,79 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def predict(model: nn.Module, dataset: object, plan: Pipeline) -> tuple[torch.Tensor, torch.Tensor]:
-    """Outputs (as float32 on the CPU) and targets for the whole dataset, under the plan's inference contexts (autocast, ...)."""
-    outputs, targets = [], []
-    model.eval()
+def metric_rows(model: Callable[..., Any], task: Any, plan: Pipeline, metric: Metric) -> np.ndarray:
+    """The metric's rows over the validation set, batch by batch under the plan's inference contexts (autocast,
+    ...): only rows of sums are kept, never all the outputs at once."""
+    rows: list[np.ndarray] = []
+    if hasattr(model, "eval"):
+        model.eval()
     with inference(plan):
-        for inputs, target in eval_batches(dataset, plan.eval_batch_size):
-            out = model(prepare_input(inputs, plan))
-            outputs.append(out.float().cpu())
-            targets.append(torch.as_tensor(target))
-    return torch.cat(outputs), torch.cat(targets)
+        for batch in eval_batches(task.val_data, plan.eval_batch_size):
+            predicted, targets, loss, value = evaluation_batch(
+                task, model, batch, lambda inputs: prepare_input(inputs, plan), metric.needs_loss)
+            if value is not None:  # the user's evaluation_step gave the batch's metric value: weighted by its size
+                n = batch_size(batch)
+                rows.append(np.array([[value * n, n]], dtype=np.float64))
+                continue
+            assert predicted is not None
+            targets = map_tensors(lambda t: t.cpu(), targets)
+            rows.append(metric.rows(predicted.float().cpu(), targets, None if loss is None else loss.float().cpu()))
+    return np.concatenate(rows) if rows else np.zeros((0, 2))
 
 
-def score(outputs: torch.Tensor, targets: torch.Tensor, metric: MetricFn, seed: int = 0) -> Score:
-    """The metric with a 95% interval: Wilson for accuracy, a percentile bootstrap for any other metric."""
-    value = float(metric(outputs, targets))
+def score(rows: np.ndarray, metric: Metric, seed: int = 0) -> Score:
+    """The metric with a 95% interval from its rows: Wilson for a proportion over independent samples, else a
+    percentile bootstrap over the rows (samples, or batches for per-batch metrics)."""
+    value = metric.value(rows.sum(axis=0))
     if not math.isfinite(value):
         # A NaN or infinite score cannot be compared with anything: the trial fails, saying which field did it.
-        raise TrialFailure(f"Task.metric returned {value} on the validation set; it must return a finite number", kind="error")
-    n = len(targets)
-    if metric is accuracy:
-        return Score(value, wilson(round(value * n), n))
+        raise TrialFailure(f"Task.metric ({metric.name}) was {value} on the validation set; it must be a finite number",
+                           kind="error")
+    n = len(rows)
+    if metric.proportion and n and np.all(rows[:, 1] == 1):
+        return Score(value, wilson(round(rows[:, 0].sum()), n))
     if n < 2:
-        # Every resample of one sample is that sample (scipy's bootstrap refuses fewer than two).
+        # Every resample of one row is that row (scipy's bootstrap refuses fewer than two).
         return Score(value, (value, value))
 
-    def resampled(idx: np.ndarray) -> float:
-        # Resampling indices keeps each output with its own target (a paired bootstrap).
-        rows = torch.as_tensor(idx)
-        return float(metric(outputs[rows], targets[rows]))
+    def resampled(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        # Resampled row indices (resamples x n): each resample's column totals, finished into its value.
+        return metric.finish(rows[idx.astype(np.intp)].sum(axis=-2))
 
-    # batch=1: one resample's indices at a time, not a BOOTSTRAP_RESAMPLES x n matrix of them.
-    res = stats.bootstrap((np.arange(n),), resampled, n_resamples=BOOTSTRAP_RESAMPLES, batch=1, vectorized=False,
+    # Vectorised over resamples, in slices that bound memory to about BOOTSTRAP_CELLS floats at a time.
+    chunk = max(1, BOOTSTRAP_CELLS // max(1, n * rows.shape[1]))
+    res = stats.bootstrap((np.arange(n),), resampled, n_resamples=BOOTSTRAP_RESAMPLES, batch=chunk, vectorized=True,
                           confidence_level=0.95, method="percentile", rng=np.random.default_rng(seed))
-    return Score(value, (float(res.confidence_interval.low), float(res.confidence_interval.high)))
+    low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return Score(value, (min(low, value), max(high, value)))
 
 
-def time_inference(model: nn.Module, inputs: torch.Tensor, plan: Pipeline, budget_s: float) -> Measurement:
+def hits(rows: np.ndarray, metric: Metric) -> np.ndarray | None:
+    """Per-sample correctness (0/1) when the metric is a proportion over single samples: what a paired interval
+    of the drop against the baseline needs."""
+    if metric.proportion and len(rows) and np.all(rows[:, 1] == 1):
+        return rows[:, 0].astype(np.uint8)
+    return None
+
+
+def time_inference(model: nn.Module, inputs: Any, plan: Pipeline, budget_s: float) -> Measurement:
     model.eval()
     inputs = prepare_input(inputs, plan)
 
-    def call() -> object:
+    def once() -> object:
         with inference(plan):
-            return model(inputs)
+            return call(model, inputs)
 
-    return measure(call, plan.device, budget_s=budget_s)
+    return measure(once, plan.device, budget_s=budget_s)
 
 
-def latency_input(dataset: object, example: torch.Tensor | None) -> torch.Tensor:
-    if example is not None:
+def latency_input(dataset: object, example: Any) -> Any:
+    """One input of batch 1 for latency timing, export and serving: ``Task.example_input`` (a tensor gains a
+    batch axis if it lacks one; a tuple or dict is taken as it is), else the first validation item's inputs."""
+    if isinstance(example, torch.Tensor):
         return example if example.ndim > 0 and example.shape[0] == 1 else example.unsqueeze(0)
+    if example is not None:
+        return example
     return sample_batch(dataset, 1)
 
 

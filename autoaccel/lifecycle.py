@@ -16,6 +16,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from autoaccel.batches import map_tensors
 from autoaccel.contexts import BuildContext, ServeContext, Stage, TrainingSetup, TransformContext
 from autoaccel.pipeline import Pipeline, Step
 from autoaccel.strategy import Strategy, ordered
@@ -109,9 +110,15 @@ def export(plan: Pipeline, served: nn.Module, path: Path) -> bool:
     return any(strategy.export(step.section, served, path) for strategy, step in reversed(steps(plan)))
 
 
-def prepare_input(inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
-    """A batch on the plan's device, as every section wants it (a memory layout, ...)."""
-    inputs = inputs.to(plan.device)
-    for strategy, step in steps(plan):
-        inputs = strategy.prepare_input(step.section, inputs, plan)
-    return inputs
+def prepare_input(inputs: Any, plan: Pipeline) -> Any:
+    """Inputs on the plan's device, every tensor in them (a tensor, a tuple, a dict) as every section wants it (a
+    memory layout, ...); each hook checks the tensor it gets (a layout for 4-D images leaves token ids alone)."""
+    hooks = steps(plan)
+
+    def one(tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.to(plan.device)
+        for strategy, step in hooks:
+            tensor = strategy.prepare_input(step.section, tensor, plan)
+        return tensor
+
+    return map_tensors(one, inputs)

@@ -1,38 +1,196 @@
-"""Built-in task metrics (higher is better) and the resolution of ``Task.metric``."""
+"""Task metrics: built in by name (with their direction) or the user's callable, accumulated batch by batch.
+
+A metric turns each evaluation batch into *rows* of sums (one row per sample, or one per batch for metrics of
+a whole batch, such as a sequence model's loss); its value is a function of the column totals. Holding rows,
+not outputs, keeps evaluation memory bounded (torchmetrics-style state), and the rows are what the confidence
+interval resamples: Wilson's interval for proportions (accuracy), a bootstrap over rows for anything else.
+
+Inside the search every metric is oriented so that higher is better (``Metric.sign``): a lower-is-better
+metric's *quality* is its negated value, and every output shows the metric's own value under its own name.
+"""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
 import torch
 
 from autoaccel.errors import AutoaccelError, did_you_mean
 
-MetricFn = Callable[[torch.Tensor, torch.Tensor], float]
+MetricFn = Callable[[torch.Tensor, Any], float]
+# rows of one batch from (prediction, targets, the batch's loss or None); shape (rows, columns)
+RowsFn = Callable[[torch.Tensor, Any, "torch.Tensor | None"], np.ndarray]
+IGNORE_INDEX = -100  # target positions that do not count (padding): PyTorch's and Hugging Face's convention
+DIRECTIONS = ("maximize", "minimize")
 
 
-def accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Top-1 accuracy of class scores ``outputs`` (N, C) against integer ``targets`` (N,)."""
-    if outputs.ndim < 2:
-        raise ValueError(f"accuracy needs class scores of shape (N, C), but got outputs of shape {tuple(outputs.shape)}")
-    return (outputs.argmax(dim=1) == targets).float().mean().item()
+@dataclass(frozen=True)
+class Metric:
+    """A named metric: how a batch becomes rows of sums, and how column totals become its value.
+
+    ``finish`` takes totals of shape (..., columns) and returns values of shape (...): vectorised, so a
+    bootstrap evaluates all its resamples at once. ``proportion``: each row is (hits, count) of independent
+    samples, so the exact binomial (Wilson) interval applies. ``needs_loss``: rows come from the batch's loss.
+    """
+
+    name: str
+    direction: str
+    rows: RowsFn
+    finish: Callable[[np.ndarray], np.ndarray]
+    proportion: bool = False
+    needs_loss: bool = False
+    per_batch: bool = False  # one row per batch (a bootstrap over batches), not per sample
+
+    @property
+    def sign(self) -> float:
+        """+1 when higher is better, -1 when lower is: quality = sign * value."""
+        return 1.0 if self.direction == "maximize" else -1.0
+
+    def value(self, totals: np.ndarray) -> float:
+        return float(self.finish(np.asarray(totals, dtype=np.float64)))
+
+    def __call__(self, prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None = None) -> float:
+        """The metric of one set of outputs (tests, one-off use): rows of it, totalled, finished."""
+        return self.value(self.rows(prediction, targets, loss).sum(axis=0))
 
 
-BUILTIN_METRICS: dict[str, MetricFn] = {"accuracy": accuracy}
+def _ratio(totals: np.ndarray) -> np.ndarray:
+    return totals[..., 0] / np.maximum(totals[..., 1], 1e-300)
 
 
-def resolve_metric(metric: str | MetricFn) -> MetricFn:
-    """Turn ``Task.metric`` into a callable, or raise one clear line naming the field."""
-    if callable(metric):
+def _hits(prediction: torch.Tensor, targets: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k hits of class scores against integer targets, and which positions count (not IGNORE_INDEX).
+    Scores may be (N, C), (..., C) matching targets (...), or (N, C, ...) as CrossEntropyLoss lays them out."""
+    targets = torch.as_tensor(targets)
+    if prediction.ndim < 2:
+        raise ValueError(f"needs class scores (N, C), but got outputs of shape {tuple(prediction.shape)}")
+    if prediction.shape[:-1] == targets.shape:
+        scores = prediction
+    elif prediction.ndim >= 2 and prediction.shape[0] == targets.shape[0] and prediction.shape[2:] == targets.shape[1:]:
+        scores = prediction.movedim(1, -1)
+    else:
+        raise ValueError(f"class scores of shape {tuple(prediction.shape)} do not match targets of shape {tuple(targets.shape)}")
+    top = scores.topk(min(k, scores.shape[-1]), dim=-1).indices
+    hit = (top == targets.unsqueeze(-1)).any(dim=-1)
+    return hit, targets != IGNORE_INDEX
+
+
+def _accuracy_rows(k: int) -> RowsFn:
+    def rows(prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> np.ndarray:
+        hit, counts = _hits(prediction, targets, k)
+        if hit.ndim == 1:  # one row per sample: (hit, 1)
+            return torch.stack([(hit & counts).double(), counts.double()], dim=1).numpy()
+        # Per-token hits of one sequence are not independent: one row per sample, its tokens summed.
+        flat = lambda t: t.reshape(t.shape[0], -1).double().sum(dim=1)  # noqa: E731
+        return torch.stack([flat(hit & counts), flat(counts)], dim=1).numpy()
+    return rows
+
+
+def _errors(prediction: torch.Tensor, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prediction and targets as float (N, values), the prediction reshaped to the targets' shape when only
+    their layout differs ((N, 1) against (N,))."""
+    targets = torch.as_tensor(targets).double()
+    prediction = prediction.double()
+    if prediction.shape != targets.shape:
+        if prediction.numel() != targets.numel():
+            raise ValueError(f"outputs of shape {tuple(prediction.shape)} do not match targets of shape {tuple(targets.shape)}")
+        prediction = prediction.reshape(targets.shape)
+    n = targets.shape[0] if targets.ndim else 1
+    return prediction.reshape(n, -1), targets.reshape(n, -1)
+
+
+def _mean_rows(error: Callable[[torch.Tensor], torch.Tensor]) -> RowsFn:
+    def rows(prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> np.ndarray:
+        p, t = _errors(prediction, targets)
+        return torch.stack([error(p - t).mean(dim=1), torch.ones(len(t), dtype=torch.float64)], dim=1).numpy()
+    return rows
+
+
+def _r2_rows(prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> np.ndarray:
+    p, t = _errors(prediction, targets)
+    return torch.stack([((p - t) ** 2).sum(1), t.sum(1), (t ** 2).sum(1), torch.full((len(t),), float(t.shape[1]), dtype=torch.float64)],
+                       dim=1).numpy()
+
+
+def _r2(totals: np.ndarray) -> np.ndarray:
+    # 1 - SSE / SST, with SST = sum y^2 - (sum y)^2 / n: the coefficient of determination over all values.
+    sse, s, s2, n = (totals[..., i] for i in range(4))
+    sst = s2 - s * s / np.maximum(n, 1e-300)
+    return 1.0 - sse / np.maximum(sst, 1e-300)
+
+
+def _loss_rows(prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> np.ndarray:
+    if loss is None:
+        raise ValueError("needs the batch's loss, and none was computed")
+    n = prediction.shape[0] if prediction.ndim else 1
+    return np.array([[float(loss) * n, n]], dtype=np.float64)
+
+
+def _value_rows(fn: MetricFn) -> RowsFn:
+    def rows(prediction: torch.Tensor, targets: Any, loss: torch.Tensor | None) -> np.ndarray:
+        n = prediction.shape[0] if prediction.ndim else 1
+        return np.array([[float(fn(prediction, targets)) * n, n]], dtype=np.float64)
+    return rows
+
+
+def accuracy_metric(k: int = 1) -> Metric:
+    name = "accuracy" if k == 1 else f"top{k}_accuracy"
+    return Metric(name, "maximize", _accuracy_rows(k), _ratio, proportion=True)
+
+
+BUILTIN_METRICS: dict[str, Metric] = {
+    "accuracy": accuracy_metric(1),
+    "top5_accuracy": accuracy_metric(5),
+    "mse": Metric("mse", "minimize", _mean_rows(lambda d: d * d), _ratio),
+    "mae": Metric("mae", "minimize", _mean_rows(torch.abs), _ratio),
+    "r2": Metric("r2", "maximize", _r2_rows, _r2),
+    # The task's own loss, and its exponential (a language model's perplexity when the loss is cross-entropy),
+    # weighted by batch size over the validation batches.
+    "loss": Metric("loss", "minimize", _loss_rows, _ratio, needs_loss=True, per_batch=True),
+    "perplexity": Metric("perplexity", "minimize", _loss_rows, lambda t: np.exp(_ratio(t)), needs_loss=True, per_batch=True),
+}
+ALIASES = {"acc": "accuracy", "top1_accuracy": "accuracy", "mean_squared_error": "mse", "mean_absolute_error": "mae",
+           "r^2": "r2", "r_squared": "r2", "ppl": "perplexity"}
+accuracy = BUILTIN_METRICS["accuracy"]
+TOPK = re.compile(r"^top[-_ ]?(\d+)[-_ ]accuracy$")
+
+
+def custom_metric(fn: MetricFn, direction: str, name: str | None = None) -> Metric:
+    """The user's callable ``(outputs, targets) -> float``, evaluated on each validation batch and averaged
+    weighted by the batch's size (a mean over samples, streamed); its interval bootstraps over batches."""
+    label = name or getattr(fn, "__name__", type(fn).__name__)
+    return Metric("metric" if label == "<lambda>" else label, direction, _value_rows(fn), _ratio, per_batch=True)
+
+
+def resolve_metric(metric: str | MetricFn | Metric, direction: str | None = None) -> Metric:
+    """Turn ``Task.metric`` (and ``Task.direction``) into a Metric, or raise one clear line naming the field."""
+    if direction is not None and direction not in DIRECTIONS:
+        raise AutoaccelError(f"Task.direction: expected 'maximize' or 'minimize', but got {direction!r}")
+    if isinstance(metric, Metric):
         return metric
     if isinstance(metric, str):
-        if metric in BUILTIN_METRICS:
-            return BUILTIN_METRICS[metric]
-        known = ", ".join(sorted(BUILTIN_METRICS))
-        raise AutoaccelError(
-            f"Task.metric: unknown metric '{metric}'{did_you_mean(metric, BUILTIN_METRICS)} (built in: {known}; "
-            "or pass a callable (outputs, targets) -> float)"
-        )
+        key = metric.strip().lower().replace(" ", "_").replace("-", "_")
+        key = ALIASES.get(key, key)
+        if (m := TOPK.match(key)) and int(m.group(1)) >= 1:
+            found = accuracy_metric(int(m.group(1)))
+        elif key in BUILTIN_METRICS:
+            found = BUILTIN_METRICS[key]
+        else:
+            known = ", ".join(sorted(BUILTIN_METRICS))
+            raise AutoaccelError(f"Task.metric: unknown metric '{metric}'{did_you_mean(metric, BUILTIN_METRICS)} (built in: "
+                                 f"{known}, topK_accuracy; or pass a callable (outputs, targets) -> float with Task.direction)")
+        if direction is not None and direction != found.direction:
+            raise AutoaccelError(f"Task.direction: {found.name} is always {found.direction}d; leave Task.direction unset "
+                                 f"for a built-in metric")
+        return found
+    if callable(metric):
+        # Higher is better unless the task says otherwise (the contract before directions existed).
+        return custom_metric(metric, direction or "maximize")
     raise AutoaccelError(
         f"Task.metric: expected a metric name or a callable (outputs, targets) -> float, but got {type(metric).__name__}"
     )
+

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import inspect
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from autoaccel.batches import call, collate, map_tensors, own_loss, prediction, size, split
+from autoaccel.batches import describe as describe_batch
 from autoaccel.errors import AutoaccelError, describe
-from autoaccel.metrics import MetricFn, resolve_metric
+from autoaccel.metrics import Metric, MetricFn, resolve_metric
+from autoaccel.steps import KINDS, default_metric, infer_kind, task_loss
 
 OptimizerFactory = Callable[[Any, float], torch.optim.Optimizer]
-
-
-def default_loss() -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    return nn.CrossEntropyLoss()
 
 
 def sgd_momentum(params: Any, lr: float) -> torch.optim.Optimizer:
@@ -32,23 +31,33 @@ def sgd_momentum(params: Any, lr: float) -> torch.optim.Optimizer:
 class Task:
     """Everything autoaccel needs to train, evaluate and time a model.
 
-    ``model`` is a factory: each trial builds a fresh model. Datasets are map-style datasets of
-    ``(input, target)``. ``epochs``, ``batch_size`` and ``lr`` are the user's own recipe: the baseline every
-    candidate is compared against.
+    ``model`` is a factory: each trial builds a fresh model. Datasets are map-style datasets whose items are
+    ``(input, target)`` pairs, dicts of the model's keyword arguments (``labels`` the target), or lone inputs
+    (no target); see autoaccel.batches. ``epochs``, ``batch_size`` and ``lr`` are the user's own recipe: the
+    baseline every candidate is compared against.
+
+    ``loss`` (None: the model's own loss, else cross-entropy for class or token targets, MSE for real-valued
+    ones), ``metric`` (None: by the task's kind) with ``direction`` for a callable, and ``kind`` (None: inferred
+    from the data and outputs) say what the task is; ``training_step`` and ``evaluation_step`` replace the
+    default steps for models called in their own way (autoaccel.steps).
     """
 
     model: Callable[..., nn.Module]
     train_data: Any
     val_data: Any
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = dataclasses.field(default_factory=default_loss)
-    metric: str | MetricFn = "accuracy"
+    loss: Callable[[Any, Any], torch.Tensor] | None = None
+    metric: str | MetricFn | Metric | None = None
+    direction: str | None = None  # of a callable metric: "maximize" (the default) or "minimize"
+    kind: str | None = None  # classification, regression, sequence or generative; None: inferred by validate_task
+    training_step: Callable[[nn.Module, Any], torch.Tensor] | None = None  # (model, batch) -> loss
+    evaluation_step: Callable[[nn.Module, Any], Any] | None = None  # (model, batch) -> (outputs, targets) | value
     optimizer: OptimizerFactory = sgd_momentum
     epochs: int = 10
     batch_size: int = 32
     lr: float = 0.01
     student: Callable[..., nn.Module] | None = None
     weights: str | None = None
-    example_input: torch.Tensor | None = None
+    example_input: Any = None  # one input of batch 1 (a tensor, a tuple of model arguments or a dict of them)
     name: str = "task"
     seed: int = 0
     # The rest of the user's recipe, when they use it (the baseline trial runs exactly that recipe):
@@ -59,8 +68,28 @@ class Task:
     shuffle: bool = True  # False: training batches in dataset order (a model that carries state between batches)
     on_epoch: Callable[[nn.Module, int], None] | None = None  # called with (model, epoch) before each epoch
 
-    def metric_fn(self) -> MetricFn:
-        return resolve_metric(self.metric)
+    def metric_fn(self) -> Metric:
+        """The task's metric: the one it names, else its kind's (steps.default_metric)."""
+        if self.metric is None:
+            return resolve_metric(default_metric(self.resolved_kind(), self.loss is None and self.training_step is None))
+        return resolve_metric(self.metric, self.direction)
+
+    def _default_part(self, value: Any, classification: str) -> str:
+        if value is None:
+            return classification if self.resolved_kind() == "classification" else f"auto:{self.resolved_kind()}"
+        return value if isinstance(value, str) else value.name if isinstance(value, Metric) else _qualname(value)
+
+    def resolved_kind(self) -> str:
+        """``kind``, or the kind inferred from one small batch through a fresh model (then remembered on the
+        Task: a worker that re-imports the user's file infers it again, the same way)."""
+        if self.kind is None:
+            model = self.model()
+            model.eval()
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                predicted, targets = _first_prediction(self, model, collate(self.train_data, range(min(2, len(self.train_data)))))
+            self.kind = infer_kind(predicted, targets)
+        return self.kind
 
     def fingerprint(self) -> str:
         """A short hash of what defines the task's training (used to key caches and studies)."""
@@ -68,8 +97,11 @@ class Task:
             self.name,
             _qualname(self.model),
             _qualname(self.optimizer),
-            _qualname(self.loss),
-            str(self.metric) if isinstance(self.metric, str) else _qualname(self.metric),
+            # The defaults are spelled as the classification defaults they are (cross-entropy, accuracy), so a
+            # classifier keeps the key it had when those were the Task's explicit defaults.
+            self._default_part(self.loss, "torch.nn.modules.loss.CrossEntropyLoss"),
+            self._default_part(self.metric, "accuracy"),
+            *([f"direction={self.direction}"] if self.direction is not None else []),
             str(self.epochs),
             str(self.batch_size),
             repr(self.lr),
@@ -82,6 +114,8 @@ class Task:
             *([f"accumulate={self.accumulate}"] if self.accumulate != 1 else []),
             *(["in-order"] if not self.shuffle else []),
             *([f"on_epoch={_qualname(self.on_epoch)}"] if self.on_epoch is not None else []),
+            *([f"steps={_qualname(self.training_step)},{_qualname(self.evaluation_step)}"]
+              if self.training_step is not None or self.evaluation_step is not None else []),
         ]
         return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -100,24 +134,27 @@ def _qualname(obj: Any) -> str:
     return name if module.startswith(USER_MODULES) else f"{module}.{name}"
 
 
+class TaskWarning(UserWarning):
+    """Something in the Task that runs but is probably not what its author meant (validate_task warns)."""
+
+
 def _check_dataset(value: Any, field: str) -> None:
     if isinstance(value, torch.utils.data.IterableDataset) or not (
         hasattr(value, "__getitem__") and hasattr(value, "__len__")
     ):
         raise AutoaccelError(
-            f"Task.{field}: expected a map-style dataset (with __getitem__ and __len__) of (input, target), "
-            f"but got {type(value).__name__}"
+            f"Task.{field}: expected a map-style dataset (with __getitem__ and __len__) of (input, target) pairs, "
+            f"dicts or inputs, but got {type(value).__name__}"
         )
     if len(value) == 0:
-        raise AutoaccelError(f"Task.{field}: the dataset is empty; it needs at least one (input, target) sample")
+        raise AutoaccelError(f"Task.{field}: the dataset is empty; it needs at least one item")
     try:
         sample = value[0]
     except Exception as exc:  # noqa: BLE001 - any failure of user code is reported as one line
         raise AutoaccelError(f"Task.{field}: reading item 0 failed: {describe(exc)}") from exc
-    if not (isinstance(sample, (tuple, list)) and len(sample) == 2):
-        raise AutoaccelError(
-            f"Task.{field}: each item must be an (input, target) pair, but item 0 is {type(sample).__name__}"
-        )
+    if not (isinstance(sample, (torch.Tensor, np.ndarray, Mapping)) or (isinstance(sample, (tuple, list)) and 1 <= len(sample) <= 2)):
+        raise AutoaccelError(f"Task.{field}: each item must be an (input, target) pair, a dict of model inputs or an input "
+                             f"tensor, but item 0 is {type(sample).__name__}")
 
 
 def _check_recipe(task: Task) -> None:
@@ -133,12 +170,18 @@ def _check_recipe(task: Task) -> None:
         raise AutoaccelError(f"Task.accumulate: must be a positive integer (batches per optimizer step), but got {task.accumulate!r}")
     if not isinstance(task.shuffle, bool):
         raise AutoaccelError(f"Task.shuffle: expected True or False, but got {task.shuffle!r}")
-    if task.on_epoch is not None and not callable(task.on_epoch):
-        raise AutoaccelError(f"Task.on_epoch: expected a callable (model, epoch) -> None, but got {type(task.on_epoch).__name__}")
+    for field, signature in (("on_epoch", "(model, epoch) -> None"), ("training_step", "(model, batch) -> loss"),
+                             ("evaluation_step", "(model, batch) -> (outputs, targets) or a number")):
+        value = getattr(task, field)
+        if value is not None and not callable(value):
+            raise AutoaccelError(f"Task.{field}: expected a callable {signature}, but got {type(value).__name__}")
+    if task.kind is not None and task.kind not in KINDS:
+        raise AutoaccelError(f"Task.kind: expected one of {', '.join(KINDS)} (or None to infer it), but got {task.kind!r}")
 
 
 def validate_task(task: Any, source: str = "task") -> Task:
-    """Check every field of ``task`` and run one tiny forward and loss; raise one clear line on the first fault."""
+    """Check every field of ``task`` and run one tiny forward and loss; raise one clear line on the first fault,
+    warn (TaskWarning) on what runs but looks wrong."""
     if not isinstance(task, Task):
         raise AutoaccelError(
             f"{source}: `task` must be an autoaccel.Task (or a function returning one), but got {type(task).__name__}"
@@ -153,7 +196,7 @@ def validate_task(task: Any, source: str = "task") -> Task:
         raise AutoaccelError(f"Task.lr: must be a positive number, but got {task.lr!r}")
     if not callable(task.optimizer):
         raise AutoaccelError(f"Task.optimizer: expected a callable (params, lr) -> Optimizer, but got {type(task.optimizer).__name__}")
-    if not callable(task.loss):
+    if task.loss is not None and not callable(task.loss):
         raise AutoaccelError(f"Task.loss: expected a callable (outputs, targets) -> loss tensor, but got {type(task.loss).__name__}")
     if task.student is not None and not callable(task.student):
         raise AutoaccelError(f"Task.student: expected a callable returning an nn.Module, but got {type(task.student).__name__}")
@@ -164,48 +207,115 @@ def validate_task(task: Any, source: str = "task") -> Task:
         raise AutoaccelError(f"Task.name: expected a non-empty string, but got {task.name!r}")
     _check_dataset(task.train_data, "train_data")
     _check_dataset(task.val_data, "val_data")
-    metric = task.metric_fn()
+    if task.metric is not None:
+        resolve_metric(task.metric, task.direction)  # a bad name or direction fails here, before any model is built
     try:
         model = task.model()
     except Exception as exc:  # noqa: BLE001
         raise AutoaccelError(f"Task.model: calling the factory failed: {describe(exc)}") from exc
     if not isinstance(model, nn.Module):
         raise AutoaccelError(f"Task.model: the factory must return a torch.nn.Module, but returned {type(model).__name__}")
-    _dry_run(task, model, metric)
+    _dry_run(task, model)
     return task
 
 
-def _dry_run(task: Task, model: nn.Module, metric: MetricFn) -> None:
-    """Forward two training samples, compute loss and metric: shape mistakes surface here, not in trial 5."""
-    n = min(2, len(task.train_data))
+def _first_prediction(task: Task, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any]:
+    """The prediction and targets of one batch, through the evaluation step the trials will use."""
+    if task.evaluation_step is not None:
+        got = task.evaluation_step(model, batch)
+        if isinstance(got, (tuple, list)) and len(got) == 2:
+            return prediction(got[0]), got[1]
+        return torch.zeros(1), None  # a metric value per batch: nothing to infer the kind from
+    inputs, targets = split(batch)
+    return prediction(call(model, inputs)), targets
+
+
+def _dry_run(task: Task, model: nn.Module) -> None:
+    """Forward a few training samples, compute loss and metric: shape mistakes surface here, not in trial 5;
+    then look for silent nonsense (a batch axis the model does not treat as one)."""
+    n = min(3, len(task.train_data))
     try:
-        batch = torch.utils.data.default_collate([task.train_data[i] for i in range(n)])
+        batch = collate(task.train_data, range(n))
+        split(batch)
     except Exception as exc:  # noqa: BLE001
         raise AutoaccelError(f"Task.train_data: items cannot be batched together: {describe(exc)}") from exc
-    inputs, targets = batch
-    shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+    shape = describe_batch(split(batch)[0])
     model.eval()
-    try:
-        # The model's and libraries' warnings show up in each trial's record; here they would only be noise.
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            outputs = model(inputs)
-    except Exception as exc:  # noqa: BLE001
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AutoaccelError(
-            f"Task.model: forward failed on a batch of train_data with input shape {shape}: {type(exc).__name__}: {msg}"
-        ) from exc
-    try:
-        task.loss(outputs, targets)
-    except Exception as exc:  # noqa: BLE001
-        out_shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
-        target_shape = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AutoaccelError(
-            f"Task.loss: failed on model outputs of shape {out_shape} and targets of shape {target_shape}: {msg}"
-        ) from exc
-    try:
-        value = metric(outputs, targets)
-        float(value)
-    except Exception as exc:  # noqa: BLE001
-        raise AutoaccelError(f"Task.metric: failed on model outputs: {describe(exc)}") from exc
+    # The model's and libraries' warnings show up in each trial's record; here they would only be noise.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if task.training_step is not None:
+            try:
+                loss = task.training_step(model, batch)
+            except Exception as exc:  # noqa: BLE001
+                raise AutoaccelError(f"Task.training_step: failed on a batch of train_data {shape}: {describe(exc)}") from exc
+            if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+                raise AutoaccelError(f"Task.training_step: must return the batch's loss as a one-element tensor, but returned "
+                                     f"{type(loss).__name__}")
+        try:
+            if task.evaluation_step is not None:
+                got = task.evaluation_step(model, batch)
+                if not (isinstance(got, (int, float)) or (isinstance(got, torch.Tensor) and got.ndim == 0)
+                        or (isinstance(got, (tuple, list)) and len(got) == 2)):
+                    raise TypeError(f"expected (outputs, targets) or a number, but it returned {type(got).__name__}")
+                outputs, targets = got if isinstance(got, (tuple, list)) else (None, None)
+            else:
+                inputs, targets = split(batch)
+                outputs = call(model, inputs)
+        except Exception as exc:  # noqa: BLE001
+            field = "evaluation_step" if task.evaluation_step is not None else "model"
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AutoaccelError(f"Task.{field}: forward failed on a batch of train_data with input shape {shape}: "
+                                 f"{type(exc).__name__}: {msg}") from exc
+        if outputs is None:
+            task.kind = task.kind or "generative"
+            return
+        try:
+            predicted = prediction(outputs)
+        except ValueError as exc:
+            raise AutoaccelError(f"Task.model: {exc}") from exc
+        loss = None
+        if task.training_step is None or task.loss is not None or own_loss(outputs) is not None:
+            try:
+                loss = task_loss(task, outputs, targets, split(batch)[0])
+            except Exception as exc:  # noqa: BLE001
+                target_shape = describe_batch(targets) if targets is not None else "none"
+                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise AutoaccelError(f"Task.loss: failed on model outputs of shape {tuple(predicted.shape)} and targets of "
+                                     f"shape {target_shape}: {msg}") from exc
+        task.kind = task.kind or infer_kind(predicted, targets)
+        metric = task.metric_fn()
+        try:
+            value = metric(predicted, targets, loss)
+            float(value)
+        except Exception as exc:  # noqa: BLE001
+            raise AutoaccelError(f"Task.metric: failed on model outputs of shape {tuple(predicted.shape)} ({metric.name}): "
+                                 f"{describe(exc)}") from exc
+        if task.evaluation_step is None:
+            _check_batch_axis(model, batch, predicted)
+
+
+def _check_batch_axis(model: nn.Module, batch: Any, predicted: torch.Tensor) -> None:
+    """Warn when the model does not treat dim 0 as the batch: its outputs for a sample change when another
+    sample leaves the batch (a (seq, batch) model fed (batch, seq) batches runs, and trains on nonsense)."""
+    n = size(batch)
+    if n < 2:
+        return
+    inputs = split(batch)[0]
+    hint = ("a sequence-first (seq, batch) model fed batch-first batches? Transpose in the model, or give the Task a "
+            "training_step and evaluation_step that call it as it expects")
+    if predicted.ndim == 0 or predicted.shape[0] != n:
+        if predicted.ndim >= 2 and predicted.shape[1] == n:
+            warnings.warn(f"Task.model: outputs of shape {tuple(predicted.shape)} for a batch of {n} have the batch on "
+                          f"dim 1, not 0: {hint}", TaskWarning, stacklevel=3)
+        return
+    rest = map_rows(inputs, slice(1, n))
+    alone = prediction(call(model, rest))
+    if alone.shape == predicted[1:].shape and not torch.allclose(alone.float(), predicted[1:].float(), rtol=1e-3, atol=1e-4):
+        warnings.warn("Task.model: a sample's outputs change when another sample leaves the batch, so the model mixes "
+                      f"samples along dim 0 ({hint})", TaskWarning, stacklevel=3)
+
+
+def map_rows(batch: Any, rows: slice) -> Any:
+    """The batch's samples ``rows`` (every tensor sliced along dim 0)."""
+    return map_tensors(lambda t: t[rows] if t.ndim else t, batch)

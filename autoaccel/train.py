@@ -13,12 +13,15 @@ import torch
 from torch import nn
 
 from autoaccel import lifecycle
+from autoaccel.batches import move
+from autoaccel.batches import size as batch_size
 from autoaccel.contexts import TrainingSetup
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
 from autoaccel.measure import Clock, Measurement, summarize
 from autoaccel.pipeline import Pipeline
 from autoaccel.profile import OTHER, StepProfile
+from autoaccel.steps import BaseLoss, training_loss
 from autoaccel.task import Task
 
 EARLY_STOP_MIN_STEPS = 20
@@ -37,10 +40,6 @@ class TrainStats:
     final_loss: float
     compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
     profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
-
-
-def to_device(batch: torch.Tensor, device: str, non_blocking: bool) -> torch.Tensor:
-    return batch.to(device, non_blocking=non_blocking) if batch.device.type != device_type(device) else batch
 
 
 def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:
@@ -85,13 +84,15 @@ def _no_baseline() -> nn.Module:
 
 def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
               baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False) -> TrainingSetup:
-    """The user's own training (their optimizer and loss, shuffled batches of their batch size), then every
-    section's ``configure_training`` hook in order."""
+    """The user's own training (their optimizer, loss or training step, batches of their batch size), then
+    every section's ``configure_training`` hook in order."""
+    base = BaseLoss(task)
     setup = TrainingSetup(
         task=task, plan=plan, seed=seed, model=model,
         batches=train_batches(task.train_data, plan.batch_size, seed, task.shuffle),
         optimizer=task.optimizer(model.parameters(), plan.lr),
-        loss=lambda outputs, targets, inputs: task.loss(outputs, targets),
+        loss=base,
+        base_loss=base,
         baseline=baseline or _no_baseline,
         finetuning=finetuning,
         grad_clip=task.grad_clip,
@@ -135,13 +136,17 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
         last = time.perf_counter()
         profile = StepProfile(plan.device)
         accumulate, per_epoch = setup.accumulate, len(setup.batches)
+
+        def prepare(inputs: object) -> object:
+            return lifecycle.prepare_input(inputs, plan)
+
         for epoch in range(plan.epochs):
             if task.on_epoch is not None:
                 task.on_epoch(model, epoch)  # the user's per-epoch hook (reset a carried hidden state, ...)
-            for index, (inputs, targets) in enumerate(setup.batches):
+            for index, batch in enumerate(setup.batches):
                 profile.lap("data")
-                inputs = lifecycle.prepare_input(to_device(inputs, plan.device, setup.non_blocking), plan)
-                targets = to_device(targets, plan.device, setup.non_blocking)
+                # The whole batch (tensors, tuples, dicts) on the device; the inputs as the plan wants them below.
+                batch = move(batch, plan.device, setup.non_blocking)
                 profile.lap("copy")
                 # Gradient accumulation: gradients of `accumulate` batches add up before one optimizer step (the
                 # last group of an epoch may be shorter); with 1, every batch steps, as in the plain loop.
@@ -150,7 +155,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                     optimizer.zero_grad(set_to_none=True)
                 profile.lap("optimizer")
                 with setup.autocast():
-                    loss = setup.loss(driven(inputs), targets, inputs)
+                    loss = training_loss(task, setup.loss, setup.base_loss, driven, batch, prepare)
                 profile.lap("forward")
                 part = loss / accumulate if accumulate > 1 else loss
                 (scaler.scale(part) if scaler is not None else part).backward()
@@ -159,7 +164,7 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                     _optimizer_step(setup, model)
                 profile.lap("optimizer")
                 step += 1
-                samples += len(targets)
+                samples += batch_size(batch)
                 if step % 50 == 0 or step == total_steps:
                     # Checking every step would force a device sync each step; every 50 catches divergence early.
                     loss_value = loss.item()

@@ -16,25 +16,29 @@ import torch
 from torch import nn
 
 from autoaccel import lifecycle
+from autoaccel.batches import call, features
 from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.contexts import ServeContext, Stage, TransformContext
-from autoaccel.data import sample_batch
+from autoaccel.data import sample_batch, targets_of
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.evaluate import (
+    hits,
     latency_input,
+    metric_rows,
     peak_memory_mb,
-    predict,
     reset_peak_memory,
     score,
     time_inference,
 )
 from autoaccel.load import LoadProbe
-from autoaccel.metrics import accuracy
 from autoaccel.pipeline import Pipeline
+from autoaccel.steps import BaseLoss, training_loss
 from autoaccel.task import Task
 from autoaccel.train import train
 
-# Metrics every trial reports; the objectives are chosen among them. True = higher is better.
+# Metrics every trial reports; the objectives are chosen among them. True = higher is better. "accuracy" is the
+# quality slot: the task's metric oriented so that higher is better (Metric.sign), whatever the metric is; every
+# output shows it under the metric's own name and sign (results.MetricInfo).
 METRICS: dict[str, bool] = {
     "accuracy": True,
     "train_time": False,
@@ -102,13 +106,14 @@ def warm_up(task: Task) -> None:
     """
     try:
         model = task.model()
-        inputs, targets = torch.utils.data.default_collate([task.train_data[i] for i in range(min(2, len(task.train_data)))])
+        batch = torch.utils.data.default_collate([task.train_data[i] for i in range(min(2, len(task.train_data)))])
         optimizer = task.optimizer(model.parameters(), task.lr)
-        task.loss(model(inputs), targets).backward()
+        base = BaseLoss(task)
+        training_loss(task, base, base, model, batch, lambda inputs: inputs).backward()
         optimizer.step()
         model.eval()
         with torch.no_grad():
-            model(inputs)
+            call(model, features(batch))
     except Exception:  # noqa: BLE001 - a warm-up problem shows up, with its reason, in the first real trial
         pass
 
@@ -170,13 +175,14 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
                    train_step_noisy=stats.step_time.noisy, cached_training=False, profile=stats.profile)
     ci["train_throughput"] = rate_ci
     if cache is not None:
-        raw = score(*predict(model, task.val_data, plan), task.metric_fn(), seed)
-        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value,
+        metric = task.metric_fn()
+        raw = score(metric_rows(model, task, plan, metric), metric, seed)
+        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value * metric.sign,
                                "profile": stats.profile})
     return model, key
 
 
-def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: torch.Tensor, seed: int,
+def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: Any, seed: int,
           stage: Stage | None = None) -> nn.Module:
     """The model as the plan serves it, through every section's ``serve`` hook."""
     return lifecycle.serve(model, ServeContext(task, plan, seed, example, torch.get_num_threads()), stage)
@@ -200,17 +206,22 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     model = serve(task, plan, model, one, seed, stage)
     stage("evaluation")
     evaluating = time.perf_counter()
-    outputs, targets = predict(model, task.val_data, plan)
-    if oof is not None:
-        outputs = oof  # stacking is scored on out-of-fold predictions, never on samples its combiner saw
     metric = task.metric_fn()
-    acc = score(outputs, targets, metric, seed)
-    metrics["accuracy"], ci["accuracy"] = acc.value, acc.ci95
+    if oof is not None:
+        # Stacking is scored on out-of-fold predictions, never on samples its combiner saw.
+        rows = metric.rows(oof, targets_of(task.val_data), None)
+    else:
+        rows = metric_rows(model, task, plan, metric)
+    acc = score(rows, metric, seed)
+    # The quality slot: higher is better, so a lower-is-better metric is negated (its interval flipped with it).
+    low, high = sorted((acc.ci95[0] * metric.sign, acc.ci95[1] * metric.sign))
+    metrics["accuracy"], ci["accuracy"] = acc.value * metric.sign, (low, high)
+    details["metric"] = metric.name
     if "profile" in details:
         details["profile"] = {**details["profile"], "evaluation": time.perf_counter() - evaluating}
-    if metric is accuracy:
+    correct = hits(rows, metric)
+    if correct is not None:
         # Per-sample correctness lets the accuracy drop against the baseline get a *paired* interval.
-        correct = (outputs.argmax(dim=1) == targets).numpy().astype(np.uint8)
         details["correct"] = np.packbits(correct).tobytes().hex()
         details["correct_n"] = len(correct)
     lat = time_inference(model, one, plan, timing_budget_s)

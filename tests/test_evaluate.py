@@ -1,4 +1,4 @@
-"""evaluate.py and metrics.py: Wilson intervals, score() (Wilson for accuracy, bootstrap otherwise), predict()."""
+"""evaluate.py and metrics.py: Wilson intervals, score() (Wilson for accuracy, bootstrap otherwise), metric_rows()."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from autoaccel import AutoaccelError, Pipeline
-from autoaccel.evaluate import latency_input, peak_memory_mb, predict, score, wilson
+from autoaccel import AutoaccelError, Pipeline, Task
+from autoaccel.evaluate import latency_input, metric_rows, peak_memory_mb, score, wilson
 from autoaccel.metrics import accuracy, resolve_metric
 from tiny_digits import with_params
 
@@ -43,77 +43,81 @@ def test_wilson_known_value_and_symmetry() -> None:
 def test_score_accuracy_uses_wilson() -> None:
     outputs = torch.eye(10)[torch.tensor([0, 1, 2, 3, 4, 5, 6, 7, 0, 0])]  # 8 of 10 right
     targets = torch.arange(10)
-    s = score(outputs, targets, accuracy)
+    s = score(accuracy.rows(outputs, targets, None), accuracy)
     assert s.value == pytest.approx(0.8)
     assert s.ci95 == pytest.approx(wilson(8, 10))
 
 
-def mean_first_logit(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """A custom metric: not accuracy, so score() must bootstrap it."""
-    return float(outputs[:, 0].mean())
-
-
-def test_score_bootstraps_a_custom_metric() -> None:
+def test_score_bootstraps_a_mean_over_samples() -> None:
     gen = torch.Generator().manual_seed(0)
     n = 400
-    outputs = torch.randn(n, 2, generator=gen) * 2.0 + 5.0
-    targets = torch.zeros(n, dtype=torch.long)
-    s = score(outputs, targets, mean_first_logit, seed=3)
-    assert s.value == pytest.approx(float(outputs[:, 0].mean()))
+    errors = torch.randn(n, generator=gen) * 2.0 + 5.0
+    mae = resolve_metric("mae")
+    rows = mae.rows(errors, torch.zeros(n), None)
+    s = score(rows, mae, seed=3)
+    assert s.value == pytest.approx(float(errors.abs().mean()))
     lo, hi = s.ci95
     assert lo < s.value < hi
     # The bootstrap interval of a mean is close to the normal one: 2 * 1.96 * sd / sqrt(n).
-    expected = 2 * 1.96 * float(outputs[:, 0].std()) / math.sqrt(n)
+    expected = 2 * 1.96 * float(errors.abs().std()) / math.sqrt(n)
     assert hi - lo == pytest.approx(expected, rel=0.25)
-    assert score(outputs, targets, mean_first_logit, seed=3) == s, "seeded: reproducible"
-
-
-def exact_match(outputs: torch.Tensor, targets: torch.Tensor) -> float:
-    """Accuracy, but not the `accuracy` object: score() bootstraps it instead of using Wilson."""
-    return float((outputs.argmax(1) == targets).float().mean())
+    assert score(rows, mae, seed=3) == s, "seeded: reproducible"
 
 
 def test_score_bootstrap_resamples_outputs_with_their_own_targets() -> None:
-    # Every output is right for its own target: a paired resample is always all right; an unpaired one would not be.
-    targets = torch.arange(50) % 5
-    outputs = torch.eye(5)[targets]
-    s = score(outputs, targets, exact_match, seed=0)
-    assert s.value == 1.0 and s.ci95 == (1.0, 1.0)
+    # Every output equals its own target: a paired resample always has no error; an unpaired one would not.
+    targets = torch.arange(50).float() % 5
+    mse = resolve_metric("mse")
+    s = score(mse.rows(targets.clone(), targets, None), mse, seed=0)
+    assert s.value == 0.0 and s.ci95 == (0.0, 0.0)
 
 
-def test_score_bootstrap_of_a_single_sample_is_that_sample() -> None:
-    s = score(torch.tensor([[2.0, 0.0]]), torch.tensor([0]), mean_first_logit)
-    assert s.value == 2.0 and s.ci95 == (2.0, 2.0)
+def test_score_bootstrap_of_a_single_row_is_that_row() -> None:
+    mse = resolve_metric("mse")
+    s = score(mse.rows(torch.tensor([2.0]), torch.tensor([0.0]), None), mse)
+    assert s.value == 4.0 and s.ci95 == (4.0, 4.0)
+
+
+def mean_first_logit(outputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """A custom metric: averaged over batches, weighted by their size."""
+    return float(outputs[:, 0].mean())
 
 
 def test_resolve_metric() -> None:
     assert resolve_metric("accuracy") is accuracy
-    assert resolve_metric(mean_first_logit) is mean_first_logit
+    custom = resolve_metric(mean_first_logit)
+    assert custom.name == "mean_first_logit" and custom.direction == "maximize"
+    assert resolve_metric(mean_first_logit, "minimize").sign == -1.0
     with pytest.raises(AutoaccelError, match=r"^Task\.metric: unknown metric 'acuracy'; did you mean 'accuracy'\?"):
         resolve_metric("acuracy")
     with pytest.raises(AutoaccelError, match=r"^Task\.metric: expected a metric name or a callable .*but got int"):
         resolve_metric(3)  # type: ignore[arg-type]
+    with pytest.raises(AutoaccelError, match=r"^Task\.direction: expected 'maximize' or 'minimize', but got 'up'"):
+        resolve_metric(mean_first_logit, "up")
+    with pytest.raises(AutoaccelError, match=r"^Task\.direction: perplexity is always minimized"):
+        resolve_metric("perplexity", "maximize")
 
 
 def test_accuracy_needs_class_scores() -> None:
     assert accuracy(torch.tensor([[0.1, 0.9], [0.8, 0.2]]), torch.tensor([1, 1])) == 0.5
-    with pytest.raises(ValueError, match=r"shape \(N, C\).*\(3,\)"):
+    with pytest.raises(ValueError, match=r"\(N, C\).*\(3,\)"):
         accuracy(torch.zeros(3), torch.zeros(3))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_predict_returns_float32_outputs_in_dataset_order(precision: str) -> None:
+def test_metric_rows_stream_the_validation_set_in_order(precision: str) -> None:
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 3)
     data = TensorDataset(torch.randn(37, 4), torch.arange(37) % 3)
+    task = Task(model=lambda: model, train_data=data, val_data=data)
     plan = with_params(Pipeline(device="cpu", batch_size=8, lr=0.1, epochs=1, eval_batch_size=10), {"precision.dtype": precision})
     assert (plan.section("precision") is None) == (precision == "fp32")  # bf16 and fp16 predict under autocast
-    outputs, targets = predict(model, data, plan)
-    assert outputs.dtype == torch.float32 and outputs.shape == (37, 3)
-    assert torch.equal(targets, torch.arange(37) % 3)
+    rows = metric_rows(model, task, plan, accuracy)
+    assert rows.shape == (37, 2)  # one (hit, 1) row per sample: the outputs themselves are never all held
     with torch.no_grad():
-        exact = model(data.tensors[0])
-    assert torch.allclose(outputs, exact, atol=0.05 if precision != "fp32" else 1e-6)
+        exact = (model(data.tensors[0]).argmax(1) == data.tensors[1]).double().numpy()
+    if precision == "fp32":
+        assert (rows[:, 0] == exact).all()
     assert not model.training
 
 

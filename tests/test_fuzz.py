@@ -99,8 +99,8 @@ def test_a_nan_metric_stops_at_the_baseline_with_one_line(tmp_path: Path, capsys
     assert main(["optimize", str(model), "--trials", "2", "--out", str(tmp_path / "o"), "--strategies", "batch_size",
                  "--study", "[/]"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("autoaccel: error: the baseline (trial 0, your own recipe) failed: Task.metric returned nan on the "
-                       "validation set; it must return a finite number")
+    assert err[-1] == ("autoaccel: error: the baseline (trial 0, your own recipe) failed: Task.metric (metric) was nan on the "
+                       "validation set; it must be a finite number")
     assert any("study '[/]'" in line for line in err), "rich markup in names is printed as text"
     study = optuna.load_study(study_name="[/]", storage=f"sqlite:///{tmp_path / 'o' / 'study.db'}")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL]

@@ -60,7 +60,7 @@ def test_not_a_task_names_the_source() -> None:
         ({"train_data": 42}, r"^Task\.train_data: expected a map-style dataset .*but got int"),
         ({"val_data": Stream()}, r"^Task\.val_data: expected a map-style dataset .*but got Stream"),
         ({"train_data": []}, r"^Task\.train_data: the dataset is empty"),
-        ({"val_data": [1, 2, 3]}, r"^Task\.val_data: each item must be an \(input, target\) pair, but item 0 is int"),
+        ({"val_data": [1, 2, 3]}, r"^Task\.val_data: each item must be an \(input, target\) pair, a dict of model inputs or an input tensor, but item 0 is int"),
         ({"train_data": Exploding()}, r"^Task\.train_data: reading item 0 failed: KeyError: 0"),
         ({"metric": "acuracy"}, r"^Task\.metric: unknown metric 'acuracy'; did you mean 'accuracy'\?"),
         ({"model": bad_factory}, r"^Task\.model: calling the factory failed: RuntimeError: width must be even"),
@@ -76,14 +76,14 @@ def test_each_bad_field_is_one_line_naming_it(changes: dict[str, Any], message: 
 
 def test_forward_failure_reports_the_input_shape() -> None:
     task = make_task(model=lambda: nn.Linear(10, 5))
-    with pytest.raises(AutoaccelError, match=r"^Task\.model: forward failed on a batch of train_data with input shape \(2, 64\): RuntimeError"):
+    with pytest.raises(AutoaccelError, match=r"^Task\.model: forward failed on a batch of train_data with input shape \(3, 64\): RuntimeError"):
         validate_task(task)
 
 
 @pytest.mark.filterwarnings("ignore:Using a target size")
 def test_loss_failure_reports_output_and_target_shapes() -> None:
     task = make_task(loss=nn.MSELoss())  # (2, 10) outputs against (2,) integer targets
-    with pytest.raises(AutoaccelError, match=r"^Task\.loss: failed on model outputs of shape \(2, 10\) and targets of shape \(2,\)"):
+    with pytest.raises(AutoaccelError, match=r"^Task\.loss: failed on model outputs of shape \(3, 10\) and targets of shape \(3,\)"):
         validate_task(task)
 
 
@@ -91,7 +91,7 @@ def test_metric_failure_is_reported() -> None:
     def broken(outputs: torch.Tensor, targets: torch.Tensor) -> float:
         raise ZeroDivisionError("no samples")
 
-    with pytest.raises(AutoaccelError, match=r"^Task\.metric: failed on model outputs: ZeroDivisionError: no samples"):
+    with pytest.raises(AutoaccelError, match=r"^Task\.metric: failed on model outputs .*: ZeroDivisionError: no samples"):
         validate_task(make_task(metric=broken))
 
 
