@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from autoaccel.metrics import Shown
 from autoaccel.trial import SPEED_OBJECTIVES, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
@@ -85,8 +86,10 @@ def describe_speed(speedup: Mapping[str, Mapping[str, Any]], objectives: Sequenc
     return "; ".join(parts)
 
 
-def describe_drop(drop: Mapping[str, Any], base_acc: float, acc: float) -> str:
-    text = f"accuracy {acc:.4f} vs {base_acc:.4f}"
+def describe_drop(drop: Mapping[str, Any], base_acc: float, acc: float, shown: Shown | None = None) -> str:
+    """'accuracy 0.9712 vs 0.9733' (qualities shown as the metric's own values, under its name)."""
+    shown = shown or Shown()
+    text = f"{shown.name} {shown.fmt(acc)} vs {shown.fmt(base_acc)}"
     if drop.get("within_noise"):
         text += " (the difference is within noise)"
     return text
@@ -121,7 +124,7 @@ def rejection(point: "Point", judged: Sequence[str], max_drop: float, why: str =
     """Why ``point`` is not an answer, in words, with its figures."""
     if not why:
         if not point.feasible:
-            why = (f"its accuracy drop {point.accuracy_drop['value']:.4f} is over the budget of {max_drop:g}")
+            why = (f"its {point.shown.drop_word} {point.accuracy_drop['value']:.4g} is over the budget of {max_drop:g}")
         else:
             # With an interval, anything not above 1 beyond noise; on one measurement, what did not beat 1.0.
             slow = [o for o in judged if o in point.speedup and (
@@ -154,7 +157,7 @@ def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: st
 def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str], source: str,
          notes: Sequence[str] = ()) -> Answer:
     verdict = (f"{describe_speed(point.speedup, objectives)}; "
-               f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'])}")
+               f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'], point.shown)}")
     if source != "interleaved re-measurement":
         verdict += " (single measurements, not yet re-measured)"
     speedup = {o: point.speedup[o] for o in objectives if o in point.speedup}  # what the user asked for, no more

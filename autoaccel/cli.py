@@ -179,6 +179,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
+    from autoaccel.batches import move
     from autoaccel.evaluate import latency_input
     from autoaccel.loading import load_task
     from autoaccel.recipe import apply, export
@@ -186,7 +187,7 @@ def _apply(args: argparse.Namespace) -> int:
     task = load_task(args.model)
     target = args.target
     applied = apply(task, args.recipe, device=target, cache_dir=args.cache, goal=args.goal)
-    result = export(applied, args.export, args.out, latency_input(task.val_data, task.example_input).to(target))
+    result = export(applied, args.export, args.out, move(latency_input(task.val_data, task.example_input), target))
     print(yaml.safe_dump({"training": applied.config, "weights": applied.training, "export": result}, sort_keys=False), end="")
     return 0
 

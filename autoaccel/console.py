@@ -18,14 +18,16 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from autoaccel.metrics import Shown
 from autoaccel.results import Summary
 
 UNITS = {"accuracy": "", "train_time": "s", "train_throughput": "/s", "latency": "ms", "throughput": "/s", "memory": "MB"}
 
 
-def fmt_metric(name: str, value: float) -> str:
+def fmt_metric(name: str, value: float, shown: Shown | None = None) -> str:
+    """A metric's value with its unit; the quality slot ("accuracy") as the task's metric shows it."""
     if name == "accuracy":
-        return f"{value:.4f}"
+        return (shown or Shown()).fmt(value)
     if name in ("throughput", "train_throughput"):
         return f"{value:,.0f}{UNITS[name]}"
     return f"{value:.3g}{UNITS[name]}"
@@ -94,10 +96,11 @@ class Progress:
 
 
 def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
-    table = Table(title=f"Pareto front (feasible: accuracy drop <= {summary.max_accuracy_drop:g})")
+    shown = summary.metric
+    table = Table(title=f"Pareto front (feasible: {shown.drop_word} <= {summary.max_accuracy_drop:g})")
     table.add_column("trial", justify="right")
     for name in summary.objectives:
-        table.add_column(name, justify="right")
+        table.add_column(shown.name if name == "accuracy" else name, justify="right")
         if name != "accuracy":
             table.add_column(f"{name} speedup", justify="right")
     table.add_column("")
@@ -107,7 +110,7 @@ def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
     for p in rows:
         cells = [str(p.trial)]
         for name in summary.objectives:
-            cells.append(fmt_metric(name, p.metrics[name]))
+            cells.append(fmt_metric(name, p.metrics[name], shown))
             if name != "accuracy":
                 cells.append(fmt_speedup(p.speedup.get(name)))
         answered = [a.goal for a in summary.answers if a.given and a.trial == p.trial]

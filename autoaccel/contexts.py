@@ -7,10 +7,11 @@ from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import default_collate
 
+from autoaccel.batches import features
 from autoaccel.pipeline import Pipeline
 
 
@@ -91,18 +92,40 @@ class ServeContext:
     task: Any
     plan: Pipeline
     seed: int
-    example: torch.Tensor
+    example: Any  # a tensor, or a tuple or dict of the model's arguments
     threads: int = 0
 
-    def calibration(self, samples: int = 256, batch: int = 32) -> list[np.ndarray]:
+    def calibration(self, samples: int = 256, batch: int = 32, model: nn.Module | None = None) -> list[Any]:
+        """Batches of training inputs for calibration: an array per batch for a model of one tensor input, a dict
+        of arrays by input name (as onnx_export names them) for one taking several. A Task with its own
+        evaluation_step calls its model in its own way (a (seq, batch) layout): given ``model``, the inputs are
+        those the step passes it."""
         if self.task is None:
             return []
+        from autoaccel.onnx_export import input_names, onnx_feed, onnx_feeds
+
         data = self.task.train_data
         g = torch.Generator().manual_seed(self.seed)
         idx = torch.randperm(len(data), generator=g)[:samples].tolist()
         # Float inputs as float32 (the graph's input type); integer ones (token ids) keep their dtype.
-        stacks = [torch.stack([data[i][0] for i in idx[s:s + batch]]) for s in range(0, len(idx), batch)]
-        return [(x.float() if x.is_floating_point() else x).numpy() for x in stacks]
+        collated = [default_collate([data[i] for i in idx[s:s + batch]]) for s in range(0, len(idx), batch)]
+        stacks = [features(b) for b in collated]
+        if model is not None and self.task.evaluation_step is not None:
+            stacks = [self._seen_inputs(model, b) for b in collated]
+        if all(isinstance(x, torch.Tensor) for x in stacks):
+            return [onnx_feed(x) for x in stacks]
+        return [onnx_feeds(input_names(x), x) for x in stacks]
+
+    def _seen_inputs(self, model: nn.Module, batch: Any) -> Any:
+        """What the Task's evaluation_step passes ``model`` for ``batch`` (positional arguments, as exported)."""
+        from autoaccel.steps import watching
+
+        with torch.no_grad(), watching(model) as seen:
+            self.task.evaluation_step(model.eval(), batch)
+        if seen.inputs is None:
+            return features(batch)
+        args = tuple(a for a in seen.inputs.args if isinstance(a, torch.Tensor))
+        return args[0] if len(args) == 1 else args
 
 
 class Stage:

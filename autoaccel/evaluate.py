@@ -24,6 +24,7 @@ from autoaccel.pipeline import Pipeline
 from autoaccel.steps import evaluation_batch
 
 BOOTSTRAP_RESAMPLES = 200
+PER_BATCH_ROWS = 20  # batches a per-batch metric is evaluated in (fewer when the validation set is smaller)
 BOOTSTRAP_CELLS = 20_000_000  # floats a bootstrap slice may hold at once (160 MB)
 
 
@@ -53,8 +54,12 @@ def metric_rows(model: Callable[..., Any], task: Any, plan: Pipeline, metric: Me
     rows: list[np.ndarray] = []
     if hasattr(model, "eval"):
         model.eval()
+    size = plan.eval_batch_size
+    if metric.per_batch:
+        # A metric of whole batches is resampled over batches: at least PER_BATCH_ROWS of them for its interval.
+        size = max(1, min(size, -(-len(task.val_data) // PER_BATCH_ROWS)))
     with inference(plan):
-        for batch in eval_batches(task.val_data, plan.eval_batch_size):
+        for batch in eval_batches(task.val_data, size):
             predicted, targets, loss, value = evaluation_batch(
                 task, model, batch, lambda inputs: prepare_input(inputs, plan), metric.needs_loss)
             if value is not None:  # the user's evaluation_step gave the batch's metric value: weighted by its size

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from autoaccel import lifecycle
+from autoaccel.batches import call, map_tensors, prediction
 from autoaccel.cache import CheckpointCache
 from autoaccel.data import sample_batch
 from autoaccel.errors import TrialFailure
@@ -38,14 +39,18 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     torch.save(model.state_dict(), out / "model.pt")
     report["files"]["state_dict"] = str(out / "model.pt")
     example = latency_input(task.val_data, task.example_input)
-    probe = sample_batch(task.val_data, min(16, len(task.val_data)))
-    probe = probe.float() if probe.is_floating_point() else probe  # token ids stay integers
+    # Float inputs as float32, token ids kept integers.
+    # Checked on validation inputs, or on the example input when the Task gives one (a model called in its own
+    # layout, which the dataset's items are not in).
+    sample = example if task.example_input is not None else sample_batch(task.val_data, min(16, len(task.val_data)))
+    probe = map_tensors(lambda t: t.float() if t.is_floating_point() else t, sample)
     try:
         served = serve(task, plan, model, example, seed)
         if lifecycle.export(plan, served, out / "model.onnx"):
             # A quantized graph is not expected to match fp32 PyTorch closely; agreement is judged on predictions.
             with torch.no_grad():
-                agree = float((run_onnx(out / "model.onnx", probe).argmax(1) == model(probe).argmax(1)).float().mean())
+                mine = prediction(call(model, probe))
+                agree = float((run_onnx(out / "model.onnx", probe).argmax(-1) == mine.argmax(-1)).float().mean())
             report["onnx_prediction_agreement"] = agree
         else:
             export_onnx(model, example, out / "model.onnx")

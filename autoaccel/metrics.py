@@ -194,3 +194,42 @@ def resolve_metric(metric: str | MetricFn | Metric, direction: str | None = None
         f"Task.metric: expected a metric name or a callable (outputs, targets) -> float, but got {type(metric).__name__}"
     )
 
+
+
+@dataclass(frozen=True)
+class Shown:
+    """How outputs show the quality slot (``metrics["accuracy"]``, higher is better): under the metric's own
+    name, at its own sign. A study remembers it (user attr ``metric``); older studies show accuracy."""
+
+    name: str = "accuracy"
+    direction: str = "maximize"
+
+    @classmethod
+    def of(cls, stored: Any) -> "Shown":
+        if isinstance(stored, dict) and stored.get("direction") in DIRECTIONS:
+            return cls(str(stored.get("name") or "metric"), str(stored["direction"]))
+        return cls()
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "direction": self.direction}
+
+    @property
+    def sign(self) -> float:
+        return 1.0 if self.direction == "maximize" else -1.0
+
+    def value(self, quality: float) -> float:
+        """The metric's own value of a quality."""
+        return self.sign * quality
+
+    def interval(self, ci: Any) -> tuple[float, float]:
+        low, high = sorted((self.sign * ci[0], self.sign * ci[1]))
+        return low, high
+
+    def fmt(self, quality: float) -> str:
+        value = self.value(quality)
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.4g}" if abs(value) < 1e4 else f"{value:.4e}"
+
+    @property
+    def drop_word(self) -> str:
+        """What losing quality is called: an accuracy *drop*, a perplexity *rise*."""
+        return f"{self.name} drop" if self.direction == "maximize" else f"{self.name} rise"

@@ -22,6 +22,7 @@
 The contract suite, ``StrategyContract``, is importable from here too (loaded on first use: it needs pytest).
 """
 
+from autoaccel.batches import call, prediction
 from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
@@ -52,8 +53,10 @@ __all__ = [
     "TrainingSetup",
     "TransformContext",
     "TrialFailure",
+    "call",
     "hookimpl",
     "load_space",
+    "prediction",
 ]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from autoaccel.metrics import Shown
+
 
 @dataclass
 class Point:
@@ -26,9 +28,17 @@ class Point:
     members: list[dict[str, Any]] = field(default_factory=list)  # {trial, train_time} each
     load: dict[str, float] = field(default_factory=dict)  # other programs' load while it was measured
     finetune_s: float = 0.0  # training after the main run (fine-tuning a pruned model), included in train_time
+    # The task's metric, which metrics["accuracy"] (the quality slot, higher is better) holds oriented.
+    shown: Shown = field(default_factory=Shown)
 
     def ratio(self, objective: str) -> float:
         return float(self.speedup.get(objective, {}).get("value", 1.0))
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("shown")
+        # The metric under its own name and sign, beside the quality slot the search compares.
+        ci = self.metrics_ci95.get("accuracy")
+        out["metric"] = {**self.shown.to_json(), "value": self.shown.value(self.metrics.get("accuracy", float("nan"))),
+                         "ci95": list(self.shown.interval(ci)) if ci else None}
+        return out

@@ -17,6 +17,7 @@ import yaml
 from torch import nn
 
 from autoaccel import lifecycle
+from autoaccel.batches import call, prediction
 from autoaccel.cache import training_key
 from autoaccel.configuration import GOALS
 from autoaccel.errors import AutoaccelError, TrialFailure, describe
@@ -158,7 +159,7 @@ def check_task(recipe: dict[str, Any], task: Task, where: str) -> None:
 
 
 def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] | str | Path, device: str = "cpu",
-          cache_dir: str | None = None, example_input: torch.Tensor | None = None, goal: str | None = None,
+          cache_dir: str | None = None, example_input: Any = None, goal: str | None = None,
           registry: Registry | None = None) -> Applied:
     """Apply ``recipe`` (a recipe.yaml path or its dict) to a trained model or to a Task.
 
@@ -204,7 +205,7 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     return applied
 
 
-def export(applied: Applied, kind: str, out: str | Path, example: torch.Tensor) -> dict[str, Any]:
+def export(applied: Applied, kind: str, out: str | Path, example: Any) -> dict[str, Any]:
     """Export the applied model and check that the export runs and agrees with PyTorch.
 
     A file that failed to export or to pass its check is removed: nothing half-checked is left behind.
@@ -223,8 +224,8 @@ def export(applied: Applied, kind: str, out: str | Path, example: torch.Tensor) 
         raise AutoaccelError(f"--export {kind}: the model does not export ({reason}); try --export state_dict") from exc
 
 
-def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> dict[str, Any]:
-    from autoaccel.onnx_export import check_onnx, export_onnx
+def _export(applied: Applied, kind: str, path: Path, example: Any) -> dict[str, Any]:
+    from autoaccel.onnx_export import Layout, _Flat, check_onnx, export_onnx, flat_inputs
 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = applied.model
@@ -240,13 +241,16 @@ def _export(applied: Applied, kind: str, path: Path, example: torch.Tensor) -> d
         if diff > ATOL:
             raise AutoaccelError(f"--export onnx: {path} runs in onnxruntime but differs from PyTorch by {diff:.2e} (> {ATOL:g})")
         return {"path": str(path), "kind": kind, "max_abs_diff": diff}
+    # Traced over flat positional inputs returning the prediction, as ONNX export sees it (onnx_export._Flat).
+    flat = tuple(flat_inputs(example))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(getattr(model, "_orig_mod", model).eval(), example)
+        plain = getattr(model, "_orig_mod", model).eval()
+        traced = torch.jit.trace(_Flat(plain, example, Layout.of(plain, example)), flat)
     torch.jit.save(traced, str(path))
     loaded = torch.jit.load(str(path))
     with torch.no_grad():
-        diff = float((loaded(example).float() - model(example).float()).abs().max())
+        diff = float((loaded(*flat)[0].float() - prediction(call(model, example)).float()).abs().max())
     if diff > ATOL:
         raise AutoaccelError(f"--export torchscript: {path} differs from the model by {diff:.2e} (> {ATOL:g})")
     return {"path": str(path), "kind": kind, "max_abs_diff": diff}

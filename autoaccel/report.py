@@ -18,6 +18,7 @@ import optuna
 
 from autoaccel.answers import goal_score, judging
 from autoaccel.console import fmt_metric, fmt_params
+from autoaccel.metrics import Shown
 from autoaccel.report_search import search_section
 from autoaccel.results import Point, Summary, speed_objectives
 from autoaccel.trial import METRICS
@@ -81,6 +82,12 @@ def _tag(label: str) -> str:
 
 
 def _with_ci(p: Point, name: str) -> str:
+    if name == "accuracy":  # the quality slot, as the task's metric shows it (its interval flipped with its sign)
+        ci = p.metrics_ci95.get(name)
+        low, high = p.shown.interval(ci) if ci else (None, None)
+        extra = (f'<br><span class="muted small ci">[{e(p.shown.fmt(p.shown.sign * low))}, {e(p.shown.fmt(p.shown.sign * high))}]</span>'
+                 if ci else "")
+        return e(p.shown.fmt(p.metrics[name])) + extra
     ci = p.metrics_ci95.get(name)
     extra = f'<br><span class="muted small ci">[{e(fmt_metric(name, ci[0]))}, {e(fmt_metric(name, ci[1]))}]</span>' if ci else ""
     return e(fmt_metric(name, p.metrics[name])) + extra
@@ -131,13 +138,14 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
     # learn) is pinned to the bottom edge, its real value in its tooltip, instead of squashing the front flat.
     floor = budget - max(4 * summary.max_accuracy_drop, 0.02)
     acc: Callable[[Point], float] = lambda p: max(p.metrics["accuracy"], floor)  # noqa: E731
+    shown = summary.metric  # the y axis is quality (better up), its ticks labelled with the metric's own values
     x0, x1 = _domain([p.metrics[objective] for p in pts])
     y0, y1 = _domain([acc(p) for p in pts] + [budget])
     sx: Callable[[float], float] = lambda v: ox + ML + (v - x0) / (x1 - x0) * (W - ML - MR)  # noqa: E731
     sy: Callable[[float], float] = lambda v: oy + MT + (y1 - v) / (y1 - y0) * (H - MT - MB)  # noqa: E731
     left, right, top, bottom = ox + ML, ox + W - MR, oy + MT, oy + H - MB
     out = [f'<g class="chart" data-objective="{e(objective)}">',
-           f'<text x="{left}" y="{oy + 20}" font-size="14" font-weight="600" fill="#111827">accuracy vs {e(objective)}</text>',
+           f'<text x="{left}" y="{oy + 20}" font-size="14" font-weight="600" fill="#111827">{e(shown.name)} vs {e(objective)}</text>',
            f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" fill="#fafafa" stroke="#d1d5db"/>']
     xt, xd = _ticks(x0, x1)
     for t in xt:
@@ -146,17 +154,17 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
     yt, yd = _ticks(y0, y1)
     for t in yt:
         out.append(f'<line x1="{left}" x2="{right}" y1="{sy(t):.1f}" y2="{sy(t):.1f}" stroke="#eceff3"/>'
-                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" font-size="11" text-anchor="end" fill="#4b5563">{t:.{yd}f}</text>')
+                   f'<text x="{left - 6}" y="{sy(t) + 4:.1f}" font-size="11" text-anchor="end" fill="#4b5563">{shown.value(t) + 0.0:.{yd}f}</text>')
     out.append(f'<line x1="{left}" x2="{right}" y1="{sy(budget):.1f}" y2="{sy(budget):.1f}" stroke="#dc2626" '
-               f'stroke-dasharray="5 4"><title>accuracy budget: {budget:.4f}</title></line>'
-               f'<text x="{right - 4}" y="{sy(budget) + 12:.1f}" font-size="10" text-anchor="end" fill="#dc2626">accuracy budget</text>')
+               f'stroke-dasharray="5 4"><title>{e(shown.name)} budget: {e(shown.fmt(budget))}</title></line>'
+               f'<text x="{right - 4}" y="{sy(budget) + 12:.1f}" font-size="10" text-anchor="end" fill="#dc2626">{e(shown.name)} budget</text>')
     front = {p.trial for p in summary.pareto}
     # Infeasible first and the front last, so the points that matter are drawn on top.
     for p in sorted(pts, key=lambda p: (p.trial in front, p.feasible)):
         cls = "pareto" if p.trial in front else ("feasible" if p.feasible else "infeasible")
         style = {"pareto": 'r="6" fill="#2563eb"', "feasible": 'r="4.5" fill="#94a3b8"',
                  "infeasible": 'r="4.5" fill="#9ca3af" opacity="0.3"'}[cls]
-        tip = (f"trial {p.trial} ({'baseline' if p is summary.baseline else cls}): accuracy {fmt_metric('accuracy', p.metrics['accuracy'])}, "
+        tip = (f"trial {p.trial} ({'baseline' if p is summary.baseline else cls}): {shown.name} {shown.fmt(p.metrics['accuracy'])}, "
                f"{objective} {fmt_metric(objective, p.metrics[objective])}\n{fmt_params(p.params, summary.baseline.params)}")
         out.append(f'<circle class="dot {cls}" data-trial="{p.trial}" cx="{sx(p.metrics[objective]):.1f}" '
                    f'cy="{sy(acc(p)):.1f}" {style}><title>{e(tip)}</title></circle>')
@@ -172,7 +180,7 @@ def _chart(summary: Summary, objective: str, ox: float, oy: float) -> str:
         out.append(f'{shape} class="mark {name}" fill="none" stroke="{color}" stroke-width="2" pointer-events="none"/>'
                    f'<text x="{tx:.1f}" y="{ty:.1f}" font-size="11" font-weight="600" text-anchor="{anchor}" fill="{color}">{e(label)}</text>')
     out.append(f'<text x="{(left + right) / 2}" y="{oy + H - 12}" font-size="12" text-anchor="middle" fill="#374151">{e(_axis_label(objective))}</text>'
-               f'<text transform="translate({ox + 16},{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#374151">accuracy</text></g>')
+               f'<text transform="translate({ox + 16},{(top + bottom) / 2}) rotate(-90)" font-size="12" text-anchor="middle" fill="#374151">{e(shown.name + ("" if shown.direction == "maximize" else " (lower is better)"))}</text></g>')
     return "".join(out)
 
 
@@ -230,8 +238,9 @@ def _answers(summary: Summary, rounds: Any) -> str:
                           f'<p class="verdict">{e(a.verdict)}</p></div>')
             continue
         settings = "".join(f"<li><code>{e(k)}</code> = <code>{e(v)}</code></li>" for k, v in a.params.items())
-        cards = [f'<div class="card"><div class="muted small">accuracy</div><div class="big">{e(fmt_metric("accuracy", p.metrics["accuracy"]))}</div>'
-                 f'<div class="small">baseline {e(fmt_metric("accuracy", base.metrics["accuracy"]))}; drop {_drop(a.accuracy_drop, wrap=False)}</div></div>']
+        m = summary.metric
+        cards = [f'<div class="card"><div class="muted small">{e(m.name)}</div><div class="big">{e(m.fmt(p.metrics["accuracy"]))}</div>'
+                 f'<div class="small">baseline {e(m.fmt(base.metrics["accuracy"]))}; {e(m.drop_word.split()[-1])} {_drop(a.accuracy_drop, wrap=False)}</div></div>']
         for o in speed_objectives(summary.objectives):
             if o in p.metrics:
                 sp = a.speedup.get(o)
@@ -250,13 +259,13 @@ def _answers(summary: Summary, rounds: Any) -> str:
            "95% intervals); each answer is judged on its own goal's metrics (train: training time, serve: latency and "
            "throughput), and every other requested metric is reported beside it." if summary.remeasured else
            "Speedups are single measurements against the baseline (not re-measured side by side), so they carry no interval.")
-    return (f'<section id="answers"><h2>Answers</h2>{"".join(blocks)}<p class="muted small">{how} Accuracy budget: a drop of at '
+    return (f'<section id="answers"><h2>Answers</h2>{"".join(blocks)}<p class="muted small">{how} Quality budget: a {e(summary.metric.drop_word)} of at '
             f'most {summary.max_accuracy_drop:g} from the baseline.</p></section>')
 
 
 def _pareto_table(summary: Summary) -> str:
     speeds = speed_objectives(summary.objectives)
-    head = ["trial", "accuracy", "accuracy drop"] + [h for o in speeds for h in (e(o), f"{e(o)} speedup")] + ["changes from your recipe"]
+    head = ["trial", e(summary.metric.name), e(summary.metric.drop_word)] + [h for o in speeds for h in (e(o), f"{e(o)} speedup")] + ["changes from your recipe"]
     rows = []
     answered = {a.trial: a.goal for a in summary.answers if a.given}
     shown = {p.trial: p for p in [summary.baseline, *summary.pareto, *(summary.point(t) for t in answered)] if p is not None}
@@ -272,22 +281,22 @@ def _pareto_table(summary: Summary) -> str:
         rows.append(f'<tr data-trial="{p.trial}"{cls}>{"".join(cells)}</tr>')
     n_inf = sum(not p.feasible for p in summary.points)
     return (f'<section><h2>Pareto front</h2>{_plots(summary)}<p>{len(summary.points)} completed trial(s), {len(summary.pareto)} on the '
-            f'feasible front, {n_inf} over the accuracy budget, {len(summary.failures)} failed.</p>'
+            f'feasible front, {n_inf} over the {e(summary.metric.name)} budget, {len(summary.failures)} failed.</p>'
             f'{_table(head, rows, "pareto-table")}</section>')
 
 
-def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str]) -> str:
+def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str], shown: Shown) -> str:
     if ab and ab.get("method") == "ablation" and ab.get("rows"):
         speeds = [o for o in objectives if any(o in r.get("speedup", {}) for r in ab["rows"])]
         head = (["answer", "technique", "removed settings"] + [f"{e(o)}: with vs without" for o in speeds]
-                + ["accuracy without", "accuracy: with − without", "verdict"])
+                + [f"{e(shown.name)} without", f"{e(shown.name)}: with − without", "verdict"])
         rows = []
         for r in ab["rows"]:
             cells = [f"<td>{e(r.get('goal', ''))} (trial {e(r.get('trial', ab.get('trial', '?')))})</td>"
                      f"<td>{e(r.get('technique', '?'))}</td><td>{e(', '.join(f'{k}={v}' for k, v in r.get('dropped', {}).items()))}</td>"]
             cells += [f'<td class="num">{_ratio(r["speedup"].get(o)) if "speedup" in r else e(r.get("error", "n/a"))}</td>' for o in speeds]
             acc, change = r.get("accuracy"), r.get("accuracy_change")
-            cells.append(f'<td class="num">{"n/a" if acc is None else f"{acc:.4f}"}</td><td class="num">{"n/a" if change is None else f"{change:+.4f}"}</td>'
+            cells.append(f'<td class="num">{"n/a" if acc is None else e(shown.fmt(acc))}</td><td class="num">{"n/a" if change is None else f"{shown.sign * change:+.4g}"}</td>'
                          f"<td>{e(r.get('verdict', ''))}</td>")
             rows.append(f"<tr>{''.join(cells)}</tr>")
         body = ("<p>Each row removes one technique from an answer and times both side by side: a speedup above 1 means the "
@@ -421,7 +430,8 @@ def _environment(study: optuna.Study, meta: Mapping[str, Any], summary: Summary)
     rm = study.user_attrs.get("remeasure") or {}
     run = _kv([("study", e(meta.get("study") or study.study_name)), ("mode", e(_mode(study, meta))),
                ("storage", f"<code>{e(meta.get('storage') or 'n/a')}</code>"), ("objectives", e(", ".join(summary.objectives))),
-               ("max accuracy drop", e(f"{summary.max_accuracy_drop:g}")),
+               ("metric", e(f"{summary.metric.name} ({'higher' if summary.metric.direction == 'maximize' else 'lower'} is better)")),
+               (f"max {summary.metric.drop_word}", e(f"{summary.max_accuracy_drop:g}")),
                ("re-measurement", e(f"{rm['rounds']} interleaved rounds" if summary.remeasured and "rounds" in rm else "none")),
                ("machine load", e(load_summary(study, summary))),
                ("exported files", "<br>".join(f"{e(k)}: <code>{e(v)}</code>" for k, v in (export.get("files") or {}).items()) or "none"),
@@ -439,7 +449,7 @@ def build_report(study: optuna.Study, summary: Summary, meta: dict[str, Any]) ->
            f"{where} · generated {datetime.now():%Y-%m-%d %H:%M}")
     rounds = (study.user_attrs.get("remeasure") or {}).get("rounds", "?")
     body = "".join([_answers(summary, rounds), search_section(study, summary), _pareto_table(summary),
-                    _ablation(study.user_attrs.get("ablation"), summary.objectives), _warnings(study, summary),
+                    _ablation(study.user_attrs.get("ablation"), summary.objectives, summary.metric), _warnings(study, summary),
                     _failures(summary), _environment(study, meta, summary)])
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>autoaccel report: {e(task)}</title><style>{CSS}</style></head><body><main>"

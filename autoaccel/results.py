@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from scipy import stats
 
 from autoaccel.answers import Answer, goals_for, judging, provisional
+from autoaccel.metrics import Shown
 from autoaccel.point import Point
 from autoaccel.record import TrialRecord, read
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
@@ -50,6 +51,11 @@ class Summary:
     profile: dict[str, float] = field(default_factory=dict)
     screening: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def metric(self) -> Shown:
+        """The task's metric, as outputs name and show it."""
+        return self.baseline.shown
+
     def answer(self, goal: str) -> Answer | None:
         return next((a for a in self.answers if a.goal == goal), None)
 
@@ -59,6 +65,9 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         return {
             "objectives": list(self.objectives),
+            # "accuracy" in metrics is the quality slot: this metric, negated when lower is better; each point's
+            # "metric" shows it under its own name and sign. The budget and drops are in its units (worse > 0).
+            "metric": self.metric.to_json(),
             "max_accuracy_drop": self.max_accuracy_drop,
             "remeasured": self.remeasured,
             "answers": [a.to_json() for a in self.answers],
@@ -164,6 +173,7 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
         members=t.members,
         load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
         finetune_s=float(details.get("finetune_s", 0.0)),
+        shown=Shown.of(details.get("metric")),
     )
 
 

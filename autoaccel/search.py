@@ -22,6 +22,7 @@ from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean, interru
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize
 from autoaccel.members import choose_members, plan_of
+from autoaccel.metrics import Shown
 from autoaccel.neighbours import Neighbours
 from autoaccel.options import FINISH_SHARE, Options
 from autoaccel.outputs import Generation, publish, sweep
@@ -79,8 +80,9 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
     chosen = registry.select(options.strategies, options.exclude or ())
     phases = MODES[options.mode]
     strategies, skipped, caps = [], {}, {}
+    probe = task.model()  # one fresh model, for the strategies' cheap checks of what it is made of (Strategy.fits)
     for s in chosen:
-        cap = s.check(target)
+        cap = s.capability(target, task, probe)
         caps[s.name] = cap
         if s.phase not in phases:
             skipped[s.name] = f"acts in phase {s.phase.name.lower()}, which --mode {options.mode} does not search"
@@ -96,7 +98,7 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
         raise AutoaccelError(f"--strategies: none of {','.join(options.strategies)} can run here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
     space: dict[str, Param] = {}
     for s in strategies:
-        for name, param in s.effective_space(target, task).items():
+        for name, param in s.effective_space(target, task, probe).items():
             space[qualified(s, name)] = param
     for name, values in (options.choices or {}).items():
         space[name] = _narrow(space, name, values)
@@ -465,9 +467,10 @@ class Search:
         self.pm.hook.autoaccel_trial_finished(record={**done.describe(), "state": "complete" if done.measured else "failed"})
 
     def _outcome(self, result: TrialResult, study: optuna.Study, number: int) -> str:
-        text = "  ".join(f"{o} {fmt_metric(o, result.metrics[o])}" for o in self.objectives)
+        shown = Shown.of(result.details.get("metric"))
+        text = "  ".join(f"{shown.name if o == 'accuracy' else o} {fmt_metric(o, result.metrics[o], shown)}" for o in self.objectives)
         feasible = record.read(study.get_trials(deepcopy=False)[number]).feasible
-        return text + ("" if feasible else "  [yellow](accuracy drop over budget)[/]")
+        return text + ("" if feasible else f"  [yellow]({shown.drop_word} over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:
         """The best feasible candidate so far per goal, on that goal's own metrics (single measurements)."""

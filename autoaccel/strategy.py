@@ -166,10 +166,28 @@ class Strategy(ABC):
         """What to set in your own training script to do what this section did (default: its fields)."""
         return dataclasses.asdict(section)
 
-    def effective_space(self, target: "Target", task: "Task | None" = None) -> Space:
-        """The space after ``check(target)`` dropped what the target cannot run (defaults always kept)."""
+    def fits(self, model: "nn.Module", task: "Task", target: "Target") -> Capability:
+        """Whether this technique can handle the user's model and task on ``target``: checked once, on a fresh
+        untrained model, before any trial (an LSTM under fp16 on a CPU is ruled out in a second, not after a
+        training run). May drop choices (``allowed``), saying why; the task's kind is ``task.resolved_kind()``."""
+        return Capability(True)
+
+    def capability(self, target: "Target", task: "Task | None" = None, model: "nn.Module | None" = None) -> Capability:
+        """``check(target)``, narrowed by ``fits(model, task, target)`` when the model is given."""
+        cap = self.check(target)
+        if model is None or task is None or not cap.supported:
+            return cap
+        fit = self.fits(model, task, target)
+        allowed = dict(cap.allowed)
+        for key, values in fit.allowed.items():
+            allowed[key] = [v for v in allowed.get(key, values) if v in values]
+        reason = "; ".join(r for r in (cap.reason, fit.reason) if r)
+        return Capability(fit.supported, reason, allowed)
+
+    def effective_space(self, target: "Target", task: "Task | None" = None, model: "nn.Module | None" = None) -> Space:
+        """The space after ``check(target)`` (and ``fits`` of ``model``) dropped what cannot run (defaults kept)."""
         space = self.space(task)
-        allowed = self.check(target).allowed
+        allowed = self.capability(target, task, model).allowed
         return {k: restrict(p, allowed[k]) if k in allowed else p for k, p in space.items()}
 
     def defaults(self, task: "Task | None" = None) -> dict[str, Any]:

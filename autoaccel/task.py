@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.batches import call, collate, map_tensors, own_loss, prediction, size, split
+from autoaccel.batches import call, collate, map_tensors, prediction, size, split
 from autoaccel.batches import describe as describe_batch
 from autoaccel.errors import AutoaccelError, describe
 from autoaccel.metrics import Metric, MetricFn, resolve_metric
@@ -274,8 +274,12 @@ def _dry_run(task: Task, model: nn.Module) -> None:
             predicted = prediction(outputs)
         except ValueError as exc:
             raise AutoaccelError(f"Task.model: {exc}") from exc
+        task.kind = task.kind or infer_kind(predicted, targets)
+        metric = task.metric_fn()
         loss = None
-        if task.training_step is None or task.loss is not None or own_loss(outputs) is not None:
+        # The Task's loss is what trains the model, unless its own training step computes one; a metric of the
+        # loss (loss, perplexity) needs it in evaluation either way.
+        if task.training_step is None or metric.needs_loss:
             try:
                 loss = task_loss(task, outputs, targets, split(batch)[0])
             except Exception as exc:  # noqa: BLE001
@@ -283,8 +287,6 @@ def _dry_run(task: Task, model: nn.Module) -> None:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise AutoaccelError(f"Task.loss: failed on model outputs of shape {tuple(predicted.shape)} and targets of "
                                      f"shape {target_shape}: {msg}") from exc
-        task.kind = task.kind or infer_kind(predicted, targets)
-        metric = task.metric_fn()
         try:
             value = metric(predicted, targets, loss)
             float(value)

@@ -216,7 +216,7 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     # The quality slot: higher is better, so a lower-is-better metric is negated (its interval flipped with it).
     low, high = sorted((acc.ci95[0] * metric.sign, acc.ci95[1] * metric.sign))
     metrics["accuracy"], ci["accuracy"] = acc.value * metric.sign, (low, high)
-    details["metric"] = metric.name
+    details["metric"] = {"name": metric.name, "direction": metric.direction}
     if "profile" in details:
         details["profile"] = {**details["profile"], "evaluation": time.perf_counter() - evaluating}
     correct = hits(rows, metric)

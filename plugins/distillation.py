@@ -12,14 +12,18 @@ from torch import nn
 
 from autoaccel.plugin import (
     BuildContext,
+    Capability,
     Phase,
     Pipeline,
     Section,
     Strategy,
+    Target,
     Task,
     TrainingSetup,
     TrialFailure,
+    call,
     hookimpl,
+    prediction,
 )
 
 
@@ -32,10 +36,15 @@ class DistillSection(Section):
     student_size: float = 0.5
 
 
-def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, kind: str = "classification") -> torch.Tensor:
     """Hinton et al.'s distillation term: KL between softened distributions, scaled by T^2 so its gradient
-    magnitude does not shrink as T grows."""
+    magnitude does not shrink as T grows; token scores are distilled per token. A regression's student learns
+    the teacher's predictions by mean squared error (no distribution to soften)."""
+    if kind == "regression":
+        return nn.functional.mse_loss(student.float(), teacher.float().reshape(student.shape))
     t = temperature
+    if kind == "sequence":  # (..., classes) scores: every token is one distribution
+        student, teacher = student.reshape(-1, student.shape[-1]), teacher.reshape(-1, teacher.shape[-1])
     return nn.functional.kl_div(
         nn.functional.log_softmax(student.float() / t, dim=1),
         nn.functional.log_softmax(teacher.float() / t, dim=1),
@@ -56,6 +65,11 @@ class DistillationStrategy(Strategy):
             return "Task.student is not set (a factory taking a size, for the smaller model)"
         return None
 
+    def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        if task.resolved_kind() == "generative":
+            return Capability(False, "a generative model has no prediction for a student to learn from its teacher")
+        return Capability(True)
+
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         if not params.get("enabled", False):
             return pipeline
@@ -73,11 +87,13 @@ class DistillationStrategy(Strategy):
             return  # fine-tuning a transformed student recovers it on the task's own loss
         teacher = setup.baseline().eval()
         task_loss, alpha, temperature = setup.loss, section.alpha, section.temperature
+        kind = setup.task.resolved_kind()
 
-        def loss(outputs: torch.Tensor, targets: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        def loss(outputs: Any, targets: Any, inputs: Any) -> torch.Tensor:
+            # The teacher sees the student's very inputs (as the default step or the user's own step called it).
             with torch.no_grad():
-                soft = teacher(inputs)
-            return (1 - alpha) * task_loss(outputs, targets, inputs) + alpha * kd_loss(outputs, soft, temperature)
+                soft = prediction(call(teacher, inputs))
+            return (1 - alpha) * task_loss(outputs, targets, inputs) + alpha * kd_loss(prediction(outputs), soft, temperature, kind)
 
         setup.loss = loss
 

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from autoaccel.plugin import prediction
+
 
 class AverageEnsemble(nn.Module):
-    """Mean of the members' softmax probabilities, returned as log-probabilities (argmax and CE still work)."""
+    """The members' predictions combined as the task's kind wants: class or token scores as the mean of their
+    softmax probabilities, returned as log-probabilities (argmax and cross-entropy still work); real-valued
+    predictions (regression) as their plain mean. Members are called as the task calls its model."""
 
-    def __init__(self, members: list[nn.Module]) -> None:
+    def __init__(self, members: list[nn.Module], kind: str = "classification") -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
+        self.kind = kind
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([m(x).float().softmax(dim=1) for m in self.members]).mean(dim=0)
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        outs = [prediction(m(*args, **kwargs)).float() for m in self.members]
+        if self.kind == "regression":
+            return torch.stack(outs).mean(dim=0)
+        axis = -1 if self.kind == "sequence" else 1  # a token model's classes are on its last axis
+        probs = torch.stack([o.softmax(dim=axis) for o in outs]).mean(dim=0)
         return probs.clamp_min(1e-12).log()
 
 

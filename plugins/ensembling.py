@@ -11,7 +11,18 @@ import torch
 from torch import nn
 
 from autoaccel.data import materialize
-from autoaccel.plugin import Phase, Pipeline, Section, Strategy, TransformContext, TrialFailure, hookimpl
+from autoaccel.plugin import (
+    Capability,
+    Phase,
+    Pipeline,
+    Section,
+    Strategy,
+    Target,
+    Task,
+    TransformContext,
+    TrialFailure,
+    hookimpl,
+)
 from autoaccel.plugins.ensemble_models import AverageEnsemble, StackingEnsemble, fit_stacking
 
 
@@ -38,7 +49,7 @@ def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn
     device = ctx.plan.device
     members = [model.eval()] + [ctx.trained(m.plan).to(device).eval() for m in ctx.plan.members]
     if method == "average":
-        return AverageEnsemble(members)
+        return AverageEnsemble(members, ctx.task.resolved_kind())
     probe = StackingEnsemble(members, np.zeros((2, 1)), np.zeros(2))  # only its features() is used
     inputs, targets = materialize(ctx.task.val_data)
     with torch.no_grad():
@@ -58,6 +69,18 @@ class EnsemblingStrategy(Strategy):
     phase = Phase.RUNTIME
     needs_training = True
     description = "Ensembles of k trained models: averaged probabilities or stacking; pays for all k trainings."
+
+    def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        kind = task.resolved_kind()
+        if kind == "generative":
+            return Capability(False, "a generative model's outputs (reconstructions, latents) have no prediction to average")
+        if kind != "classification" or task.training_step is not None or task.evaluation_step is not None:
+            # Stacking fits a logistic regression over class probabilities of whole inputs: a regression has
+            # no classes, and a sequence model or one run by the user's own steps has no per-input class scores.
+            why = ("stacking dropped: it combines class probabilities, and this is a "
+                   + (f"{kind} task" if kind != "classification" else "model run by the Task's own steps"))
+            return Capability(True, why, {"method": ["average"]})
+        return Capability(True)
 
     def members_needed(self, params: Mapping[str, Any]) -> int:
         return max(0, int(params.get("k", 1)) - 1)

@@ -14,25 +14,30 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.onnx_export import export_onnx, onnx_feed
+from autoaccel.onnx_export import Layout, export_onnx, onnx_feeds
 
 
 class _Calibration:
-    """onnxruntime's CalibrationDataReader protocol over a few batches of training inputs."""
+    """onnxruntime's CalibrationDataReader protocol over a few batches of training inputs: arrays for a graph
+    of one input, or dicts of arrays by input name."""
 
-    def __init__(self, batches: list[np.ndarray]) -> None:
-        self._it: Iterator[np.ndarray] = iter(batches)
+    def __init__(self, batches: list[Any], names: list[str]) -> None:
+        self._it: Iterator[Any] = iter(batches)
+        self.names = names
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self._it, None)
-        return None if batch is None else {"input": batch}
+        if batch is None:
+            return None
+        return dict(batch) if isinstance(batch, dict) else {self.names[0]: batch}
 
     def rewind(self) -> None:  # pragma: no cover - newer onnxruntime versions may call it
         pass
 
 
-def quantize_static_int8(src: Path, dst: Path, calibration: list[np.ndarray]) -> Path:
+def quantize_static_int8(src: Path, dst: Path, calibration: list[Any]) -> Path:
     """Static int8 (QDQ, per-channel weights) calibrated on real training inputs."""
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -41,7 +46,8 @@ def quantize_static_int8(src: Path, dst: Path, calibration: list[np.ndarray]) ->
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
     except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the raw graph without it
         prepared = src
-    quantize_static(str(prepared), str(dst), _Calibration(calibration), quant_format=QuantFormat.QDQ,
+    names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
+    quantize_static(str(prepared), str(dst), _Calibration(calibration, names), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return dst
 
@@ -55,7 +61,8 @@ class OrtModule(nn.Module):
     ``onnx_path`` is the graph it runs: exported as it is (``write_graph``), never re-exported from the model.
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, path: str | Path, threads: int | None = None, providers: list[str] | None = None,
+                 layout: Layout | None = None) -> None:
         super().__init__()
         import onnxruntime as ort
 
@@ -66,14 +73,17 @@ class OrtModule(nn.Module):
         self.onnx_path = str(path)
         wanted = [p for p in (providers or ["CPUExecutionProvider"]) if p in ort.get_available_providers()]
         self.session = ort.InferenceSession(self.onnx_path, options, providers=wanted or ["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.layout = layout  # the structure of the PyTorch model's outputs, rebuilt around the graph's tensors
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.session.run(None, {self.input_name: onnx_feed(x)})[0]
-        return torch.from_numpy(out)
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        # Called as the model was (a tensor, positional arguments, keyword arguments): fed by the graph's names.
+        inputs: Any = kwargs if kwargs else (args[0] if len(args) == 1 else args)
+        outs = [torch.from_numpy(o) for o in self.session.run(None, onnx_feeds(self.input_names, inputs))]
+        return self.layout.rebuild(outs) if self.layout is not None else outs[0]
 
 
-def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, calibration: list[np.ndarray],
+def onnx_runtime(model: nn.Module, example: Any, int8_static: bool, calibration: list[Any],
                  workdir: str | None = None, threads: int | None = None, providers: list[str] | None = None) -> OrtModule:
     """Export ``model``, optionally quantize it to static int8, and open an ORT session on it."""
     folder = Path(workdir or tempfile.mkdtemp(prefix="autoaccel-ort-"))
@@ -81,7 +91,7 @@ def onnx_runtime(model: nn.Module, example: torch.Tensor, int8_static: bool, cal
     try:
         fp32 = export_onnx(model, example, folder / "model.onnx")
         path = quantize_static_int8(fp32, folder / "model.int8.onnx", calibration) if int8_static else fp32
-        module = OrtModule(path, threads, providers)
+        module = OrtModule(path, threads, providers, Layout.of(model, example))
     except BaseException:
         if workdir is None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
-from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TrainingSetup, hookimpl
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, Task, TrainingSetup, hookimpl
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -47,6 +48,14 @@ class PrecisionStrategy(Strategy):
         }
         reason = "; ".join(reasons[p] for p in dropped)
         return Capability(True, f"dropped: {reason}" if reason else "", {"dtype": allowed})
+
+    def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        if target.kind == "cpu" and any(isinstance(m, nn.RNNBase) for m in model.modules()):
+            # oneDNN has no fp16 recurrent kernel: autocast fails inside the LSTM's forward ("could not create a
+            # primitive descriptor"), measured with torch 2.13; bf16 runs.
+            return Capability(True, "fp16 dropped: fp16 autocast of recurrent layers (LSTM, GRU, RNN) fails on CPU",
+                              {"dtype": ["fp32", "tf32", "bf16"]})
+        return Capability(True)
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         dtype = str(params.get("dtype", "fp32"))

@@ -129,7 +129,7 @@ class QuantizationStrategy(Strategy):
             return model
         from autoaccel.plugins.onnxruntime_session import onnx_runtime
 
-        return onnx_runtime(model, ctx.example, True, ctx.calibration(), threads=ctx.threads or None)
+        return onnx_runtime(model, ctx.example, True, ctx.calibration(model=model), threads=ctx.threads or None)
 
     def export(self, section: QuantizationSection, served: nn.Module, path: Path) -> bool:  # type: ignore[override]
         from autoaccel.plugins.onnxruntime_session import write_graph

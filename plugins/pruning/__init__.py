@@ -6,10 +6,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from torch import nn
+from torch import fx, nn
 
-from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TransformContext, hookimpl
+from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, Task, TransformContext, hookimpl
 from autoaccel.plugins.pruning.surgery import (
+    find_chains,
     prune_semi_structured,
     prune_structured,
     prune_unstructured,
@@ -58,6 +59,19 @@ class PruningStrategy(Strategy):
         if target.kind != "cuda":
             reason += "; unstructured zeros are rarely faster on dense CPU kernels (measured, not assumed)"
         return Capability(True, reason.lstrip("; "), {"method": methods})
+
+    def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        # Structured pruning rewrites a torch.fx trace of the model: one that does not trace, or has no
+        # Linear/Conv pair to shrink (a recurrent model), is ruled out here, not after a training run.
+        try:
+            chains = find_chains(fx.symbolic_trace(model))
+        except Exception as exc:  # noqa: BLE001 - data-dependent control flow, recurrent layers and the like
+            why = f"structured dropped: the model does not trace with torch.fx ({type(exc).__name__})"
+            return Capability(True, why, {"method": ["none", "unstructured", "semi_structured_2_4"]})
+        if not chains:
+            return Capability(True, "structured dropped: no Linear/Conv2d pair to shrink in this model",
+                              {"method": ["none", "unstructured", "semi_structured_2_4"]})
+        return Capability(True)
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         method = str(params.get("method", "none"))
