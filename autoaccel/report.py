@@ -74,6 +74,10 @@ def _ratio(entry: Mapping[str, Any] | None, wrap: bool = True) -> str:
     return text + ("<br>" if wrap else "") + _tag(str(entry.get("label", "")))
 
 
+def _signed(value: float) -> str:
+    return f"{value:+.4f}" if abs(value) < 10 else f"{value:+.4g}"
+
+
 def _tag(label: str) -> str:
     if not label:
         return ""
@@ -296,7 +300,7 @@ def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str], shown: Sh
                      f"<td>{e(r.get('technique', '?'))}</td><td>{e(', '.join(f'{k}={v}' for k, v in r.get('dropped', {}).items()))}</td>"]
             cells += [f'<td class="num">{_ratio(r["speedup"].get(o)) if "speedup" in r else e(r.get("error", "n/a"))}</td>' for o in speeds]
             acc, change = r.get("accuracy"), r.get("accuracy_change")
-            cells.append(f'<td class="num">{"n/a" if acc is None else e(shown.fmt(acc))}</td><td class="num">{"n/a" if change is None else f"{shown.sign * change:+.4g}"}</td>'
+            cells.append(f'<td class="num">{"n/a" if acc is None else e(shown.fmt(acc))}</td><td class="num">{"n/a" if change is None else _signed(shown.sign * change)}</td>'
                          f"<td>{e(r.get('verdict', ''))}</td>")
             rows.append(f"<tr>{''.join(cells)}</tr>")
         body = ("<p>Each row removes one technique from an answer and times both side by side: a speedup above 1 means the "
