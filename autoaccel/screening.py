@@ -111,6 +111,19 @@ class Screening:
 
         return [s for _, s in sorted(enumerate(self.strategies), key=key)]
 
+    def screened(self, records: Iterable[TrialRecord]) -> dict[str, int]:
+        """Per factor, how many screening trials ran (measured or failed)."""
+        counts: dict[str, int] = {}
+        for strategy in self.strategies:
+            factor = factor_of(strategy, self.mode)
+            counts[factor] = counts.get(factor, 0) + len(self.evidence(records)[strategy.name])
+        return counts
+
+    @property
+    def size(self) -> int:
+        """Probes in all: what screening every technique alone could take."""
+        return sum(len(p) for p in self.probes.values())
+
     def evidence(self, records: Iterable[TrialRecord]) -> dict[str, list[TrialRecord]]:
         """Per technique, the distinct configurations that changed it alone (measured or failed), oldest first."""
         seen: set[str | None] = set()
@@ -178,11 +191,11 @@ class Screening:
                    factor: str | None = None) -> tuple[Strategy, dict[str, Any]] | None:
         """The next technique (of ``factor``, or any) to try alone and its setting; None when that is screened."""
         evidence = self.evidence(records)
-        for strategy in self.order(profile):
-            if factor is not None and factor_of(strategy, self.mode) != factor:
-                continue
-            if self._judge(strategy, evidence[strategy.name], base).status != "pending":
-                continue
+        pending = [s for s in self.order(profile) if (factor is None or factor_of(s, self.mode) == factor)
+                   and self._judge(s, evidence[s.name], base).status == "pending"]
+        # Every technique's first (most promising) setting before any technique's second: a short run tries
+        # each technique once rather than one technique thoroughly.
+        for strategy in sorted(pending, key=lambda s: bool(evidence[s.name])):
             tried = [r.settings for r in evidence[strategy.name]]
             for probe in self.probes[strategy.name]:
                 if _key(probe) not in self.proposed and not any(_same(probe, t) for t in tried):

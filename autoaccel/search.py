@@ -135,6 +135,9 @@ class Search:
                              {f: judging(f, self.objectives) for f in FACTORS}, self.factors())
         self.neighbours = Neighbours(self.plan.space, self.plan.defaults, options.mode, self.build)
         self.total = self.options.resolved_trials()
+        # A fixed count of trials (no time budget) makes every trial equally dear: when it cannot screen every
+        # technique, the factors take turns instead of the cheap serving screens taking all of it.
+        self.stages.alternate = options.trials is not None and options.trials - 1 < self.stages.screening.size
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
 
     @property

@@ -60,6 +60,8 @@ class Stages:
         self.repeats = 0  # proposals in a row that repeated a measured configuration
         self.proposals = 0  # combining proposals so far: every other one is a local move
         self.announced: set[str] = set()  # stages already announced (screening resumes after a factor's stacking)
+        # A run of a fixed number of trials too small to screen every technique alone: factors take turns.
+        self.alternate = False
 
     def factor(self, strategy: Strategy) -> str:
         return factor_of(strategy, self.mode)
@@ -70,7 +72,13 @@ class Stages:
         if not self.stage and profile:
             notes.append(f"your recipe's training time: {describe(profile)}")
         if self.stage in ("", "screening", "stacking"):
-            for factor in self.factors:
+            factors = self.factors
+            if self.alternate:
+                # Too few trials to screen everything: each factor in turn (the least screened first), so a
+                # short run tries a training technique too, not only the cheap serving ones.
+                done = self.screening.screened(records)
+                factors = tuple(sorted(self.factors, key=lambda f: (done.get(f, 0), self.factors.index(f))))
+            for factor in factors:
                 probe = self.screening.next_probe(records, base, profile, factor)
                 if probe is not None:
                     self._enter("screening", notes, "stage 1: each technique alone against your recipe, serving first "

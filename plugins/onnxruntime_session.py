@@ -3,6 +3,7 @@ runtime and quantization strategies (a helper module, not a strategy)."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 import weakref
@@ -47,8 +48,14 @@ def quantize_static_int8(src: Path, dst: Path, calibration: list[Any]) -> Path:
     except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the raw graph without it
         prepared = src
     names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
-    quantize_static(str(prepared), str(dst), _Calibration(calibration, names), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    # The quantizer logs through the root logger (one "Axis 1 is out-of-range" line per LayerNorm weight it
+    # leaves per-tensor): noise on the user's terminal, not a fault.
+    logging.disable(logging.WARNING)
+    try:
+        quantize_static(str(prepared), str(dst), _Calibration(calibration, names), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    finally:
+        logging.disable(logging.NOTSET)
     return dst
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import fx, nn
 
-from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, Task, TransformContext, hookimpl
+from autoaccel.plugin import Capability, Param, Phase, Pipeline, Section, Strategy, Target, Task, TransformContext, hookimpl
 from autoaccel.plugins.pruning.surgery import (
     find_chains,
     prune_semi_structured,
@@ -59,6 +59,11 @@ class PruningStrategy(Strategy):
         if target.kind != "cuda":
             reason += "; unstructured zeros are rarely faster on dense CPU kernels (measured, not assumed)"
         return Capability(True, reason.lstrip("; "), {"method": methods})
+
+    def probes(self, space: Mapping[str, Param]) -> list[dict[str, Any]]:
+        # Most promising first: structured pruning makes dense layers smaller (faster on any kernel); unstructured
+        # zeros are rarely faster on dense kernels, so they are tried after it.
+        return sorted(super().probes(space), key=lambda p: p.get("method") != "structured")
 
     def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
         # Structured pruning rewrites a torch.fx trace of the model: one that does not trace, or has no
