@@ -10,7 +10,8 @@ from autoaccel.hookspecs import hookimpl
 from autoaccel.pipeline import Pipeline, Section
 from autoaccel.strategy import Capability, Phase, Strategy
 from autoaccel.target import Target
-from autoaccel.task import Task
+from autoaccel.metrics import Metric
+from autoaccel.task import Task, TaskWarning
 
 __version__ = "0.1.0"
 
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AutoaccelError",
     "Capability",
+    "Metric",
     "Phase",
     "Pipeline",
     "Result",
@@ -51,6 +53,7 @@ __all__ = [
     "Strategy",
     "Target",
     "Task",
+    "TaskWarning",
     "TrialFailure",
     "apply",
     "hookimpl",

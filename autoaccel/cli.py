@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from rich.table import Table
 from autoaccel.errors import AutoaccelError, Interrupted, exit_status, interrupt_reason
 from autoaccel.options import DEFAULT_OBJECTIVES, SAMPLERS
 from autoaccel.strategy import MODES
+from autoaccel.task import TaskWarning
 from autoaccel.trial import OBJECTIVES
 
 
@@ -224,7 +226,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _terminate_like_ctrl_c()
     try:
         commands = {"optimize": _optimize, "report": _report, "apply": _apply, "plugins": _plugins}
-        return commands[args.command](args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_task_warning
+            return commands[args.command](args)
     except AutoaccelError as exc:
         if args.debug:
             raise
@@ -237,6 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def _show_task_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                       file: Any = None, line: str | None = None) -> None:
+    """A warning about the user's Task as one line, as errors are; any other warning as Python shows it."""
+    if issubclass(category, TaskWarning):
+        print(f"autoaccel: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _terminate_like_ctrl_c() -> dict[int, Any]:

@@ -15,7 +15,7 @@ from autoaccel.cache import training_key
 from autoaccel.errors import TrialFailure
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
-from autoaccel.remeasure import Ratio, paired_ratio
+from autoaccel.remeasure import Ratio, paired_ratio, train_samples
 from autoaccel.results import Point, Summary, single_speedups, summarize_study
 from autoaccel.strategy import split_params
 from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
@@ -73,7 +73,8 @@ class Finisher:
         timed = self.timed if timed is None else timed
         plans = [self.search.plan_of(self.study, t) for t in trials]
         try:
-            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed)
+            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed,
+                                            train_samples(self.summary.baseline, plans))
         except TrialFailure as failure:
             self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
             return None

@@ -16,11 +16,28 @@ from dataclasses import dataclass
 from scipy import stats
 
 from autoaccel.load import LoadProbe
+from autoaccel.pipeline import Pipeline
+from autoaccel.point import Point
+from autoaccel.trial import TRAIN_SAMPLES
 
 # A pair of measurements whose sides saw other programs keep this many more cores busy on one side than on
 # the other is not a fair comparison: it is discarded (and counted), never believed.
 LOAD_GAP = 0.5
 MIN_CLEAN_ROUNDS = 3
+TRAIN_MEASURE_S = 1.0  # seconds of the baseline's training one re-measurement of training aims at
+MIN_BATCHES = 4  # steps of the largest batch one training re-measurement takes at least
+
+
+def train_samples(baseline: Point, plans: Sequence[Pipeline], seconds: float = TRAIN_MEASURE_S,
+                  most: int = TRAIN_SAMPLES) -> int:
+    """Samples each training re-measurement times: about ``seconds`` of the baseline's training at its measured
+    rate (so re-measuring a heavy model costs a few seconds per round, not minutes), at least a few batches of
+    the largest batch size among the plans (a larger batch must take whole steps), never more than ``most``."""
+    rate = float(baseline.metrics.get("train_throughput") or 0.0)
+    floor = MIN_BATCHES * max(p.batch_size for p in plans)
+    if rate <= 0:
+        return most
+    return int(min(most, max(floor, rate * seconds)))
 
 
 def t95(df: int) -> float:

@@ -52,6 +52,7 @@ SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "
 REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
 TRAINING_OBJECTIVES = ("train_time", "train_throughput")
 MAX_WARNINGS = 10
+TRAIN_SAMPLES = 4096  # samples a training re-measurement times at most (a whole epoch for small data)
 
 
 @dataclass
@@ -300,7 +301,7 @@ class Timings:
 
 
 def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int = 0,
-                    budget_s: float = 0.2, train_samples: int = 4096, cache_dir: str | None = None) -> Timings:
+                    budget_s: float = 0.2, train_samples: int = TRAIN_SAMPLES, cache_dir: str | None = None) -> Timings:
     """Seconds per fixed amount of work, per objective, per plan, per round, measured interleaved.
 
     Training is timed over the same number of samples for every plan (a whole epoch for small data), so a

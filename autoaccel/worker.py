@@ -27,7 +27,7 @@ from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
-from autoaccel.trial import Timings, TrialResult, remeasure_plans, run_trial, warm_up
+from autoaccel.trial import TRAIN_SAMPLES, Timings, TrialResult, remeasure_plans, run_trial, warm_up
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,10 @@ class IsolatedRunner:
         return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir,
                           stop_slower_than=stop_slower_than)
 
-    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
-        return self._call("remeasure", plans=plans, objectives=objectives, rounds=rounds, seed=seed, cache_dir=self.cache_dir)
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int,
+                  train_samples: int = TRAIN_SAMPLES) -> Timings:
+        return self._call("remeasure", plans=plans, objectives=objectives, rounds=rounds, seed=seed, cache_dir=self.cache_dir,
+                          train_samples=train_samples)
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
         return self._call("export", plan=plan, out=out, seed=seed, cache_dir=self.cache_dir)
@@ -243,8 +245,9 @@ class InProcessRunner:
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
         return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, stop_slower_than=stop_slower_than)
 
-    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int) -> Timings:
-        return remeasure_plans(self.task, plans, objectives, rounds, seed, cache_dir=self.cache_dir)
+    def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int,
+                  train_samples: int = TRAIN_SAMPLES) -> Timings:
+        return remeasure_plans(self.task, plans, objectives, rounds, seed, cache_dir=self.cache_dir, train_samples=train_samples)
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
         return export_model(self.task, plan, out, seed, cache_dir=self.cache_dir)
