@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl
+from autoaccel.metrics import Metric
 from autoaccel.pipeline import Pipeline, Section
 from autoaccel.strategy import Capability, Phase, Strategy
 from autoaccel.target import Target
-from autoaccel.metrics import Metric
 from autoaccel.task import Task, TaskWarning
 
 __version__ = "0.1.0"

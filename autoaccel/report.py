@@ -312,7 +312,8 @@ def _ablation(ab: Mapping[str, Any] | None, objectives: Sequence[str], shown: Sh
             top = max(imp.values(), default=0.0) or 1.0
             bars = "".join(f'<tr><td><code>{e(k)}</code></td><td style="width:60%"><div class="bar" style="width:{100 * v / top:.1f}%"></div>'
                            f'</td><td class="num">{v:.2f}</td></tr>' for k, v in sorted(imp.items(), key=lambda kv: -kv[1]))
-            blocks.append(f'<div><h3 class="small">{e(objective)}</h3><table class="bars">{bars}</table></div>')
+            blocks.append(f'<div><h3 class="small">{e(shown.name if objective == "accuracy" else objective)}</h3>'
+                          f'<table class="bars">{bars}</table></div>')
         body = ("<p>There was nothing to ablate, so these are Optuna's parameter importances (fANOVA): how much of each objective's "
                 "variation across trials each setting explains. They show influence, not direction.</p>"
                 f'<div class="grid2">{"".join(blocks)}</div>' + (f'<p class="muted small">{e(ab["note"])}</p>' if ab.get("note") else ""))

@@ -293,29 +293,29 @@ def _dry_run(task: Task, model: nn.Module) -> None:
         except Exception as exc:  # noqa: BLE001
             raise AutoaccelError(f"Task.metric: failed on model outputs of shape {tuple(predicted.shape)} ({metric.name}): "
                                  f"{describe(exc)}") from exc
-        if task.evaluation_step is None:
-            _check_batch_axis(model, batch, predicted)
+        doubt = _batch_axis_doubt(model, batch, predicted) if task.evaluation_step is None else None
+    if doubt is not None:  # warned outside the block above, which silences the model's own warnings
+        warnings.warn(doubt, TaskWarning, stacklevel=3)
 
 
-def _check_batch_axis(model: nn.Module, batch: Any, predicted: torch.Tensor) -> None:
-    """Warn when the model does not treat dim 0 as the batch: its outputs for a sample change when another
-    sample leaves the batch (a (seq, batch) model fed (batch, seq) batches runs, and trains on nonsense)."""
+def _batch_axis_doubt(model: nn.Module, batch: Any, predicted: torch.Tensor) -> str | None:
+    """Why the model seems not to treat dim 0 as the batch, or None: its outputs have the batch elsewhere, or a
+    sample's outputs change when another sample leaves the batch (a (seq, batch) model fed (batch, seq)
+    batches runs, and trains on nonsense)."""
     n = size(batch)
     if n < 2:
-        return
+        return None
     inputs = split(batch)[0]
     hint = ("a sequence-first (seq, batch) model fed batch-first batches? Transpose in the model, or give the Task a "
             "training_step and evaluation_step that call it as it expects")
     if predicted.ndim == 0 or predicted.shape[0] != n:
         if predicted.ndim >= 2 and predicted.shape[1] == n:
-            warnings.warn(f"Task.model: outputs of shape {tuple(predicted.shape)} for a batch of {n} have the batch on "
-                          f"dim 1, not 0: {hint}", TaskWarning, stacklevel=3)
-        return
-    rest = map_rows(inputs, slice(1, n))
-    alone = prediction(call(model, rest))
+            return f"Task.model: outputs of shape {tuple(predicted.shape)} for a batch of {n} have the batch on dim 1, not 0: {hint}"
+        return None
+    alone = prediction(call(model, map_rows(inputs, slice(1, n))))
     if alone.shape == predicted[1:].shape and not torch.allclose(alone.float(), predicted[1:].float(), rtol=1e-3, atol=1e-4):
-        warnings.warn("Task.model: a sample's outputs change when another sample leaves the batch, so the model mixes "
-                      f"samples along dim 0 ({hint})", TaskWarning, stacklevel=3)
+        return f"Task.model: a sample's outputs change when another sample leaves the batch, so the model mixes samples along dim 0 ({hint})"
+    return None
 
 
 def map_rows(batch: Any, rows: slice) -> Any:
