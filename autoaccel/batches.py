@@ -124,6 +124,21 @@ def prediction(outputs: Any) -> torch.Tensor:
                      "tensor, a tuple starting with one, or a ModelOutput/dict with 'logits')")
 
 
+def with_prediction(outputs: Any, new: torch.Tensor) -> Any:
+    """``outputs`` with their prediction (as ``prediction`` finds it) replaced by ``new``, the rest kept: what a
+    combination of models (an ensemble) returns, so that code unpacking ``(output, hidden)`` still runs."""
+    if isinstance(outputs, torch.Tensor):
+        return new
+    if isinstance(outputs, (tuple, list)) and outputs and not hasattr(outputs, "_fields"):
+        return type(outputs)([with_prediction(outputs[0], new), *outputs[1:]])
+    if isinstance(outputs, Mapping):
+        key = "logits" if isinstance(outputs.get("logits"), torch.Tensor) else next(
+            k for k, v in outputs.items() if k != "loss" and isinstance(v, torch.Tensor))
+        rest = {k: v for k, v in outputs.items() if k != "loss"}  # the members' loss is not the combination's
+        return (type(outputs)(**{**rest, key: new}) if _keyword_built(outputs) else {**rest, key: new})
+    return new
+
+
 def own_loss(outputs: Any) -> torch.Tensor | None:
     """The loss a model computed itself (Hugging Face models given ``labels``), or None."""
     value = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)

@@ -18,12 +18,12 @@ from scipy import stats
 from autoaccel.load import LoadProbe
 from autoaccel.pipeline import Pipeline
 from autoaccel.point import Point
-from autoaccel.trial import TRAIN_SAMPLES
 
 # A pair of measurements whose sides saw other programs keep this many more cores busy on one side than on
 # the other is not a fair comparison: it is discarded (and counted), never believed.
 LOAD_GAP = 0.5
 MIN_CLEAN_ROUNDS = 3
+TRAIN_SAMPLES = 4096  # samples a training re-measurement times at most (a whole epoch for small data)
 TRAIN_MEASURE_S = 1.0  # seconds of the baseline's training one re-measurement of training aims at
 MIN_BATCHES = 4  # steps of the largest batch one training re-measurement takes at least
 

@@ -380,12 +380,22 @@ def _warnings(study: optuna.Study, summary: Summary) -> str:
 
 
 def _failures(summary: Summary) -> str:
-    if not summary.failures:
-        return '<section id="failures"><h2>Failed trials</h2><p>No trial failed.</p></section>'
-    rows = [f'<tr><td class="num">{f.trial}</td><td>{e(f.kind)}</td><td><code>{e(f.reason)}</code></td>'
-            f"<td>{e(fmt_params(f.params, summary.baseline.params))}</td></tr>" for f in summary.failures]
-    return (f'<section id="failures"><h2>Failed trials ({len(rows)})</h2><p>Each ran isolated; the study went on without it.</p>'
-            + _table(["trial", "kind", "reason", "changes from your recipe"], rows) + "</section>")
+    """Failed trials, and apart from them the trials stopped early as too slow (a judgement, not a fault)."""
+    stopped = [f for f in summary.failures if f.kind == "too_slow"]
+    failed = [f for f in summary.failures if f.kind != "too_slow"]
+
+    def rows(items: Sequence[Any]) -> list[str]:
+        return [f'<tr><td class="num">{f.trial}</td><td>{e(f.kind)}</td><td><code>{e(f.reason)}</code></td>'
+                f"<td>{e(fmt_params(f.params, summary.baseline.params))}</td></tr>" for f in items]
+
+    head = ["trial", "kind", "reason", "changes from your recipe"]
+    body = (f'<h2>Failed trials ({len(failed)})</h2><p>Each ran isolated; the study went on without it.</p>' + _table(head, rows(failed))
+            if failed else "<h2>Failed trials</h2><p>No trial failed.</p>")
+    if stopped:
+        body += (f'<h3>Stopped early as too slow ({len(stopped)})</h3><p>Each was on course to train slower than an answer '
+                 "could, judged after a tenth of its steps; its accuracy was not worth the rest of the run.</p>"
+                 + _table(head, rows(stopped)))
+    return f'<section id="failures">{body}</section>'
 
 
 def _kv(rows: Sequence[tuple[str, str]]) -> str:

@@ -32,6 +32,7 @@ from autoaccel.evaluate import (
 )
 from autoaccel.load import LoadProbe
 from autoaccel.pipeline import Pipeline
+from autoaccel.remeasure import TRAIN_SAMPLES
 from autoaccel.steps import BaseLoss, training_loss
 from autoaccel.task import Task
 from autoaccel.train import train
@@ -52,7 +53,6 @@ SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "
 REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
 TRAINING_OBJECTIVES = ("train_time", "train_throughput")
 MAX_WARNINGS = 10
-TRAIN_SAMPLES = 4096  # samples a training re-measurement times at most (a whole epoch for small data)
 
 
 @dataclass

@@ -26,8 +26,9 @@ import cloudpickle
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
 from autoaccel.pipeline import Pipeline
+from autoaccel.remeasure import TRAIN_SAMPLES
 from autoaccel.task import Task
-from autoaccel.trial import TRAIN_SAMPLES, Timings, TrialResult, remeasure_plans, run_trial, warm_up
+from autoaccel.trial import Timings, TrialResult, remeasure_plans, run_trial, warm_up
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from autoaccel.batches import with_prediction
 from autoaccel.plugin import prediction
 
 
@@ -23,13 +24,16 @@ class AverageEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.kind = kind
 
-    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        outs = [prediction(m(*args, **kwargs)).float() for m in self.members]
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        full = [m(*args, **kwargs) for m in self.members]
+        outs = [prediction(o).float() for o in full]
         if self.kind == "regression":
-            return torch.stack(outs).mean(dim=0)
-        axis = -1 if self.kind == "sequence" else 1  # a token model's classes are on its last axis
-        probs = torch.stack([o.softmax(dim=axis) for o in outs]).mean(dim=0)
-        return probs.clamp_min(1e-12).log()
+            combined = torch.stack(outs).mean(dim=0)
+        else:
+            axis = -1 if self.kind == "sequence" else 1  # a token model's classes are on its last axis
+            combined = torch.stack([o.softmax(dim=axis) for o in outs]).mean(dim=0).clamp_min(1e-12).log()
+        # Shaped as the first member's outputs ((output, hidden) stays a pair), the prediction replaced.
+        return with_prediction(full[0], combined)
 
 
 class StackingEnsemble(nn.Module):

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from autoaccel.batches import split
 from autoaccel.data import materialize
 from autoaccel.plugin import (
     Capability,
@@ -74,11 +75,14 @@ class EnsemblingStrategy(Strategy):
         kind = task.resolved_kind()
         if kind == "generative":
             return Capability(False, "a generative model's outputs (reconstructions, latents) have no prediction to average")
-        if kind != "classification" or task.training_step is not None or task.evaluation_step is not None:
-            # Stacking fits a logistic regression over class probabilities of whole inputs: a regression has
-            # no classes, and a sequence model or one run by the user's own steps has no per-input class scores.
-            why = ("stacking dropped: it combines class probabilities, and this is a "
-                   + (f"{kind} task" if kind != "classification" else "model run by the Task's own steps"))
+        plain = isinstance(split(task.val_data[0])[0], torch.Tensor)
+        if kind != "classification" or task.training_step is not None or task.evaluation_step is not None or not plain:
+            # Stacking fits a logistic regression over class probabilities of one tensor input: a regression has
+            # no classes; a sequence model, one run by the user's own steps or one taking several inputs has no
+            # per-input class scores it can compute.
+            why = ("stacking dropped: it combines class probabilities of one tensor input, and this is a "
+                   + (f"{kind} task" if kind != "classification" else
+                      "model run by the Task's own steps" if plain else "model taking several inputs"))
             return Capability(True, why, {"method": ["average"]})
         return Capability(True)
 

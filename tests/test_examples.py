@@ -23,7 +23,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 def _run(tmp_path: Path, example: str, *flags: str) -> dict[str, Any]:
     out = tmp_path / "out"
-    assert main(["optimize", str(EXAMPLES / example), "--trials", "4", "--out", str(out), *flags]) == 0
+    # Fewer re-measurement rounds and no ablation than a user's run: the suite checks the path, not the figures.
+    assert main(["optimize", str(EXAMPLES / example), "--trials", "4", "--out", str(out), "--remeasure-rounds", "3",
+                 "--no-ablation", *flags]) == 0
     pareto = json.loads((out / "pareto.json").read_text())
     given = [a for a in pareto["answers"] if a["given"]]
     assert given, f"{example}: no answer in 4 trials: {pareto['verdict']}"

@@ -155,3 +155,21 @@ def test_a_lower_is_better_metric_with_a_relative_budget_is_honoured_and_named(t
         assert point.feasible == (rise <= 0.02 * base_mse + 1e-12)
     html = (tmp_path / "out" / "report.html").read_text()
     assert "mse rise" in html and ">accuracy<" not in html and "accuracy drop" not in html
+
+
+def test_a_model_random_in_eval_mode_is_not_taken_for_one_mixing_samples() -> None:
+    class Sampling(nn.Module):  # pytorch/examples' VAE samples its latent in eval mode too
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(4, 4)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mu = self.lin(x)
+            return mu + torch.randn_like(mu), mu
+
+    data = [x for x in torch.randn(8, 4)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TaskWarning)
+        task = validate_task(Task(model=Sampling, train_data=data, val_data=data,
+                                  loss=lambda out, x: nn.functional.mse_loss(out[0], x)))
+    assert task.kind == "generative"

@@ -138,6 +138,18 @@ def test_failures_are_listed_with_kind_and_reason() -> None:
     assert "oom" in failures and "CUDA out of memory &lt;tried 2 GiB&gt;" in failures and ">8<" in failures
 
 
+def test_trials_stopped_as_too_slow_are_listed_apart_from_failures() -> None:
+    study = full_study()
+    study.add_trial(optuna.trial.create_trial(
+        params={"precision.dtype": "fp32", "pruning.method": "unstructured", "quantization.method": "none"}, distributions=DISTS,
+        state=TrialState.FAIL, user_attrs={"failure_kind": "too_slow", "reason": "stopped early after 20 of 400 steps"}))
+    html, _ = render(study)
+    section = text(html[html.index('id="failures"'):html.index('id="environment"')])
+    failed, stopped = section.split("Stopped early as too slow (1)")
+    assert "Failed trials (1)" in failed and "oom" in failed and "too_slow" not in failed
+    assert "stopped early after 20 of 400 steps" in stopped
+
+
 def test_pareto_table_shows_remeasured_speedups_intervals_and_noise() -> None:
     html, summary = render(full_study())
     assert summary.remeasured and summary.recommended.trial == 1
