@@ -173,3 +173,25 @@ def test_a_model_random_in_eval_mode_is_not_taken_for_one_mixing_samples() -> No
         task = validate_task(Task(model=Sampling, train_data=data, val_data=data,
                                   loss=lambda out, x: nn.functional.mse_loss(out[0], x)))
     assert task.kind == "generative"
+
+
+def test_the_command_line_prints_the_warning_as_one_line(tmp_path: Path, capsys: object) -> None:
+    from autoaccel.cli import main
+
+    model = tmp_path / "lm.py"
+    model.write_text(
+        "import torch\nfrom torch import nn\nfrom torch.utils.data import TensorDataset\nfrom autoaccel import Task\n\n"
+        "class LM(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.emb, self.rnn, self.out = nn.Embedding(10, 8), nn.LSTM(8, 8), nn.Linear(8, 10)\n"
+        "    def forward(self, ids):\n"
+        "        return self.out(self.rnn(self.emb(ids))[0])\n\n"
+        "ids = torch.randint(0, 10, (40, 12), generator=torch.Generator().manual_seed(1))\n"
+        "task = Task(model=LM, train_data=TensorDataset(ids[:, :-1], ids[:, 1:]), val_data=TensorDataset(ids[:, :-1], ids[:, 1:]),\n"
+        "            epochs=1, batch_size=8, name='seqfirst')\n", encoding="utf-8")
+    assert main(["optimize", str(model), "--trials", "1", "--strategies", "batch_size", "--out", str(tmp_path / "o"),
+                 "--no-isolation", "--remeasure-rounds", "0", "--no-ablation"]) == 0
+    err = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
+    warned = [line for line in err if "mixes samples" in line]
+    assert len(warned) == 1 and warned[0].startswith("autoaccel: warning: Task.model: a sample's outputs change")
