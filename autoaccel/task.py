@@ -47,10 +47,6 @@ class Task:
     val_data: Any
     loss: Callable[[Any, Any], torch.Tensor] | None = None
     metric: str | MetricFn | Metric | None = None
-    direction: str | None = None  # of a callable metric: "maximize" (the default) or "minimize"
-    kind: str | None = None  # classification, regression, sequence or generative; None: inferred by validate_task
-    training_step: Callable[[nn.Module, Any], torch.Tensor] | None = None  # (model, batch) -> loss
-    evaluation_step: Callable[[nn.Module, Any], Any] | None = None  # (model, batch) -> (outputs, targets) | value
     optimizer: OptimizerFactory = sgd_momentum
     epochs: int = 10
     batch_size: int = 32
@@ -67,6 +63,12 @@ class Task:
     accumulate: int = 1  # gradient accumulation: an optimizer step every this many batches
     shuffle: bool = True  # False: training batches in dataset order (a model that carries state between batches)
     on_epoch: Callable[[nn.Module, int], None] | None = None  # called with (model, epoch) before each epoch
+    # What the task is and how its model is called, when the defaults do not say it (fields added last, so a Task
+    # built positionally keeps its meaning):
+    direction: str | None = None  # of a callable metric: "maximize" (the default) or "minimize"
+    kind: str | None = None  # classification, regression, sequence or generative; None: inferred by validate_task
+    training_step: Callable[[nn.Module, Any], torch.Tensor] | None = None  # (model, batch) -> loss
+    evaluation_step: Callable[[nn.Module, Any], Any] | None = None  # (model, batch) -> (outputs, targets) | value
 
     def metric_fn(self) -> Metric:
         """The task's metric: the one it names, else its kind's (steps.default_metric)."""
