@@ -196,6 +196,24 @@ def resolve_metric(metric: str | MetricFn | Metric, direction: str | None = None
 
 
 
+def finisher(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """How a metric of this name turns column totals into its value: a built-in's own, else a ratio (a
+    top-k accuracy, a callable's batch-weighted mean)."""
+    key = ALIASES.get(name, name)
+    return BUILTIN_METRICS[key].finish if key in BUILTIN_METRICS else _ratio
+
+
+def paired_drop(base: np.ndarray, cand: np.ndarray, name: str, direction: str, seed: int = 0,
+                resamples: int = 200) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the quality drop (base minus candidate, oriented so that worse is
+    positive) from the two trials' rows over the *same* samples or batches, resampled together: what the
+    samples' shared difficulty contributes cancels, as it does for paired accuracy."""
+    finish, sign, n = finisher(name), (1.0 if direction == "maximize" else -1.0), len(base)
+    idx = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    drops = sign * (finish(base[idx].sum(axis=1)) - finish(cand[idx].sum(axis=1)))
+    return float(np.percentile(drops, 2.5)), float(np.percentile(drops, 97.5))
+
+
 @dataclass(frozen=True)
 class Shown:
     """How outputs show the quality slot (``metrics["accuracy"]``, higher is better): under the metric's own

@@ -217,13 +217,14 @@ def _plots(summary: Summary) -> str:
     charts = "".join(_chart(summary, o, (i % cols) * W, (i // cols) * H) for i, o in enumerate(speeds))
     if not speeds:
         charts = f'<text x="{W / 2}" y="{H / 2}" text-anchor="middle">no speed objective to plot</text>'
+    name = e(summary.metric.name)
     legend = ('<div class="legend"><span><i class="sw" style="background:#2563eb"></i>feasible Pareto front</span>'
               '<span><i class="sw" style="background:#94a3b8"></i>feasible, dominated</span>'
-              '<span><i class="sw" style="background:#9ca3af;opacity:.3"></i>over the accuracy budget</span>'
+              f'<span><i class="sw" style="background:#9ca3af;opacity:.3"></i>over the {name} budget</span>'
               '<span><i class="sw" style="border:2px solid #111827;border-radius:0;width:8px;height:8px"></i>baseline (your recipe)</span>'
               '<span><i class="sw" style="border:2px solid #f59e0b;border-radius:0;transform:rotate(45deg);width:8px;height:8px"></i>primary answer (combined, else train, else serve)</span>'
-              '<span style="color:#dc2626">- - accuracy budget</span></div>')
-    return (f'<svg id="pareto-plot" role="img" aria-label="accuracy against each speed objective" viewBox="0 0 {cols * W} {rows * H}" '
+              f'<span style="color:#dc2626">- - {name} budget</span></div>')
+    return (f'<svg id="pareto-plot" role="img" aria-label="{name} against each speed objective" viewBox="0 0 {cols * W} {rows * H}" '
             f'style="width:100%;max-width:{cols * W * 1.3:.0f}px;height:auto">{charts}</svg>{legend}'
             '<p class="muted small">Every completed trial is a dot; hover one for its trial number and settings.</p>')
 

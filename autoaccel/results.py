@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 from scipy import stats
 
 from autoaccel.answers import Answer, goals_for, judging, provisional
-from autoaccel.metrics import Shown
+from autoaccel.metrics import Shown, paired_drop
 from autoaccel.point import Point
 from autoaccel.record import TrialRecord, read
 from autoaccel.trial import METRICS, SPEED_OBJECTIVES
@@ -98,17 +98,22 @@ def _unpack(hex_bits: str, n: int) -> np.ndarray:
 
 def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTrial) -> dict[str, Any]:
     """The drop against the baseline with a 95% interval: paired over validation samples when both trials
-    stored per-sample correctness (same samples, so their shared difficulty cancels), else from the two
-    metric intervals as if independent."""
+    stored per-sample correctness or the metric's rows (same samples or batches, so their shared difficulty
+    cancels), else from the two metric intervals as if independent."""
     base, cand = _record(base), _record(cand)
     b_acc, c_acc = base.metrics["accuracy"], cand.metrics["accuracy"]
     drop = b_acc - c_acc
     b_det, c_det = base.details, cand.details
     n = int(b_det.get("correct_n", 0))
+    b_rows, c_rows = np.asarray(b_det.get("metric_rows", [])), np.asarray(c_det.get("metric_rows", []))
+    shown = Shown.of(b_det.get("metric"))
     if n > 1 and "correct" in b_det and "correct" in c_det and c_det.get("correct_n") == n:
         d = _unpack(b_det["correct"], n) - _unpack(c_det["correct"], n)
         half = float(stats.norm.ppf(0.975)) * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
         lo, hi = drop - half, drop + half
+    elif len(b_rows) > 1 and b_rows.shape == c_rows.shape and Shown.of(c_det.get("metric")) == shown:
+        lo, hi = paired_drop(b_rows, c_rows, shown.name, shown.direction)
+        lo, hi = min(lo, drop), max(hi, drop)
     else:
         bl, bh = base.ci95.get("accuracy", [b_acc, b_acc])
         cl, ch = cand.ci95.get("accuracy", [c_acc, c_acc])

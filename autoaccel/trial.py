@@ -53,6 +53,7 @@ SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "
 REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
 TRAINING_OBJECTIVES = ("train_time", "train_throughput")
 MAX_WARNINGS = 10
+MAX_STORED_ROWS = 4_000  # metric row cells kept in a trial's record for paired intervals (under 100 kB of JSON)
 
 
 @dataclass
@@ -225,6 +226,9 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
         # Per-sample correctness lets the accuracy drop against the baseline get a *paired* interval.
         details["correct"] = np.packbits(correct).tobytes().hex()
         details["correct_n"] = len(correct)
+    elif rows.size <= MAX_STORED_ROWS:
+        # The metric's rows (per sample, or per batch) give any other metric's drop a paired interval too.
+        details["metric_rows"] = rows.tolist()
     lat = time_inference(model, one, plan, timing_budget_s)
     metrics["latency"] = lat.median * 1000.0
     ci["latency"] = (lat.ci95[0] * 1000.0, lat.ci95[1] * 1000.0)

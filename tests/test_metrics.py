@@ -195,3 +195,18 @@ def test_the_command_line_prints_the_warning_as_one_line(tmp_path: Path, capsys:
     err = capsys.readouterr().err.splitlines()  # type: ignore[attr-defined]
     warned = [line for line in err if "mixes samples" in line]
     assert len(warned) == 1 and warned[0].startswith("autoaccel: warning: Task.model: a sample's outputs change")
+
+
+def test_the_drop_of_any_metric_gets_a_paired_interval_over_the_same_samples() -> None:
+    from autoaccel.metrics import paired_drop
+
+    mse = resolve_metric("mse")
+    hard = torch.linspace(0.1, 3.0, 100)  # samples of very different difficulty
+    base = mse.rows(hard, torch.zeros(100), None)
+    cand = mse.rows(hard * 1.05, torch.zeros(100), None)  # 5% more error on every sample alike
+    drop = mse.sign * (mse.value(base.sum(0)) - mse.value(cand.sum(0)))  # worse is positive: the MSE rose
+    lo, hi = paired_drop(base, cand, "mse", "minimize")
+    assert 0 < lo <= drop <= hi  # the rise is clear when the samples are paired ...
+    b, c = score(base, mse), score(cand, mse)
+    half = math.hypot((b.ci95[1] - b.ci95[0]) / 2, (c.ci95[1] - c.ci95[0]) / 2)
+    assert drop - half < 0 < drop + half  # ... and within noise if the two intervals were taken as independent
