@@ -44,7 +44,6 @@ def main() -> None:
     res = stats.bootstrap((np.arange(len(targets)),), lambda idx: nll(outputs[torch.as_tensor(idx)], targets[torch.as_tensor(idx)]),
                           n_resamples=200, batch=1, vectorized=False, method="percentile", rng=np.random.default_rng(0))
     before = time.perf_counter() - t0
-    del outputs
 
     # Now: one row per batch, the bootstrap over rows.
     t0 = time.perf_counter()
