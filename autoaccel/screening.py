@@ -114,9 +114,10 @@ class Screening:
     def screened(self, records: Iterable[TrialRecord]) -> dict[str, int]:
         """Per factor, how many screening trials ran (measured or failed)."""
         counts: dict[str, int] = {}
+        evidence = self.evidence(records)
         for strategy in self.strategies:
             factor = factor_of(strategy, self.mode)
-            counts[factor] = counts.get(factor, 0) + len(self.evidence(records)[strategy.name])
+            counts[factor] = counts.get(factor, 0) + len(evidence[strategy.name])
         return counts
 
     @property

@@ -17,7 +17,7 @@ from autoaccel.batches import call, collate, map_tensors, prediction, size, spli
 from autoaccel.batches import describe as describe_batch
 from autoaccel.errors import AutoaccelError, describe
 from autoaccel.metrics import Metric, MetricFn, resolve_metric
-from autoaccel.steps import KINDS, default_metric, infer_kind, task_loss
+from autoaccel.steps import KINDS, default_metric, evaluation_batch, infer_kind, task_loss
 
 OptimizerFactory = Callable[[Any, float], torch.optim.Optimizer]
 
@@ -89,8 +89,10 @@ class Task:
             model.eval()
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                predicted, targets = _first_prediction(self, model, collate(self.train_data, range(min(2, len(self.train_data)))))
-            self.kind = infer_kind(predicted, targets)
+                batch = collate(self.train_data, range(min(2, len(self.train_data))))
+                predicted, targets, _, value = evaluation_batch(self, model, batch, lambda inputs: inputs, with_loss=False)
+            # A metric value per batch from the user's evaluation_step leaves nothing to tell the kind from.
+            self.kind = "generative" if value is not None or predicted is None else infer_kind(predicted, targets)
         return self.kind
 
     def fingerprint(self) -> str:
@@ -219,17 +221,6 @@ def validate_task(task: Any, source: str = "task") -> Task:
         raise AutoaccelError(f"Task.model: the factory must return a torch.nn.Module, but returned {type(model).__name__}")
     _dry_run(task, model)
     return task
-
-
-def _first_prediction(task: Task, model: nn.Module, batch: Any) -> tuple[torch.Tensor, Any]:
-    """The prediction and targets of one batch, through the evaluation step the trials will use."""
-    if task.evaluation_step is not None:
-        got = task.evaluation_step(model, batch)
-        if isinstance(got, (tuple, list)) and len(got) == 2:
-            return prediction(got[0]), got[1]
-        return torch.zeros(1), None  # a metric value per batch: nothing to infer the kind from
-    inputs, targets = split(batch)
-    return prediction(call(model, inputs)), targets
 
 
 def _dry_run(task: Task, model: nn.Module) -> None:
