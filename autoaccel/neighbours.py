@@ -30,13 +30,15 @@ class Neighbours:
         self.space, self.defaults, self.mode, self.build = space, defaults, mode, build
 
     def near(self, study: optuna.Study, searched: Sequence[Strategy], settings: Mapping[str, Any],
-             factor: str | None, seed: int) -> dict[str, Any] | None:
+             factor: str | None, seed: int, first: frozenset[str] = frozenset()) -> dict[str, Any] | None:
         """An unmeasured configuration one setting away from ``settings``, among the ``searched`` techniques of
-        ``factor`` (any factor when None); moves are tried in an order drawn from ``seed``, so calls spread out."""
+        ``factor`` (any factor when None); moves are tried in an order drawn from ``seed``, so calls spread out,
+        the moves of the techniques named in ``first`` before the others."""
         moves = [(name, value) for s in searched if factor is None or factor_of(s, self.mode) == factor
                  for name, param in self.space.items() if name.startswith(f"{s.name}.")
                  for value in param.grid_values() if value != settings.get(name, param.default)]
         random.Random(seed).shuffle(moves)
+        moves.sort(key=lambda move: move[0].partition(".")[0] not in first)  # stable: shuffled within each part
         for name, value in moves:
             candidate = {**settings, name: value}
             config, plan, missing = self.build({**self.defaults, **candidate})
@@ -53,6 +55,15 @@ class Neighbours:
         names = {s.name for s in searched if factor_of(s, self.mode) == factor}
         for feasible in ((True, False) if turn % 4 < 2 else (False, True)):
             top = incumbent(records, base, names, metrics, feasible=feasible)
-            if top is not None and (near := self.near(study, searched, top.settings, factor, top.number + len(records))):
+            # Over the budget, the settings of the techniques that cost accuracy alone are moved first: where a
+            # milder cut or a fine-tuning epoch may bring it back.
+            first = frozenset() if feasible else costly(records)
+            if top is not None and (near := self.near(study, searched, top.settings, factor, top.number + len(records), first)):
                 return near
         return None
+
+
+def costly(records: Sequence[TrialRecord]) -> frozenset[str]:
+    """Techniques measured alone (their only change from the user's recipe) over the accuracy budget."""
+    alone = (r for r in records if r.measured and r.duplicate_of is None and len({k.partition(".")[0] for k in r.settings}) == 1)
+    return frozenset(next(iter(r.settings)).partition(".")[0] for r in alone if not r.feasible)
