@@ -337,7 +337,8 @@ class Search:
                                            judging(factor, self.objectives), self.turn)
 
     def records(self, study: optuna.Study) -> list[TrialRecord]:
-        return [record.read(t) for t in study.get_trials(deepcopy=False)]
+        done = {r.number: r for r in studies.finished(study)}  # finished trials are read once (study.finished)
+        return [done.get(t.number) or record.read(t) for t in study.get_trials(deepcopy=False)]
 
     def _observe(self, study: optuna.Study, proposal: Proposal, number: int) -> int:
         trials = study.get_trials(deepcopy=False)

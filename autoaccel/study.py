@@ -9,6 +9,7 @@ import re
 import socket
 import sqlite3
 import warnings
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -167,12 +168,25 @@ def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
 REPEATABLE = ("error", "oom", "unsupported", "diverged", "infeasible", "crash", "too_slow")
 
 
+# Records of finished trials, per study: a finished trial never changes (Optuna refuses updates to it), so each
+# is read once, not once per question about the study (the search asks many per trial; a long study has hundreds).
+_FINISHED: weakref.WeakKeyDictionary[optuna.Study, dict[int, record.TrialRecord]] = weakref.WeakKeyDictionary()
+
+
+def finished(study: optuna.Study) -> list[record.TrialRecord]:
+    """The records of the study's completed and failed trials, in trial order."""
+    known = _FINISHED.setdefault(study, {})
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+        if t.number not in known:
+            known[t.number] = record.read(t)
+    return [known[n] for n in sorted(known)]
+
+
 def duplicate_of(study: optuna.Study, fingerprint: str) -> record.TrialRecord | None:
     """A completed trial of the same plan (however its parameters were spelled): its measurements are reused.
     Or a failed one whose failure would repeat: it is not run again; a timeout (maybe the machine's fault) is
     retried once."""
-    done = [r for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if (r := record.read(t)).fingerprint == fingerprint and r.duplicate_of is None]
+    done = [r for r in finished(study) if r.fingerprint == fingerprint and r.duplicate_of is None]
     timeouts = [t for t in done if t.failure_kind == "timeout"]
     for t in done:
         if t.state == TrialState.COMPLETE or t.failure_kind in REPEATABLE:
