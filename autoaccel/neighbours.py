@@ -22,6 +22,8 @@ from autoaccel.screening import incumbent
 from autoaccel.space import Param
 from autoaccel.strategy import Strategy
 
+# A configuration over the budget is moved from when its drop is at most this many budgets beyond it.
+NEAR_BUDGET = 2.0
 Build = Callable[[dict[str, Any]], tuple[dict[str, Any], Pipeline, int]]
 
 
@@ -53,8 +55,12 @@ class Neighbours:
         accuracy budget (one setting may bring it back: a fine-tuning epoch, a milder cut); which of the two is
         tried first alternates with ``turn``."""
         names = {s.name for s in searched if factor_of(s, self.mode) == factor}
+        budget = float(study.user_attrs.get("max_accuracy_drop") or 0.0)
         for feasible in ((True, False) if turn % 4 < 2 else (False, True)):
-            top = incumbent(records, base, names, metrics, feasible=feasible)
+            # Over the budget, only by a little: a configuration that lost many times the budget (a cut that
+            # broke the model) is not one setting away from keeping it.
+            near_enough = records if feasible else [r for r in records if (r.constraint or 0.0) <= NEAR_BUDGET * budget]
+            top = incumbent(near_enough, base, names, metrics, feasible=feasible)
             # Over the budget, the settings of the techniques that cost accuracy alone are moved first: where a
             # milder cut or a fine-tuning epoch may bring it back.
             first = frozenset() if feasible else costly(records)
