@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -10,21 +11,21 @@ from torch.utils.data import DataLoader, default_collate
 from autoaccel.batches import features, split
 
 
+def _chunks(dataset: Any, chunk: int) -> Iterator[tuple[Any, Any]]:
+    """The dataset in order, ``chunk`` items at a time, each collated and split into (inputs, targets)."""
+    for start in range(0, len(dataset), chunk):
+        yield split(default_collate([dataset[i] for i in range(start, min(start + chunk, len(dataset)))]))
+
+
 def materialize(dataset: Any, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
     """Read the whole dataset once into two stacked tensors (inputs, targets) (tensor inputs only)."""
-    xs, ys = [], []
-    for start in range(0, len(dataset), chunk):
-        x, y = split(default_collate([dataset[i] for i in range(start, min(start + chunk, len(dataset)))]))
-        xs.append(x)
-        ys.append(torch.as_tensor(y))
-    return torch.cat(xs), torch.cat(ys)
+    parts = list(_chunks(dataset, chunk))
+    return torch.cat([x for x, _ in parts]), torch.cat([torch.as_tensor(y) for _, y in parts])
 
 
 def targets_of(dataset: Any, chunk: int = 1024) -> Any:
     """Every validation target, in order, collated (for scoring predictions made outside the model: stacking)."""
-    parts = [split(default_collate([dataset[i] for i in range(s, min(s + chunk, len(dataset)))]))[1]
-             for s in range(0, len(dataset), chunk)]
-    return torch.cat([torch.as_tensor(p) for p in parts])
+    return torch.cat([torch.as_tensor(y) for _, y in _chunks(dataset, chunk)])
 
 
 def train_batches(dataset: Any, batch_size: int, seed: int, shuffle: bool = True, **loader_options: Any) -> DataLoader:
