@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
+import random
 import re
 import socket
 import sqlite3
+import time
 import warnings
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -63,17 +66,69 @@ def mask_url(url: str) -> str:
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """Open an Optuna RDB storage. A password may be in the URL, or (PostgreSQL) in PGPASSWORD or ~/.pgpass,
-    which libpq reads itself when the URL has none; it never appears in a message or an output."""
+# Optuna's heartbeat, for storages that keep one (RDB): a worker records one every HEARTBEAT_S seconds for each
+# trial it holds (workers.Heartbeat), and another fails a trial whose last one is older than grace_period(...).
+HEARTBEAT_S = 10
+# Errors of two processes creating the same schema at the same moment (SQLite, PostgreSQL): the loser retries
+# once the winner's tables exist.
+_CREATE_RACE = ("already exists", "unique constraint", "duplicate key", "database is locked", "integrityerror")
+CREATE_TRIES = 8
+
+
+def grace_period(heartbeat_s: int) -> int:
+    """Seconds without a heartbeat after which a worker's trial counts as abandoned: three missed beats, so a
+    busy database or a paused machine does not fail a live worker's trial."""
+    return 3 * heartbeat_s
+
+
+def journal_path(url: str) -> str | None:
+    """The file of a ``journal:///path/to/study.log`` URL (Optuna's JournalStorage over a shared file)."""
+    return url[len("journal://"):] if url.startswith("journal://") else None
+
+
+def open_storage(url: str, heartbeat_s: int | None = None,
+                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.BaseStorage:
+    """Open an Optuna storage: an RDB URL (SQLite, PostgreSQL, MySQL) or ``journal:///path`` (a file shared by the
+    workers, no database server). A password may be in the URL, or (PostgreSQL) in PGPASSWORD or ~/.pgpass, which
+    libpq reads itself when the URL has none; it never appears in a message or an output.
+
+    Any number of workers may open a fresh database at the same moment: the one whose schema creation collides
+    with another's retries. With ``heartbeat_s``, trials held by a worker that stops beating are failed by the
+    others and handed to ``on_stale`` (see workers.py)."""
+    if (path := journal_path(url)) is not None:
+        return _open_journal(path)
+    kwargs: dict[str, Any] = {}
+    if heartbeat_s is not None:
+        kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": grace_period(heartbeat_s),
+                  "heartbeat_stale_trial_callback": on_stale}
+    # SQLite: wait for another worker's write instead of failing at once (its default is 5 s).
+    engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
+    for attempt in range(CREATE_TRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
+            if attempt + 1 < CREATE_TRIES and any(m in f"{type(exc).__name__} {exc}".lower() for m in _CREATE_RACE):
+                time.sleep(0.05 + random.random() * 0.2 * (attempt + 1))
+                continue
+            detail = str(exc).splitlines()[0] if str(exc) else ""
+            password = _password(url)
+            if password:
+                detail = detail.replace(password, "***")
+            raise AutoaccelError(f"--storage: cannot open '{mask_url(url)}': {type(exc).__name__}: {detail}") from exc
+    raise AssertionError("unreachable")
+
+
+def _open_journal(path: str) -> optuna.storages.BaseStorage:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
     try:
-        return optuna.storages.RDBStorage(url)
-    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises many kinds; the user needs one line
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        password = _password(url)
-        if password:
-            detail = detail.replace(password, "***")
-        raise AutoaccelError(f"--storage: cannot open '{mask_url(url)}': {type(exc).__name__}: {detail}") from exc
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(path))
+    except OSError as exc:
+        raise AutoaccelError(f"--storage: cannot open the journal file '{path}' ({exc.strerror or exc}); "
+                             "expected journal:///path/to/study.log on a folder every worker can write") from exc
 
 
 @contextlib.contextmanager
@@ -105,13 +160,21 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequ
     try:
         existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:
-        study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler)
+        try:
+            study = optuna.create_study(storage=storage, study_name=name, directions=directions, sampler=sampler)
+        except optuna.exceptions.DuplicatedStudyError:
+            # Another worker created it a moment ago: join it.
+            return open_study(storage, name, objectives, sampler)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(objectives))  # shown by optuna-dashboard
         study.set_user_attr("objectives", list(objectives))
         return study
     stored = existing.user_attrs.get("objectives")
+    if stored is None and [d.name.lower() for d in existing.directions] == directions:
+        # Created by a worker that has not stored its objectives yet (they started together): the same ones.
+        existing.set_user_attr("objectives", list(objectives))
+        stored = list(objectives)
     if stored != list(objectives):
         raise AutoaccelError(
             f"--objectives: study '{name}' was created with objectives {','.join(stored or ['?'])}, but got "
