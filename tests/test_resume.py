@@ -13,7 +13,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from study_snapshot import TINY_STUDY, sqlite_url
 from tiny_digits import task_source, write_model
@@ -47,7 +47,7 @@ def trials_of(out: Path) -> list[FrozenTrial] | None:
         return None
     try:
         return optuna.load_study(study_name=TINY_STUDY, storage=sqlite_url(out / "study.db")).get_trials()
-    except (KeyError, OperationalError):
+    except (KeyError, SQLAlchemyError):  # not created yet, or being created by the search right now
         return None
 
 
