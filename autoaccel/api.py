@@ -28,6 +28,8 @@ class Result:
     summary: Summary
     study: optuna.Study
     out_dir: Path
+    # Another worker of the same study that re-measures the finalists and writes the answer (None: this one did).
+    finished_by: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -62,4 +64,4 @@ def optimize(task: Task | str | Path, pm: pluggy.PluginManager | None = None, **
         path, task_obj = None, validate_task(task)
     search = Search(task_obj, path, opts, pm or plugin_manager())
     study, summary = search.run()
-    return Result(summary.baseline, summary.pareto, summary.recommended, summary, study, search.out_dir)
+    return Result(summary.baseline, summary.pareto, summary.recommended, summary, study, search.out_dir, search.finished_by)

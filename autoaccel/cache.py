@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,15 @@ class Entry:
     meta: dict[str, Any]
 
 
+def _writer() -> str:
+    """Names a writer's temporary file: host and pid, so writers on several hosts sharing the folder (NFS) never
+    write the same temporary file; each renames its own into place, and the last complete one wins."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
 class CheckpointCache:
-    """A folder of ``<key>.pt`` state dicts with ``<key>.json`` metadata (train time, accuracy)."""
+    """A folder of ``<key>.pt`` state dicts with ``<key>.json`` metadata (train time, accuracy). It may be shared
+    by workers on several hosts (``--cache-dir`` on NFS): every file is written whole, then renamed into place."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -52,7 +60,7 @@ class CheckpointCache:
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"{key}.pt"
         # Write then rename: a trial killed mid-save must not leave a truncated checkpoint that later loads.
-        tmp = path.with_suffix(f".pt.{os.getpid()}.tmp")
+        tmp = path.with_suffix(f".pt.{_writer()}.tmp")
         try:
             torch.save(model.state_dict(), tmp)
             tmp.replace(path)
@@ -65,7 +73,7 @@ class CheckpointCache:
     def update(self, key: str, meta: dict[str, Any]) -> None:
         target = self.root / f"{key}.json"
         merged = {**(json.loads(target.read_text(encoding="utf-8")) if target.exists() else {}), **meta}
-        tmp = target.with_suffix(f".json.{os.getpid()}.tmp")
+        tmp = target.with_suffix(f".json.{_writer()}.tmp")
         tmp.write_text(json.dumps(merged, default=str), encoding="utf-8")
         tmp.replace(target)
 

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="narrow one parameter to these values (repeatable), e.g. batch_size.size=64,128,256")
     opt.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
     opt.add_argument("--study", default=None, help="study name (default TASK-TARGET-MODE)")
+    opt.add_argument("--heartbeat", type=int, default=10, metavar="SECONDS",
+                     help="how often this worker tells the study it is alive; a trial of a worker silent for 3x this "
+                          "is failed and retried by another worker (default 10)")
+    opt.add_argument("--cache-dir", default=None, metavar="PATH",
+                     help="trained checkpoints (default OUT/checkpoints); a folder shared by every host lets workers "
+                          "reuse each other's training")
     opt.add_argument("--out", default=None, help="output folder (default autoaccel-out/TASK)")
     opt.add_argument("--remeasure-rounds", type=int, default=7,
                      help="rounds of interleaved re-measurement of the finalists against the baseline (0: off; default 7)")
@@ -121,7 +127,8 @@ def _optimize(args: argparse.Namespace) -> int:
         "sampler": args.sampler, "mode": args.mode, "objectives": args.objectives,
         "max_accuracy_drop": args.max_accuracy_drop, "target": args.target, "strategies": args.strategies,
         "exclude": args.exclude,
-        "storage": args.storage, "study": args.study, "out": args.out, "isolate": not args.no_isolation,
+        "storage": args.storage, "study": args.study, "heartbeat": args.heartbeat, "cache_dir": args.cache_dir,
+        "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": _choices(args.choices),
     }
@@ -131,6 +138,11 @@ def _optimize(args: argparse.Namespace) -> int:
         print(json.dumps(result.summary.to_json(), default=str))
         return 0
     console = make_console()
+    if result.finished_by is not None:
+        # Another worker writes the answer; this one's trials are in the study (`autoaccel report` rebuilds it).
+        console.print(escape(f"worker {result.finished_by} writes the answer of study '{result.study.study_name}'; "
+                             f"`autoaccel report --storage URL --study {result.study.study_name}` rebuilds it from any host"))
+        return 0
     print_summary(console, result.summary, result.baseline.params)
     console.print(escape(f"wrote {result.out_dir / 'report.html'}, pareto.json and recipe.yaml"))
     return 0
@@ -143,6 +155,7 @@ def _report(args: argparse.Namespace) -> int:
     from autoaccel.outputs import Generation, publish
     from autoaccel.results import summarize_study
     from autoaccel.study import mask_url, open_storage
+    from autoaccel.workers import is_companion
 
     if args.storage is None and args.out is None:
         raise AutoaccelError("report: give --out (the folder of an optimize run) or --storage URL")
@@ -151,7 +164,8 @@ def _report(args: argparse.Namespace) -> int:
         raise AutoaccelError(f"--out: {out / 'study.db'} does not exist; point --out at an optimize run's folder, or pass --storage")
     url = args.storage or f"sqlite:///{(out / 'study.db').resolve()}"
     storage = open_storage(url)
-    names = optuna.get_all_study_names(storage=storage)
+    # Each study's companion (its workers' claims, workers.py) is not a study of its own to report.
+    names = [n for n in optuna.get_all_study_names(storage=storage) if not is_companion(n)]
     name = args.study or (names[0] if len(names) == 1 else None)
     if name is None or name not in names:
         raise AutoaccelError(f"--study: {'choose one of' if names else 'no study in this storage;'} {', '.join(names)}"

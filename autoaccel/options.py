@@ -41,6 +41,10 @@ class Options:
     choices: dict[str, tuple[object, ...]] | None = None
     storage: str | None = None
     study: str | None = None
+    # Seconds between a worker's heartbeats; a trial whose worker is silent for three of them is failed and retried
+    # by another worker (workers.py).
+    heartbeat: int = 10
+    cache_dir: str | None = None  # trained checkpoints (default OUT/checkpoints); a shared folder serves every host
     out: str | None = None
     trial_timeout: float = 3600.0
     isolate: bool = True
@@ -78,6 +82,9 @@ class Options:
     def out_dir(self, task_name: str) -> Path:
         return Path(self.out) if self.out else Path("autoaccel-out") / task_name
 
+    def checkpoints(self, task_name: str) -> str:
+        return self.cache_dir or str(self.out_dir(task_name) / "checkpoints")
+
     def storage_url(self, task_name: str) -> str:
         return self.storage or f"sqlite:///{(self.out_dir(task_name) / 'study.db').resolve()}"
 
@@ -89,6 +96,8 @@ class Options:
             raise AutoaccelError(f"--budget: must be a positive number of minutes, e.g. 5, but got {self.budget!r}")
         if self.timeout is not None and self.timeout <= 0:
             raise AutoaccelError(f"--timeout: must be a positive number of seconds, but got {self.timeout!r}")
+        if not isinstance(self.heartbeat, int) or self.heartbeat < 1:
+            raise AutoaccelError(f"--heartbeat: must be a whole number of seconds >= 1, but got {self.heartbeat!r}")
         if self.trial_timeout <= 0:
             raise AutoaccelError(f"--trial-timeout: must be a positive number of seconds, but got {self.trial_timeout!r}")
         if not isinstance(self.remeasure_rounds, int) or self.remeasure_rounds < 0 or self.remeasure_rounds == 1:

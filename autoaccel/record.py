@@ -40,6 +40,8 @@ class TrialRecord:
     not_run: bool = False  # proposed too early (too few trained models for it), never measured
     duplicate_of: int | None = None  # the trial that measured this configuration before
     worker: dict[str, Any] | None = None  # host and pid of the process that ran it
+    retry_of: int | None = None  # the trial whose worker died mid-trial (no heartbeat): this one measures it again
+    run: int | None = None  # the run of workers that asked it (workers.py): a --trials budget is that run's
 
     @property
     def measured(self) -> bool:
@@ -96,9 +98,9 @@ def write_stored(storage: optuna.storages.BaseStorage, trial_id: int, **fields: 
         storage.set_trial_user_attr(trial_id, key, value)
 
 
-def enqueued(role: str) -> dict[str, Any]:
+def enqueued(role: str, **fields: Any) -> dict[str, Any]:
     """The attributes a trial is queued with (``study.enqueue_trial(..., user_attrs=enqueued(role))``)."""
-    return _checked({"role": role})
+    return _checked({"role": role, **fields})
 
 
 def copy_results(trial: optuna.Trial, twin: TrialRecord) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,9 @@ from rich.markup import escape
 from autoaccel import record
 from autoaccel import study as studies
 from autoaccel.answers import goal_score, goals_for, judging
-from autoaccel.cache import training_key
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
-from autoaccel.errors import AutoaccelError, TrialFailure, did_you_mean, interrupt_reason
+from autoaccel.errors import AutoaccelError, TrialFailure, interrupt_reason
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize
 from autoaccel.members import choose_members, plan_of
@@ -27,17 +26,16 @@ from autoaccel.neighbours import Neighbours
 from autoaccel.options import FINISH_SHARE, Options
 from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
+from autoaccel.planning import default_study_name, plan_search
 from autoaccel.record import TrialRecord
-from autoaccel.registry import collect_strategies
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
-from autoaccel.space import Categorical, Param
 from autoaccel.stages import Proposal, Stages
-from autoaccel.strategy import MODES, Capability, Strategy, apply_all, qualified, split_params
-from autoaccel.target import Target
+from autoaccel.strategy import Strategy, apply_all, split_params
 from autoaccel.task import Task
-from autoaccel.trial import TRAINING_OBJECTIVES, TrialResult, cache_path
+from autoaccel.trial import TRAINING_OBJECTIVES, TrialResult
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
+from autoaccel.workers import Heartbeat, RetryStale, Workers, me, who, worker_seed
 
 MAX_REPEATS = 20
 # A training trial on course to take this many times the baseline's training time is stopped early (pruned).
@@ -46,80 +44,6 @@ STOP_SLOWER = 1.5
 SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 # However little of a budget is left, a trial may take this long before it is stopped.
 MIN_TRIAL_S = 30.0
-
-
-@dataclass
-class Plan:
-    """Everything decided before the first trial: target, strategies, space, defaults."""
-
-    target: Target
-    strategies: list[Strategy]
-    skipped: dict[str, str]
-    space: dict[str, Param]
-    defaults: dict[str, Any]
-    base: Pipeline
-    capabilities: dict[str, Capability] = field(default_factory=dict)
-
-
-def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
-    """The user's recipe as a plan. In inference mode with Task.weights nothing trains; without weights the
-    recipe trains once (cached) and every post-training variant starts from that model."""
-    plan = Pipeline(device=target.device, batch_size=task.batch_size, lr=task.lr, epochs=task.epochs,
-                    train=not (mode == "inference" and task.weights))
-    # A strategy may learn from the trained model of the user's own recipe, found in the checkpoint cache.
-    plan = plan.replace(baseline_key=training_key(task, plan))
-    if mode == "inference" and not task.weights:
-        plan = plan.replace(weights_from=plan)
-    return plan
-
-
-def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
-    """Detect the target and assemble the space; every user error surfaces here, before storage is opened."""
-    target = pm.hook.autoaccel_detect_target(spec=options.target)
-    registry = collect_strategies(pm)
-    chosen = registry.select(options.strategies, options.exclude or ())
-    phases = MODES[options.mode]
-    strategies, skipped, caps = [], {}, {}
-    probe = task.model()  # one fresh model, for the strategies' cheap checks of what it is made of (Strategy.fits)
-    for s in chosen:
-        cap = s.capability(target, task, probe)
-        caps[s.name] = cap
-        if s.phase not in phases:
-            skipped[s.name] = f"acts in phase {s.phase.name.lower()}, which --mode {options.mode} does not search"
-        elif not cap.supported:
-            skipped[s.name] = cap.reason or "not supported on this target"
-        elif (why := s.unavailable(task)) is not None:
-            skipped[s.name] = why
-        elif s.needs_training and options.mode == "inference":
-            skipped[s.name] = "needs several trained models; --mode inference has exactly one"
-        else:
-            strategies.append(s)
-    if options.strategies is not None and not strategies:
-        raise AutoaccelError(f"--strategies: none of {','.join(options.strategies)} can run here ({'; '.join(f'{k}: {v}' for k, v in skipped.items())})")
-    space: dict[str, Param] = {}
-    for s in strategies:
-        for name, param in s.effective_space(target, task, probe).items():
-            space[qualified(s, name)] = param
-    for name, values in (options.choices or {}).items():
-        space[name] = _narrow(space, name, values)
-    defaults = {k: p.default for k, p in space.items()}
-    return Plan(target, strategies, skipped, space, defaults, base_pipeline(task, target, options.mode), caps)
-
-
-def _narrow(space: dict[str, Param], name: str, values: tuple[object, ...]) -> Param:
-    if name not in space:
-        raise AutoaccelError(f"--choices: unknown parameter '{name}'{did_you_mean(name, space)} "
-                             f"(parameters are <strategy>.<param>, e.g. {next(iter(space), 'batch_size.size')})")
-    param = space[name]
-    bad = [v for v in values if not param.contains(v)]
-    if bad or not values:
-        raise AutoaccelError(f"--choices: {name} takes values inside {param}, but got {list(values)!r}")
-    kept = tuple(dict.fromkeys([param.default, *values]))  # the off value stays: the baseline must be reachable
-    return Categorical(kept, param.default, param.when)
-
-
-def default_study_name(task: Task, target: Target, mode: str) -> str:
-    return f"{task.name}-{target.key}-{mode}"
 
 
 class Search:
@@ -139,6 +63,7 @@ class Search:
         # technique, the factors take turns instead of the cheap serving screens taking all of it.
         self.stages.alternate = options.trials is not None and options.trials - 1 < self.stages.screening.size
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
+        self.finished_by: str | None = None  # another worker that writes the answer (None: this one, or nobody)
 
     @property
     def base(self) -> Pipeline:
@@ -170,7 +95,7 @@ class Search:
         return plan_of(study, trial, self.task, self.plan.strategies, self.plan.base, self.options.mode)
 
     def _runner(self) -> IsolatedRunner | InProcessRunner:
-        cache = cache_path(self.out_dir)
+        cache = self.options.checkpoints(self.task.name)
         if not self.options.isolate:
             return InProcessRunner(self.task, cache)
         return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout, cache)
@@ -191,10 +116,27 @@ class Search:
         if removed := sweep(self.out_dir):
             self.progress.info(f"removed {len(removed)} leftover(s) of an earlier run that was killed while writing its outputs")
         url = self.options.storage_url(self.task.name)
-        storage = studies.open_storage(url)
+        self.retry = RetryStale(self.plan.defaults)
+        storage = studies.open_storage(url, self.options.heartbeat, self.retry)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+        try:
+            self.attach(study)
+            return self._work(study, storage)
+        finally:
+            self.heartbeat.close()
+
+    def attach(self, study: optuna.Study) -> None:
+        """Take part in ``study`` as one of its workers (heartbeats, claims; see workers.py). ``run`` does this;
+        code that drives ``next_trial`` itself (the replay benchmark) calls it first."""
+        self.heartbeat = Heartbeat(study._storage)
+        self.crew = Workers(study._storage, study.study_name, self.heartbeat)
+
+    def _work(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, Summary]:
         recovered = studies.fail_interrupted(study, storage)
+        for number in recovered:
+            self.retry.requeue(study, study.get_trials(deepcopy=False)[number])
+        self._fail_stale(study)
         # This run adds trials: the answers of an earlier run no longer hold. Cleared now, so a run killed before
         # its own finish leaves the study (and `autoaccel report`) on single measurements, said as such.
         study.set_user_attr("answers", None)
@@ -208,27 +150,29 @@ class Search:
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
         study.set_user_attr("hints", {f"{s.name}.{k}": why for s in self.plan.strategies for k, why in s.hints.items()})
-        studies.ensure_baseline(study, self.plan.defaults)
+        deadline, why = self._join(study)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         self.progress.info(
             escape(f"study '{self.study_name}' ({done} completed trial(s) kept) on {self.plan.target.name} [{self.plan.target.device}], "
                    f"objectives {', '.join(self.objectives)}, strategies {', '.join(s.name for s in self.plan.strategies) or 'none'}")
         )
-        for name, why in self.plan.skipped.items():
-            self.progress.info(escape(f"  skipped {name}: {why}"))
+        for name, why_skipped in self.plan.skipped.items():
+            self.progress.info(escape(f"  skipped {name}: {why_skipped}"))
         runner = self._runner()
-        deadline, why = self._deadline()
         self.progress.start(self.options.trials)
         try:
-            n, repeats = 1, 0
-            while n <= self.total:
+            repeats = 0
+            while (used := self.used(study)) < self.total:
                 if deadline is not None and time.monotonic() >= deadline:
-                    self.progress.info(f"{why} after {n - 1} trial(s); finishing")
+                    self.progress.info(f"{why} after {used} trial(s); finishing")
                     break
-                number = self.next_trial(study, runner, n)
+                self._fail_stale(study)
+                if not self._baseline_ready(study):
+                    continue
+                number = self.next_trial(study, runner, used + 1)
                 done = record.read(study.get_trials(deepcopy=False)[number])
                 if done.duplicate_of is None and not done.not_run:
-                    n, repeats = n + 1, 0
+                    repeats = 0
                 else:
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
                     # proposing them has run out of new configurations.
@@ -239,20 +183,111 @@ class Search:
                         break
             self.progress.stop()
             self.record_screening(study)
-            finalize(self, study, runner)
             summary = summarize_study(study, self.objectives, self.max_drop(study))
-            generation = Generation(self.out_dir)
+            if not self._finishing(study):
+                return study, summary
             try:
-                export = generation.public(export_recommended(self, study, summary, runner, generation.path("model")))
-                study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
-                publish(generation, summary, study, {**self.meta(), "export": export})
-            except BaseException:
-                generation.discard()  # the last complete outputs stay current
-                raise
+                finalize(self, study, runner)
+                summary = summarize_study(study, self.objectives, self.max_drop(study))
+                generation = Generation(self.out_dir)
+                try:
+                    export = generation.public(export_recommended(self, study, summary, runner, generation.path("model")))
+                    study.set_user_attr("export", export)  # so `autoaccel report` rebuilds the same pareto.json
+                    publish(generation, summary, study, {**self.meta(), "export": export})
+                except BaseException:
+                    generation.discard()  # the last complete outputs stay current
+                    raise
+            finally:
+                self.crew.release_all()
         finally:
             self.progress.stop()
             runner.close()
         return study, summary
+
+    def _join(self, study: optuna.Study) -> tuple[float | None, str]:
+        """Register this worker; join the run of the workers live now (their deadline, a seed of its own, a
+        sampler that sees their running trials), and queue the user's recipe unless it is done or under way."""
+        others = self.crew.clean_and_list()
+        seed = worker_seed(self.options.seed, len(others))
+        if others or self.options.storage is not None:
+            study.sampler = studies.make_sampler(self.options.sampler, seed, self.plan.space, shared=True)
+        deadline, why = self._deadline()
+        wall = (lambda t: None if t is None else time.time() + (t - time.monotonic()))
+        me = self.crew.register(seed, wall(deadline), wall(self.budget_end))
+        founder = self.crew.founder()
+        if founder is not None:
+            # The run's deadline is its first worker's: a worker started later helps finish the same run.
+            if (theirs := founder.attrs.get("deadline")) is not None:
+                deadline, why = time.monotonic() + (theirs - time.time()), f"the run's deadline (set by worker {who(founder.worker)}) reached"
+            if (end := founder.attrs.get("budget_end")) is not None:
+                self.budget_end = time.monotonic() + (end - time.time())
+            self.progress.info(escape(f"worker {who(me.worker)} joins {len(others)} other worker(s) on study '{self.study_name}' "
+                                      f"(sampler seed {seed}); the run's trial budget and deadline are shared"))
+        if self.options.storage is not None and self.options.cache_dir is None:
+            self.progress.info(escape(f"trained checkpoints are kept in {self.options.checkpoints(self.task.name)} on this host only; "
+                                      "--cache-dir PATH on a folder every host shares lets workers reuse each other's training"))
+        self._queue_baseline(study)
+        return deadline, why
+
+    def _queue_baseline(self, study: optuna.Study) -> None:
+        """Queue the user's recipe unless it is measured or under way; one worker at a time checks and queues it,
+        so it is never queued twice."""
+        mine, holder = self.crew.holder("baseline", "queue")
+        if holder.number == mine.number:
+            studies.ensure_baseline(study, self.plan.defaults)
+        self.crew.release(mine)
+
+    def used(self, study: optuna.Study) -> int:
+        """Trials of this run's trial budget so far (every worker's; running ones included): a configuration
+        reused from an earlier measurement, or not run, costs nothing."""
+        run = self.crew.run
+        return sum(1 for r in self.records(study) if r.run == run and r.duplicate_of is None and not r.not_run
+                   and r.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING))
+
+    def _fail_stale(self, study: optuna.Study) -> None:
+        """Fail the trials of workers that stopped sending heartbeats (their configurations are queued again)."""
+        self.retry.retried.clear()
+        self.crew.fail_stale(study)
+        if self.retry.retried:
+            self.progress.info(f"trial(s) {self.retry.retried} failed: their worker stopped sending heartbeats; queued again")
+
+    def _baseline_ready(self, study: optuna.Study) -> bool:
+        """Whether the next trial can start: the user's recipe is measured, or waiting for this worker to take it.
+        While another worker measures it, wait: every other trial is judged against it."""
+        if studies.baseline_of(study) is not None:
+            return True
+        trials = [(t, record.read(t)) for t in study.get_trials(deepcopy=False)]
+        base = [(t, r) for t, r in trials if r.role == "baseline"]
+        if any(t.state == TrialState.WAITING for t, _ in base):
+            return True
+        if any(t.state == TrialState.RUNNING for t, _ in base):
+            time.sleep(min(2.0, self.options.heartbeat))
+            return False
+        failed = [r for _, r in base if r.failure_kind not in (None, "interrupted", "busy")]
+        if failed:
+            raise AutoaccelError(f"the baseline (trial {failed[-1].number}, your own recipe) failed on worker "
+                                 f"{who(failed[-1].worker)}: {failed[-1].reason}")
+        self._queue_baseline(study)
+        return True
+
+    def _finishing(self, study: optuna.Study) -> bool:
+        """Whether this worker re-measures the finalists and writes the answer: the last one searching does, and
+        one only (the oldest claim on the finish wins). The others say who does, and exit."""
+        self.crew.leave()
+        if others := self.crew.others():
+            self.finished_by = who(others[-1].worker)
+            self.progress.info(escape(f"this worker's trials are in study '{self.study_name}'; {len(others)} other worker(s) are still "
+                                      f"searching (latest {self.finished_by}): the last to finish re-measures the finalists and "
+                                      "writes the answer"))
+            return False
+        mine, holder = self.crew.holder("finish", "answer")
+        if holder.number != mine.number:
+            self.crew.release(mine)
+            self.finished_by = who(holder.worker)
+            self.progress.info(escape(f"worker {self.finished_by} is re-measuring the finalists and writing the answer of study "
+                                      f"'{self.study_name}'"))
+            return False
+        return True
 
     def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
         """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value
@@ -363,8 +398,18 @@ class Search:
         (its ``duplicate_of`` attribute says so)."""
         # Claim the trial for this process before sampling (which takes a while): a kill in between must still
         # leave a trial the next run recognises as interrupted.
-        trial = study.ask()
-        studies.mark_worker(trial)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")  # ours beats from a thread (workers.py)
+            trial = study.ask()
+        self.heartbeat.hold(trial._trial_id)
+        try:
+            return self._asked(study, runner, trial, n, quiet)
+        finally:
+            self.heartbeat.drop(trial._trial_id)
+
+    def _asked(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, trial: optuna.Trial, n: int,
+               quiet: bool) -> int:
+        record.write(trial, worker=me(), run=self.crew.run)
         role = record.read(study.get_trials(deepcopy=False)[trial.number]).role
         factors = self.factors(self.stages.searched)
         # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
@@ -392,13 +437,33 @@ class Search:
                 self.progress.trial(n, self.options.trials, trial.number, label, "not run yet: too few feasible trained models "
                                     "for it so far", "", counted=False)
             return trial.number
+        # Claim the configuration first, then look for an earlier measurement: a worker that measured it has
+        # told its result before releasing its claim, so between them no configuration is measured twice.
+        claim, holder = self.crew.holder("config", fingerprint, trial=trial.number)
+        if holder.number != claim.number:
+            # Another worker is measuring this configuration right now: its result will be reused, not repeated.
+            self.crew.release(claim)
+            busy = f"being measured by worker {who(holder.worker)} (trial {holder.attrs.get('trial')})"
+            record.write(trial, not_run=True, failure_kind="busy", reason=f"{label}: {busy}")
+            study.tell(trial, state=TrialState.FAIL)
+            if not quiet:
+                self.progress.trial(n, self.options.trials, trial.number, label, busy, "", counted=False)
+            return trial.number
         twin = studies.duplicate_of(study, fingerprint)
         if twin is not None and role != "baseline":
+            self.crew.release(claim)
             self._reuse(study, trial, twin)
             if not quiet:
                 self.progress.trial(n, self.options.trials, trial.number, label, f"same as trial {twin.number}, reused", "",
                                     counted=False)
             return trial.number
+        try:
+            return self._measure(study, runner, trial, n, quiet, config, pipeline, goal, role, label)
+        finally:
+            self.crew.release(claim)
+
+    def _measure(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, trial: optuna.Trial, n: int,
+                 quiet: bool, config: dict[str, Any], pipeline: Pipeline, goal: str, role: str, label: str) -> int:
         record.write(trial, plan=pipeline.describe())
         started = time.monotonic()
         if self.budget_end is not None and isinstance(runner, IsolatedRunner):

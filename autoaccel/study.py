@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import os
 import random
 import re
 import socket
@@ -40,7 +39,9 @@ class GridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, space: Mapping[str, Param], shared: bool = False) -> optuna.samplers.BaseSampler:
+    """The sampler; ``shared``: other workers search the same study (TPE then treats their running trials as
+    already measured, badly: Optuna's constant liar, so workers do not all propose the same configuration)."""
     if name == "tpe":
         # Few trials: start modelling early; multivariate TPE captures interactions (batch size x LR).
         # Feasibility reaches TPE and NSGA-II through trial.set_constraint (see Search._complete).
@@ -48,7 +49,8 @@ def make_sampler(name: str, seed: int, space: Mapping[str, Param]) -> optuna.sam
         # each group of parameters that appear together instead of falling back to independent sampling.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=5, multivariate=True, group=True,
+                                              constant_liar=shared)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=8)
     if name == "random":
@@ -183,10 +185,6 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequ
     return existing
 
 
-def mark_worker(trial: optuna.Trial) -> None:
-    record.write(trial, worker={"host": HOST, "pid": os.getpid()})
-
-
 
 def fail_interrupted(study: optuna.Study, storage: optuna.storages.BaseStorage) -> list[int]:
     """Mark RUNNING trials of dead processes on this host as failed, so a re-run resumes cleanly.
@@ -221,8 +219,9 @@ def ensure_baseline(study: optuna.Study, defaults: Mapping[str, Any]) -> None:
     # or a candidate that happens to use the defaults, would keep the baseline from ever being queued again.
     if baseline_of(study) is not None:
         return
-    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-    if any(record.read(t).role == "baseline" for t in waiting):
+    # Waiting, or being measured by another worker right now.
+    pending = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    if any(record.read(t).role == "baseline" for t in pending):
         return
     study.enqueue_trial(dict(defaults), user_attrs=record.enqueued("baseline"))
 

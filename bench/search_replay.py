@@ -209,6 +209,7 @@ def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
         sampler = studies.make_sampler(options.sampler, seed, search.plan.space)
         study = studies.open_study(storage, "replay", search.objectives, sampler)
         studies.ensure_baseline(study, search.plan.defaults)
+        search.attach(study)
         runner = TableRunner(table, replay)
         replay.study, replay.search = study, search
         proposals = 0

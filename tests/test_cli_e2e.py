@@ -17,7 +17,7 @@ from autoaccel.cli import main
 from autoaccel.loading import load_task
 from autoaccel.options import Options
 from autoaccel.registry import plugin_manager
-from autoaccel.search import plan_search
+from autoaccel.planning import plan_search
 from study_snapshot import TINY_STUDY, sqlite_url
 from tiny_digits import task_source, write_model
 

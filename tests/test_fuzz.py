@@ -15,7 +15,7 @@ from autoaccel.errors import AutoaccelError
 from autoaccel.options import Options
 from autoaccel.recipe import read_recipe, recipe_plan
 from autoaccel.registry import plugin_manager
-from autoaccel.search import plan_search
+from autoaccel.planning import plan_search
 from tiny_digits import make_task
 
 TASK = make_task()
