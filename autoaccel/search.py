@@ -117,7 +117,7 @@ class Search:
             self.progress.info(f"removed {len(removed)} leftover(s) of an earlier run that was killed while writing its outputs")
         url = self.options.storage_url(self.task.name)
         self.retry = RetryStale(self.plan.defaults)
-        storage = studies.open_storage(url, self.options.heartbeat, self.retry)
+        storage = studies.open_storage(url, self.options.heartbeat)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
         try:
@@ -187,6 +187,7 @@ class Search:
             if not self._finishing(study):
                 return study, summary
             try:
+                self._settle(study, runner)
                 finalize(self, study, runner)
                 summary = summarize_study(study, self.objectives, self.max_drop(study))
                 generation = Generation(self.out_dir)
@@ -247,7 +248,8 @@ class Search:
     def _fail_stale(self, study: optuna.Study) -> None:
         """Fail the trials of workers that stopped sending heartbeats (their configurations are queued again)."""
         self.retry.retried.clear()
-        self.crew.fail_stale(study)
+        self.retry.fail_stale(study)
+        self.crew.clean()
         if self.retry.retried:
             self.progress.info(f"trial(s) {self.retry.retried} failed: their worker stopped sending heartbeats; queued again")
 
@@ -269,6 +271,23 @@ class Search:
                                  f"{who(failed[-1].worker)}: {failed[-1].reason}")
         self._queue_baseline(study)
         return True
+
+    def _settle(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
+        """Before the finish, with no other worker searching: trials left running by workers that died are failed
+        once their heartbeats are overdue, and everything queued (their retries, proposals no worker took) is
+        run, so the finish's own queued trials are the ones it asks for."""
+        interval = self.heartbeat.interval
+        until = time.monotonic() + (studies.grace_period(int(interval)) + 2 * interval if interval else 0.0)
+        while time.monotonic() < until:
+            self._fail_stale(study)
+            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                break
+            time.sleep(min(1.0, interval))
+        if left := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.progress.info(f"trial(s) {[t.number for t in left]} are still marked running with no live worker "
+                               "(this storage keeps no heartbeat): left as they are")
+        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            self._one_trial(study, runner, min(self.used(study) + 1, self.total))
 
     def _finishing(self, study: optuna.Study) -> bool:
         """Whether this worker re-measures the finalists and writes the answer: the last one searching does, and

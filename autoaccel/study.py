@@ -11,7 +11,7 @@ import sqlite3
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,21 +88,19 @@ def journal_path(url: str) -> str | None:
     return url[len("journal://"):] if url.startswith("journal://") else None
 
 
-def open_storage(url: str, heartbeat_s: int | None = None,
-                 on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None) -> optuna.storages.BaseStorage:
+def open_storage(url: str, heartbeat_s: int | None = None) -> optuna.storages.BaseStorage:
     """Open an Optuna storage: an RDB URL (SQLite, PostgreSQL, MySQL) or ``journal:///path`` (a file shared by the
     workers, no database server). A password may be in the URL, or (PostgreSQL) in PGPASSWORD or ~/.pgpass, which
     libpq reads itself when the URL has none; it never appears in a message or an output.
 
     Any number of workers may open a fresh database at the same moment: the one whose schema creation collides
     with another's retries. With ``heartbeat_s``, trials held by a worker that stops beating are failed by the
-    others and handed to ``on_stale`` (see workers.py)."""
+    others and retried (see workers.py)."""
     if (path := journal_path(url)) is not None:
         return _open_journal(path)
     kwargs: dict[str, Any] = {}
     if heartbeat_s is not None:
-        kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": grace_period(heartbeat_s),
-                  "heartbeat_stale_trial_callback": on_stale}
+        kwargs = {"heartbeat_interval": heartbeat_s, "grace_period": grace_period(heartbeat_s)}
     # SQLite: wait for another worker's write instead of failing at once (its default is 5 s).
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None
     for attempt in range(CREATE_TRIES):

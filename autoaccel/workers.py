@@ -19,14 +19,12 @@ from __future__ import annotations
 import datetime
 import os
 import threading
-import warnings
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages import fail_stale_trials
 from optuna.storages._heartbeat import is_heartbeat_enabled
 from optuna.trial import FrozenTrial, TrialState
 
@@ -98,23 +96,35 @@ class Heartbeat:
 
 
 class RetryStale:
-    """Optuna's heartbeat-stale callback: say why the trial failed, and queue its configuration once more (a retry
-    is not retried: a configuration that kills its worker twice is not worth a third). Like Optuna's
-    RetryHeartbeatStaleTrialCallback(max_retry=1), but the retry is queued with every setting fixed (the
-    configuration, not the sampler's raw parameters) and keeps the trial's role."""
+    """What happens to a trial whose worker died: it is failed with the reason, then its configuration is queued
+    once more (a retry is not retried: a configuration that kills its worker twice is not worth a third). Like
+    Optuna's fail_stale_trials with RetryHeartbeatStaleTrialCallback(max_retry=1), except that the reason is
+    written before the trial is failed (Optuna refuses to change a finished trial) and the retry is queued with
+    every setting fixed (the configuration, not the sampler's raw parameters), keeping the trial's role."""
 
     def __init__(self, defaults: Mapping[str, Any]) -> None:
         self.defaults = dict(defaults)
         self.retried: list[int] = []  # trials this process failed and queued again (for its progress line)
 
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        if "claim" in trial.user_attrs:
-            return  # a claim of a dead worker: failing it is all
-        stale = record.read(trial)
-        after = grace_period(int(study._storage.get_heartbeat_interval() or 0))  # type: ignore[attr-defined]
-        reason = f"interrupted: worker {who(stale.worker)} sent no heartbeat for {after} s"
-        record.write_stored(study._storage, trial._trial_id, reason=reason, failure_kind="interrupted")
-        self.requeue(study, trial)
+    def fail_stale(self, study: optuna.Study) -> None:
+        """Fail the trials of ``study`` whose last heartbeat is older than the grace period, and retry them."""
+        storage = study._storage
+        if not is_heartbeat_enabled(storage):
+            return
+        after = grace_period(int(storage.get_heartbeat_interval() or 0))  # type: ignore[attr-defined]
+        for trial_id in storage._get_stale_trial_ids(study._study_id):  # type: ignore[attr-defined]
+            trial = storage.get_trial(trial_id)
+            try:
+                if "claim" not in trial.user_attrs:
+                    reason = f"interrupted: worker {who(trial.user_attrs.get('worker'))} sent no heartbeat for {after} s"
+                    record.write_stored(storage, trial_id, reason=reason, failure_kind="interrupted")
+                # Whoever fails it first retries it (the state change is one locked row update).
+                if not storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # failed by another worker a moment ago
+            if "claim" not in trial.user_attrs:
+                self.requeue(study, storage.get_trial(trial_id))
 
     def requeue(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Queue the configuration of ``trial`` (failed because its worker died) once more."""
@@ -160,9 +170,7 @@ class Workers:
 
     def clean(self) -> None:
         """Fail the claims of dead workers: no heartbeat within the grace period, or a dead process on this host."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(self.study)
+        RetryStale({}).fail_stale(self.study)
         fail_interrupted(self.study, self.storage)
 
     def claim(self, kind: str, key: str, **attrs: Any) -> Claim:
@@ -211,13 +219,6 @@ class Workers:
         self.clean()
         return self.live("worker")
 
-    def fail_stale(self, study: optuna.Study) -> None:
-        """Fail the trials of ``study`` (and the claims) whose workers stopped beating; the storage's stale
-        callback (RetryStale) queues their configurations again."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            fail_stale_trials(study)
-        self.clean()
 
     def leave(self) -> None:
         """This worker has stopped searching (it may still finish the study)."""

@@ -29,8 +29,8 @@ from autoaccel.configuration import configuration, goal_of  # noqa: E402
 from autoaccel.errors import TrialFailure  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.options import Options  # noqa: E402
-from autoaccel.registry import plugin_manager  # noqa: E402
 from autoaccel.planning import plan_search  # noqa: E402
+from autoaccel.registry import plugin_manager  # noqa: E402
 from autoaccel.space import Categorical, Param, active  # noqa: E402
 from autoaccel.strategy import apply_all  # noqa: E402
 from autoaccel.trial import run_trial, warm_up  # noqa: E402

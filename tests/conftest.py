@@ -12,8 +12,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 
 import optuna  # noqa: E402

@@ -16,8 +16,8 @@ from optuna.trial import FrozenTrial, TrialState
 from autoaccel.cli import main
 from autoaccel.loading import load_task
 from autoaccel.options import Options
-from autoaccel.registry import plugin_manager
 from autoaccel.planning import plan_search
+from autoaccel.registry import plugin_manager
 from study_snapshot import TINY_STUDY, sqlite_url
 from tiny_digits import task_source, write_model
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from autoaccel.configuration import configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.options import Options
-from autoaccel.registry import plugin_manager
 from autoaccel.planning import Plan, plan_search
+from autoaccel.registry import plugin_manager
 from autoaccel.strategy import Phase, apply_all, split_params
 from autoaccel.target import hypothetical_target
 from tiny_digits import make_task

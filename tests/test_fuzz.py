@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from autoaccel.cli import _choices, main
 from autoaccel.errors import AutoaccelError
 from autoaccel.options import Options
+from autoaccel.planning import plan_search
 from autoaccel.recipe import read_recipe, recipe_plan
 from autoaccel.registry import plugin_manager
-from autoaccel.planning import plan_search
 from tiny_digits import make_task
 
 TASK = make_task()
