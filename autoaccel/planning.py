@@ -59,6 +59,8 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
             skipped[s.name] = f"acts in phase {s.phase.name.lower()}, which --mode {options.mode} does not search"
         elif not cap.supported:
             skipped[s.name] = cap.reason or "not supported on this target"
+        elif options.strategies is None and (why := s.left_out_by_default(target)) is not None:
+            skipped[s.name] = f"{why} (name it in --strategies to search it)"
         elif (why := s.unavailable(task)) is not None:
             skipped[s.name] = why
         elif s.needs_training and options.mode == "inference":

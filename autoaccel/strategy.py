@@ -24,8 +24,10 @@ if TYPE_CHECKING:
     from torch import nn
 
     from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
+    from autoaccel.launch import TrainingJob
     from autoaccel.target import Target
     from autoaccel.task import Task
+    from autoaccel.train import TrainStats
 
 
 class Phase(IntEnum):
@@ -140,6 +142,17 @@ class Strategy(ABC):
 
     def configure_training(self, section: Section, setup: "TrainingSetup") -> None:
         """Change the training run: its batches, optimizer, scheduler, autocast, loss scaling, loss, contexts."""
+
+    def left_out_by_default(self, target: "Target") -> str | None:
+        """Why a search that does not name this strategy (no --strategies) leaves it out on ``target``, or None
+        to search it. For a technique that can run here but rarely pays, and costs a lot to try."""
+        return None
+
+    def launch_training(self, section: Section, job: "TrainingJob", model: "nn.Module") -> "TrainStats | None":
+        """Take the whole training run elsewhere (several processes, other hosts): run ``job`` there, load the
+        trained weights into ``model`` and return the run's statistics. None (the default): the core trains in
+        the trial's own process."""
+        return None
 
     def transform(self, section: Section, model: "nn.Module", ctx: "TransformContext") -> "nn.Module":
         """A post-training change of the trained model (pruned, combined, quantized ...)."""

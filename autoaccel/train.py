@@ -40,6 +40,7 @@ class TrainStats:
     final_loss: float
     compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
     profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
+    processes: int = 1  # processes that trained together (data parallelism): steps and samples are one process's
 
 
 def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:

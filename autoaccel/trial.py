@@ -30,6 +30,7 @@ from autoaccel.evaluate import (
     score,
     time_inference,
 )
+from autoaccel.launch import TrainingJob, launch_training
 from autoaccel.load import LoadProbe
 from autoaccel.pipeline import Pipeline
 from autoaccel.remeasure import TRAIN_SAMPLES
@@ -168,10 +169,12 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
     seed_everything(seed)
-    stats = train(model, task, plan, seed, baseline=baseline_loader(task, plan, cache), stop_slower_than=stop_slower_than)
+    job = TrainingJob(task, plan, seed, str(cache.root) if cache is not None else None, stop_slower_than)
+    stats = launch_training(job, model) or job.run(model)  # a section may run it elsewhere (several processes)
     metrics["train_time"] = stats.seconds
     details["compile_s"] = stats.compile_s
-    rate, rate_ci = stats.step_time.rate(plan.batch_size)
+    # Every process of a launched run trains its own batches: the run's throughput is theirs together.
+    rate, rate_ci = stats.step_time.rate(plan.batch_size * stats.processes)
     metrics["train_throughput"] = rate
     details.update(train_steps=stats.steps, train_loss=stats.final_loss,
                    train_step_noisy=stats.step_time.noisy, cached_training=False, profile=stats.profile)
@@ -339,7 +342,10 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
     def measure_once(objective: str, i: int) -> float:
         plan = plans[i]
         if objective == "train_time":
-            return train(trainees[i], task, plan, seed, max_samples=samples, baseline=baselines[i]).seconds
+            # Launched as its trial was (several processes for data parallelism), else trained here.
+            job = TrainingJob(task, plan, seed, cache_dir, max_samples=samples)
+            launched = launch_training(job, trainees[i])
+            return (launched or train(trainees[i], task, plan, seed, max_samples=samples, baseline=baselines[i])).seconds
         return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
     out = Timings({}, {})

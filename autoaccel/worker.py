@@ -25,6 +25,7 @@ import cloudpickle
 
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
+from autoaccel.launch import by_value
 from autoaccel.pipeline import Pipeline
 from autoaccel.remeasure import TRAIN_SAMPLES
 from autoaccel.task import Task
@@ -42,13 +43,7 @@ class TaskSource:
     def of(cls, task: Task, path: str | Path | None) -> "TaskSource":
         if path is not None:
             return cls(path=str(path))
-        module = getattr(task.model, "__module__", None) or type(task.model).__module__
-        # Functions and classes from the user's script or notebook are pickled by value: the worker cannot
-        # import them by name.
-        for name in {module, "__main__"}:
-            mod = sys.modules.get(name or "")
-            if mod is not None and (name == "__main__" or name.startswith("autoaccel_user_")):
-                cloudpickle.register_pickle_by_value(mod)
+        by_value(task)  # the user's script or notebook: the worker cannot import it by name
         return cls(blob=cloudpickle.dumps(task))
 
     def load(self) -> Task:
