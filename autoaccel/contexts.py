@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 from torch.utils.data import default_collate
 
 from autoaccel.batches import features
+from autoaccel.measure import Measurement
 from autoaccel.pipeline import Pipeline
 
 
@@ -139,3 +140,31 @@ class Stage:
         self.name = name
         return self
 
+
+@dataclass(frozen=True)
+class TrainStats:
+    seconds: float  # wall time of the whole run, data loading and set-up included: what the user pays
+    steps: int
+    samples: int
+    step_time: Measurement  # steady-state seconds per step (first steps excluded)
+    final_loss: float
+    compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
+    profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
+    processes: int = 1  # processes that trained together (data parallelism): steps and samples are one process's
+
+
+class TrainingRun(Protocol):
+    """One training run of a plan as ``Strategy.launch_training`` receives it (launch.TrainingJob): what to
+    train, a way to build the same untrained model in any process, to run the core's training loop there, and
+    the whole run pickled for another process."""
+
+    task: Any
+    plan: Pipeline
+    seed: int
+    max_samples: int | None  # a timed slice of the run (re-measurement), not the whole run
+
+    def build(self) -> nn.Module: ...
+
+    def run(self, model: nn.Module) -> TrainStats: ...
+
+    def portable(self) -> bytes: ...

@@ -8,16 +8,49 @@ weights loaded into the trial's model.
 
 from __future__ import annotations
 
+import functools
+import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cloudpickle
+import numpy as np
+import torch
 from torch import nn
 
 from autoaccel import lifecycle
+from autoaccel.cache import CheckpointCache
+from autoaccel.contexts import TrainStats
+from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
-from autoaccel.train import TrainStats, train
+from autoaccel.train import train
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def baseline_loader(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> Callable[[], nn.Module]:
+    """The trained model of the user's own recipe, loaded once on first use: from the checkpoint cache (the
+    baseline trial's training) or from Task.weights."""
+    @functools.cache
+    def load() -> nn.Module:
+        if plan.baseline_key and cache is not None and (entry := cache.get(plan.baseline_key)) is not None:
+            return cache.load(entry, task.model().to(plan.device), plan.device).eval()
+        if task.weights:
+            model = task.model().to(plan.device)
+            model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
+            return model.eval()
+        raise TrialFailure("this plan learns from the trained model of your own recipe: the baseline's checkpoint is not "
+                           "cached yet, and Task.weights is unset", kind="infeasible")
+
+    return load
+
+
 
 
 def by_value(task: Task) -> None:
@@ -32,7 +65,7 @@ def by_value(task: Task) -> None:
 
 @dataclass
 class TrainingJob:
-    """One training run of ``plan``: what the core would run in this process."""
+    """One training run of ``plan``: what the core would run in this process (contexts.TrainingRun)."""
 
     task: Task
     plan: Pipeline
@@ -43,8 +76,6 @@ class TrainingJob:
 
     def build(self) -> nn.Module:
         """The plan's untrained model, with the initial weights every process of the run builds alike."""
-        from autoaccel.trial import seed_everything
-
         seed_everything(self.seed)
         model = lifecycle.build_model(self.task, self.plan, self.seed)
         seed_everything(self.seed)
@@ -52,9 +83,6 @@ class TrainingJob:
 
     def run(self, model: nn.Module) -> TrainStats:
         """Train ``model`` here, as the core does."""
-        from autoaccel.cache import CheckpointCache
-        from autoaccel.trial import baseline_loader
-
         cache = CheckpointCache(self.cache_dir) if self.cache_dir else None
         return train(model, self.task, self.plan, self.seed, max_samples=self.max_samples,
                      baseline=baseline_loader(self.task, self.plan, cache), stop_slower_than=self.stop_slower_than)

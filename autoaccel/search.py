@@ -120,17 +120,23 @@ class Search:
         storage = studies.open_storage(url, self.options.heartbeat)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+        # The workers' claims: in the shared storage when the user gave one (workers on other hosts see them),
+        # else in a file beside this run's own study, which then holds exactly one study (optuna-dashboard,
+        # optuna.load_study without a name).
+        claims = storage if self.options.storage is not None else \
+            studies.open_storage(f"sqlite:///{(self.out_dir / 'workers.db').resolve()}", self.options.heartbeat)
         try:
-            self.attach(study)
+            self.attach(study, claims)
             return self._work(study, storage)
         finally:
             self.heartbeat.close()
 
-    def attach(self, study: optuna.Study) -> None:
-        """Take part in ``study`` as one of its workers (heartbeats, claims; see workers.py). ``run`` does this;
-        code that drives ``next_trial`` itself (the replay benchmark) calls it first."""
+    def attach(self, study: optuna.Study, claims: optuna.storages.BaseStorage | None = None) -> None:
+        """Take part in ``study`` as one of its workers (heartbeats, claims in ``claims``, by default the study's
+        storage; see workers.py). ``run`` does this; code that drives ``next_trial`` itself (the replay
+        benchmark) calls it first."""
         self.heartbeat = Heartbeat(study._storage)
-        self.crew = Workers(study._storage, study.study_name, self.heartbeat)
+        self.crew = Workers(claims or study._storage, study.study_name, self.heartbeat)
 
     def _work(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, Summary]:
         recovered = studies.fail_interrupted(study, storage)
@@ -169,7 +175,12 @@ class Search:
                 self._fail_stale(study)
                 if not self._baseline_ready(study):
                     continue
-                number = self.next_trial(study, runner, used + 1)
+                if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                    # A retry of a dead worker's trial, or a proposal another worker queued: run it before
+                    # proposing more (Optuna hands out the oldest queued trial first anyway).
+                    number = self._one_trial(study, runner, used + 1)
+                else:
+                    number = self.next_trial(study, runner, used + 1)
                 done = record.read(study.get_trials(deepcopy=False)[number])
                 if done.duplicate_of is None and not done.not_run:
                     repeats = 0
@@ -286,6 +297,13 @@ class Search:
         if left := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             self.progress.info(f"trial(s) {[t.number for t in left]} are still marked running with no live worker "
                                "(this storage keeps no heartbeat): left as they are")
+        # A dead worker's trial is measured again even when the budget is spent (its slot was paid for); proposals
+        # still queued are dropped, so the finish's own queued trials are the ones it gets.
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if record.read(t).retry_of is None:
+                record.write_stored(study._storage, t._trial_id, not_run=True, failure_kind="busy",
+                                    reason="queued, not run: the run's trial budget was spent")
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             self._one_trial(study, runner, min(self.used(study) + 1, self.total))
 

@@ -23,11 +23,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from autoaccel.contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
-    from autoaccel.launch import TrainingJob
+    from autoaccel.contexts import BuildContext, ServeContext, TrainingRun, TrainingSetup, TrainStats, TransformContext
     from autoaccel.target import Target
     from autoaccel.task import Task
-    from autoaccel.train import TrainStats
 
 
 class Phase(IntEnum):
@@ -148,7 +146,7 @@ class Strategy(ABC):
         to search it. For a technique that can run here but rarely pays, and costs a lot to try."""
         return None
 
-    def launch_training(self, section: Section, job: "TrainingJob", model: "nn.Module") -> "TrainStats | None":
+    def launch_training(self, section: Section, job: "TrainingRun", model: "nn.Module") -> "TrainStats | None":
         """Take the whole training run elsewhere (several processes, other hosts): run ``job`` there, load the
         trained weights into ``model`` and return the run's statistics. None (the default): the core trains in
         the trial's own process."""

@@ -7,7 +7,6 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -15,10 +14,10 @@ from torch import nn
 from autoaccel import lifecycle
 from autoaccel.batches import move
 from autoaccel.batches import size as batch_size
-from autoaccel.contexts import TrainingSetup
+from autoaccel.contexts import TrainingSetup, TrainStats
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
-from autoaccel.measure import Clock, Measurement, summarize
+from autoaccel.measure import Clock, summarize
 from autoaccel.pipeline import Pipeline
 from autoaccel.profile import OTHER, StepProfile
 from autoaccel.steps import BaseLoss, training_loss
@@ -29,18 +28,6 @@ EARLY_STOP_MIN_STEPS = 20
 
 def device_type(device: str) -> str:
     return device.split(":")[0]
-
-
-@dataclass(frozen=True)
-class TrainStats:
-    seconds: float  # wall time of the whole run, data loading and set-up included: what the user pays
-    steps: int
-    samples: int
-    step_time: Measurement  # steady-state seconds per step (first steps excluded)
-    final_loss: float
-    compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
-    profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
-    processes: int = 1  # processes that trained together (data parallelism): steps and samples are one process's
 
 
 def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-import random
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,7 @@ from autoaccel.evaluate import (
     score,
     time_inference,
 )
-from autoaccel.launch import TrainingJob, launch_training
+from autoaccel.launch import TrainingJob, baseline_loader, launch_training, seed_everything
 from autoaccel.load import LoadProbe
 from autoaccel.pipeline import Pipeline
 from autoaccel.remeasure import TRAIN_SAMPLES
@@ -62,12 +59,6 @@ class TrialResult:
     metrics: dict[str, float]
     ci95: dict[str, tuple[float, float]]
     details: dict[str, Any] = field(default_factory=dict)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -119,23 +110,6 @@ def warm_up(task: Task) -> None:
             call(model, features(batch))
     except Exception:  # noqa: BLE001 - a warm-up problem shows up, with its reason, in the first real trial
         pass
-
-
-def baseline_loader(task: Task, plan: Pipeline, cache: CheckpointCache | None) -> Callable[[], nn.Module]:
-    """The trained model of the user's own recipe, loaded once on first use: from the checkpoint cache (the
-    baseline trial's training) or from Task.weights."""
-    @functools.cache
-    def load() -> nn.Module:
-        if plan.baseline_key and cache is not None and (entry := cache.get(plan.baseline_key)) is not None:
-            return cache.load(entry, task.model().to(plan.device), plan.device).eval()
-        if task.weights:
-            model = task.model().to(plan.device)
-            model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))
-            return model.eval()
-        raise TrialFailure("this plan learns from the trained model of your own recipe: the baseline's checkpoint is not "
-                           "cached yet, and Task.weights is unset", kind="infeasible")
-
-    return load
 
 
 def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,

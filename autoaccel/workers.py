@@ -57,7 +57,7 @@ class Heartbeat:
         self.storage = storage
         self.enabled = is_heartbeat_enabled(storage)
         self.interval = float(storage.get_heartbeat_interval() or 0) if self.enabled else 0.0  # type: ignore[attr-defined]
-        self.held: set[int] = set()
+        self.held: dict[tuple[int, int], tuple[optuna.storages.BaseStorage, int]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -65,34 +65,37 @@ class Heartbeat:
             self._thread = threading.Thread(target=self._beat, name="autoaccel-heartbeat", daemon=True)
             self._thread.start()
 
-    def hold(self, trial_id: int) -> None:
+    def hold(self, trial_id: int, storage: optuna.storages.BaseStorage | None = None) -> None:
+        """Beat for ``trial_id`` (of ``storage``, the study's by default) until dropped."""
+        where = storage or self.storage
         with self._lock:
-            self.held.add(trial_id)
-        self._record(trial_id)  # at once: a trial must never look stale between its creation and the first beat
+            self.held[(id(where), trial_id)] = (where, trial_id)
+        self._record(where, trial_id)  # at once: a trial must never look stale between its creation and first beat
 
-    def drop(self, trial_id: int) -> None:
+    def drop(self, trial_id: int, storage: optuna.storages.BaseStorage | None = None) -> None:
         with self._lock:
-            self.held.discard(trial_id)
+            self.held.pop((id(storage or self.storage), trial_id), None)
 
     def close(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def _record(self, trial_id: int) -> None:
-        if not self.enabled:
+    @staticmethod
+    def _record(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
+        if not is_heartbeat_enabled(storage):
             return
         try:
-            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
         except Exception:  # noqa: BLE001 - a database hiccup: the next beat tries again, well within the grace period
             pass
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             with self._lock:
-                held = list(self.held)
-            for trial_id in held:
-                self._record(trial_id)
+                held = list(self.held.values())
+            for storage, trial_id in held:
+                self._record(storage, trial_id)
 
 
 class RetryStale:
@@ -160,6 +163,8 @@ class Workers:
     """This worker's view of the others on one study (see the module's docstring)."""
 
     def __init__(self, storage: optuna.storages.BaseStorage, study_name: str, heartbeat: Heartbeat) -> None:
+        """``storage``: where the claims live: the study's own storage when workers share it (--storage), or a
+        file beside a run's own study (OUT/workers.db), so OUT/study.db holds exactly one study."""
         self.storage, self.heartbeat = storage, heartbeat
         name = companion_name(study_name)
         try:
@@ -177,11 +182,11 @@ class Workers:
         template = optuna.trial.create_trial(state=TrialState.RUNNING,
                                              user_attrs={"claim": kind, "key": key, "worker": me(), "attrs": attrs})
         trial_id = self.storage.create_new_trial(self.study._study_id, template_trial=template)
-        self.heartbeat.hold(trial_id)
+        self.heartbeat.hold(trial_id, self.storage)
         return Claim.of(self.storage.get_trial(trial_id))
 
     def release(self, claim: Claim) -> None:
-        self.heartbeat.drop(claim.trial_id)
+        self.heartbeat.drop(claim.trial_id, self.storage)
         try:
             self.storage.set_trial_state_values(claim.trial_id, TrialState.COMPLETE, [0.0])
         except optuna.exceptions.UpdateFinishedTrialError:

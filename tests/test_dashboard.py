@@ -18,12 +18,12 @@ def test_study_loads_through_optunas_public_storage_api(tmp_path: Path, tiny_tas
     # What `optuna-dashboard sqlite:///.../study.db` does first: open the storage and list its studies.
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     summaries = storage.get_all_studies()
-    # The study, and its companion holding the workers' claims (workers.py), named after it.
-    assert sorted(s.study_name for s in summaries) == ["tiny-cpu-both", "tiny-cpu-both:workers"]
-    frozen = next(s for s in summaries if s.study_name == "tiny-cpu-both")
-    claims = storage.get_all_trials(next(s for s in summaries if s.study_name.endswith(":workers"))._study_id)
-    assert claims and all(t.user_attrs["claim"] in ("worker", "config", "baseline", "finish") for t in claims)
-    assert all(t.state == TrialState.COMPLETE for t in claims), "a finished run holds no claim"
+    assert [s.study_name for s in summaries] == ["tiny-cpu-both"]  # the workers' claims live in OUT/workers.db
+    frozen = summaries[0]
+    claims = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'workers.db'}")
+    held = claims.get_all_trials(claims.get_all_studies()[0]._study_id)
+    assert held and all(t.user_attrs["claim"] in ("worker", "config", "baseline", "finish") for t in held)
+    assert all(t.state == TrialState.COMPLETE for t in held), "a finished run holds no claim"
     assert [d.name for d in frozen.directions] == ["MAXIMIZE", "MINIMIZE"]
     study = optuna.load_study(study_name="tiny-cpu-both", storage=storage)
     assert study.metric_names == ["accuracy", "train_time"]  # the dashboard labels its axes with these
