@@ -9,6 +9,7 @@ from typing import Any
 
 import optuna
 import pluggy
+import torch
 from optuna.trial import TrialState
 from rich.markup import escape
 
@@ -64,6 +65,7 @@ class Search:
         self.stages.alternate = options.trials is not None and options.trials - 1 < self.stages.screening.size
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
         self.finished_by: str | None = None  # another worker that writes the answer (None: this one, or nobody)
+        self.threads = torch.get_num_threads()  # what a trial uses when this worker is alone on its host
 
     @property
     def base(self) -> Pipeline:
@@ -287,6 +289,7 @@ class Search:
         """Before the finish, with no other worker searching: trials left running by workers that died are failed
         once their heartbeats are overdue, and everything queued (their retries, proposals no worker took) is
         run, so the finish's own queued trials are the ones it asks for."""
+        runner.threads = None  # alone now: the finish measures with every core this worker would use
         interval = self.heartbeat.interval
         until = time.monotonic() + (studies.grace_period(int(interval)) + 2 * interval if interval else 0.0)
         while time.monotonic() < until:
@@ -502,6 +505,7 @@ class Search:
     def _measure(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, trial: optuna.Trial, n: int,
                  quiet: bool, config: dict[str, Any], pipeline: Pipeline, goal: str, role: str, label: str) -> int:
         record.write(trial, plan=pipeline.describe())
+        runner.threads = self.crew.threads(self.threads)  # other workers on this host share the cores
         started = time.monotonic()
         if self.budget_end is not None and isinstance(runner, IsolatedRunner):
             # No trial may outlast the whole budget (a compile that takes minutes on a CPU); it fails as a timeout.

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import torch
 
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
@@ -84,6 +85,7 @@ def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
     warnings.simplefilter("ignore")
     task = source.load()
     warm_up(task)
+    threads = torch.get_num_threads()
     conn.send(("ready", os.getpid()))
     while True:
         try:
@@ -93,6 +95,8 @@ def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
         if message is None:
             return
         kind, kwargs = cloudpickle.loads(message)
+        # The share of the cores this trial may use (other workers of the study on this host use the rest).
+        torch.set_num_threads(kwargs.pop("threads", None) or threads)
         try:
             outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, **kwargs))
         except TrialFailure as exc:
@@ -150,6 +154,7 @@ class IsolatedRunner:
         self.ctx = mp.get_context("spawn")  # fork would inherit torch's thread pools and locks mid-state
         self.proc: Any = None
         self.conn: Connection | None = None
+        self.threads: int | None = None  # torch threads per trial (None: the worker's own default)
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
@@ -192,7 +197,7 @@ class IsolatedRunner:
         if self.proc is None or not self.proc.is_alive():
             self._start()
         assert self.conn is not None
-        self.conn.send(cloudpickle.dumps((kind, kwargs)))
+        self.conn.send(cloudpickle.dumps((kind, {**kwargs, "threads": self.threads})))
         try:
             ready = self.conn.poll(self.trial_timeout)
         except KeyboardInterrupt:
@@ -236,10 +241,16 @@ class InProcessRunner:
     def __init__(self, task: Task, cache_dir: str | None = None) -> None:
         self.task = task
         self.cache_dir = cache_dir
+        self.threads: int | None = None  # torch threads per trial (None: this process's own setting)
         warm_up(task)
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
-        return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, stop_slower_than=stop_slower_than)
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        try:
+            return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, stop_slower_than=stop_slower_than)
+        finally:
+            torch.set_num_threads(before)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int,
                   train_samples: int = TRAIN_SAMPLES) -> Timings:

@@ -69,7 +69,7 @@ def answers(outs: list[str]) -> dict[str, object]:
     written = [Path(o) / "pareto.json" for o in outs if (Path(o) / "pareto.json").exists()]
     assert len(written) == 1, f"{len(written)} answers written"
     data = json.loads(written[0].read_text())
-    return {goal: a.get("params") for goal, a in (data.get("answers") or {}).items()}
+    return {a["goal"]: a.get("params") for a in data.get("answers") or []}
 
 
 def measured(url: str) -> int:
