@@ -34,9 +34,10 @@ from autoaccel.scratch import run_scratch
 from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import Strategy, apply_all, split_params
 from autoaccel.task import Task
+from autoaccel.teamwork import Teamwork
 from autoaccel.trial import TRAINING_OBJECTIVES, TrialResult
 from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
-from autoaccel.workers import Heartbeat, RetryStale, Workers, me, who, worker_seed
+from autoaccel.workers import RetryStale, me, who
 
 MAX_REPEATS = 20
 # A training trial on course to take this many times the baseline's training time is stopped early (pruned).
@@ -47,7 +48,7 @@ SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 MIN_TRIAL_S = 30.0
 
 
-class Search:
+class Search(Teamwork):
     def __init__(self, task: Task, task_path: str | Path | None, options: Options, pm: pluggy.PluginManager) -> None:
         self.task, self.task_path, self.options, self.pm = task, task_path, options.validate(), pm
         self.objectives = options.resolved_objectives()
@@ -133,13 +134,6 @@ class Search:
         finally:
             self.heartbeat.close()
 
-    def attach(self, study: optuna.Study, claims: optuna.storages.BaseStorage | None = None) -> None:
-        """Take part in ``study`` as one of its workers (heartbeats, claims in ``claims``, by default the study's
-        storage; see workers.py). ``run`` does this; code that drives ``next_trial`` itself (the replay
-        benchmark) calls it first."""
-        self.heartbeat = Heartbeat(study._storage)
-        self.crew = Workers(claims or study._storage, study.study_name, self.heartbeat)
-
     def _work(self, study: optuna.Study, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, Summary]:
         recovered = studies.fail_interrupted(study, storage)
         for number in recovered:
@@ -217,117 +211,6 @@ class Search:
             self.progress.stop()
             runner.close()
         return study, summary
-
-    def _join(self, study: optuna.Study) -> tuple[float | None, str]:
-        """Register this worker; join the run of the workers live now (their deadline, a seed of its own, a
-        sampler that sees their running trials), and queue the user's recipe unless it is done or under way."""
-        others = self.crew.clean_and_list()
-        seed = worker_seed(self.options.seed, len(others))
-        if others or self.options.storage is not None:
-            study.sampler = studies.make_sampler(self.options.sampler, seed, self.plan.space, shared=True)
-        deadline, why = self._deadline()
-        wall = (lambda t: None if t is None else time.time() + (t - time.monotonic()))
-        me = self.crew.register(seed, wall(deadline), wall(self.budget_end))
-        founder = self.crew.founder()
-        if founder is not None:
-            # The run's deadline is its first worker's: a worker started later helps finish the same run.
-            if (theirs := founder.attrs.get("deadline")) is not None:
-                deadline, why = time.monotonic() + (theirs - time.time()), f"the run's deadline (set by worker {who(founder.worker)}) reached"
-            if (end := founder.attrs.get("budget_end")) is not None:
-                self.budget_end = time.monotonic() + (end - time.time())
-            self.progress.info(escape(f"worker {who(me.worker)} joins {len(others)} other worker(s) on study '{self.study_name}' "
-                                      f"(sampler seed {seed}); the run's trial budget and deadline are shared"))
-        if self.options.storage is not None and self.options.cache_dir is None:
-            self.progress.info(escape(f"trained checkpoints are kept in {self.options.checkpoints(self.task.name)} on this host only; "
-                                      "--cache-dir PATH on a folder every host shares lets workers reuse each other's training"))
-        self._queue_baseline(study)
-        return deadline, why
-
-    def _queue_baseline(self, study: optuna.Study) -> None:
-        """Queue the user's recipe unless it is measured or under way; one worker at a time checks and queues it,
-        so it is never queued twice."""
-        mine, holder = self.crew.holder("baseline", "queue")
-        if holder.number == mine.number:
-            studies.ensure_baseline(study, self.plan.defaults)
-        self.crew.release(mine)
-
-    def used(self, study: optuna.Study) -> int:
-        """Trials of this run's trial budget so far (every worker's; running ones included): a configuration
-        reused from an earlier measurement, or not run, costs nothing."""
-        run = self.crew.run
-        return sum(1 for r in self.records(study) if r.run == run and r.duplicate_of is None and not r.not_run
-                   and r.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING))
-
-    def _fail_stale(self, study: optuna.Study) -> None:
-        """Fail the trials of workers that stopped sending heartbeats (their configurations are queued again)."""
-        self.retry.retried.clear()
-        self.retry.fail_stale(study)
-        self.crew.clean()
-        if self.retry.retried:
-            self.progress.info(f"trial(s) {self.retry.retried} failed: their worker stopped sending heartbeats; queued again")
-
-    def _baseline_ready(self, study: optuna.Study) -> bool:
-        """Whether the next trial can start: the user's recipe is measured, or waiting for this worker to take it.
-        While another worker measures it, wait: every other trial is judged against it."""
-        if studies.baseline_of(study) is not None:
-            return True
-        trials = [(t, record.read(t)) for t in study.get_trials(deepcopy=False)]
-        base = [(t, r) for t, r in trials if r.role == "baseline"]
-        if any(t.state == TrialState.WAITING for t, _ in base):
-            return True
-        if any(t.state == TrialState.RUNNING for t, _ in base):
-            time.sleep(min(2.0, self.options.heartbeat))
-            return False
-        failed = [r for _, r in base if r.failure_kind not in (None, "interrupted", "busy")]
-        if failed:
-            raise AutoaccelError(f"the baseline (trial {failed[-1].number}, your own recipe) failed on worker "
-                                 f"{who(failed[-1].worker)}: {failed[-1].reason}")
-        self._queue_baseline(study)
-        return True
-
-    def _settle(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
-        """Before the finish, with no other worker searching: trials left running by workers that died are failed
-        once their heartbeats are overdue, and everything queued (their retries, proposals no worker took) is
-        run, so the finish's own queued trials are the ones it asks for."""
-        runner.threads = None  # alone now: the finish measures with every core this worker would use
-        interval = self.heartbeat.interval
-        until = time.monotonic() + (studies.grace_period(int(interval)) + 2 * interval if interval else 0.0)
-        while time.monotonic() < until:
-            self._fail_stale(study)
-            if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                break
-            time.sleep(min(1.0, interval))
-        if left := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            self.progress.info(f"trial(s) {[t.number for t in left]} are still marked running with no live worker "
-                               "(this storage keeps no heartbeat): left as they are")
-        # A dead worker's trial is measured again even when the budget is spent (its slot was paid for); proposals
-        # still queued are dropped, so the finish's own queued trials are the ones it gets.
-        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if record.read(t).retry_of is None:
-                record.write_stored(study._storage, t._trial_id, not_run=True, failure_kind="busy",
-                                    reason="queued, not run: the run's trial budget was spent")
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            self._one_trial(study, runner, min(self.used(study) + 1, self.total))
-
-    def _finishing(self, study: optuna.Study) -> bool:
-        """Whether this worker re-measures the finalists and writes the answer: the last one searching does, and
-        one only (the oldest claim on the finish wins). The others say who does, and exit."""
-        self.crew.leave()
-        if others := self.crew.others():
-            self.finished_by = who(others[-1].worker)
-            self.progress.info(escape(f"this worker's trials are in study '{self.study_name}'; {len(others)} other worker(s) are still "
-                                      f"searching (latest {self.finished_by}): the last to finish re-measures the finalists and "
-                                      "writes the answer"))
-            return False
-        mine, holder = self.crew.holder("finish", "answer")
-        if holder.number != mine.number:
-            self.crew.release(mine)
-            self.finished_by = who(holder.worker)
-            self.progress.info(escape(f"worker {self.finished_by} is re-measuring the finalists and writing the answer of study "
-                                      f"'{self.study_name}'"))
-            return False
-        return True
 
     def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
         """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value

@@ -129,6 +129,9 @@ class StrategyContract:
     runs_on: ClassVar[Target] = CPU
     # Seconds of inference timing per measurement in the end-to-end runs: the numbers are not judged, only had.
     timing_budget_s: ClassVar[float] = 0.02
+    # How many of the space's settings run end to end (None: every one). A technique whose every trial costs
+    # seconds of fixed overhead (starting processes) may check a few: each setting still runs in the study test.
+    end_to_end_settings: ClassVar[int | None] = None
 
     def make(self) -> Strategy:
         return self.strategy_class()
@@ -266,7 +269,7 @@ class StrategyContract:
         base = self.base(task)
         with tempfile.TemporaryDirectory() as cache:
             baseline = run_trial(task, base, task.seed, self.timing_budget_s, cache)
-            for params in settings(s.effective_space(self.runs_on, task)):
+            for params in list(settings(s.effective_space(self.runs_on, task)))[:self.end_to_end_settings]:
                 plan = self._plan(s, task, base, params)
                 try:
                     result = run_trial(task, plan, task.seed, self.timing_budget_s, cache)

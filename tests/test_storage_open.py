@@ -33,8 +33,7 @@ def _race(url: str, workers: int) -> list[str]:
         return pool.starmap(_open_at, [(url, start)] * workers)
 
 
-@pytest.mark.parametrize("round_", range(3))
-def test_workers_starting_together_on_a_fresh_sqlite_file_all_join(tmp_path: Path, round_: int) -> None:
+def test_workers_starting_together_on_a_fresh_sqlite_file_all_join(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     assert _race(url, 4) == ["ok"] * 4
     study = optuna.load_study(study_name="shared", storage=url)

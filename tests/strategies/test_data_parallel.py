@@ -25,6 +25,7 @@ from tiny_digits import make_task, task_source, write_model
 
 class TestDataParallelContract(StrategyContract):
     strategy_class = DataParallelStrategy
+    end_to_end_settings = 3  # world size 2 split, replicated, with LR scaling: each trial starts two ranks
 
 
 def children() -> set[int]:
