@@ -17,6 +17,7 @@ from autoaccel.errors import AutoaccelError
 from autoaccel.options import Options
 from autoaccel.planning import Plan
 from autoaccel.record import TrialRecord
+from autoaccel.task import Task
 from autoaccel.worker import InProcessRunner, IsolatedRunner
 from autoaccel.workers import Heartbeat, RetryStale, Workers, who, worker_seed
 
@@ -24,6 +25,7 @@ from autoaccel.workers import Heartbeat, RetryStale, Workers, who, worker_seed
 class Teamwork:
     """Mixed into Search: what it needs from it is declared here."""
 
+    task: Task
     options: Options
     plan: Plan
     progress: Progress
@@ -120,8 +122,8 @@ class Teamwork:
 
     def _settle(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner) -> None:
         """Before the finish, with no other worker searching: trials left running by workers that died are failed
-        once their heartbeats are overdue, and everything queued (their retries, proposals no worker took) is
-        run, so the finish's own queued trials are the ones it asks for."""
+        once their heartbeats are overdue and their retries run; proposals no worker took are dropped, so the
+        finish's own queued trials are the ones it asks for."""
         runner.threads = None  # alone now: the finish measures with every core this worker would use
         interval = self.heartbeat.interval
         until = time.monotonic() + (studies.grace_period(int(interval)) + 2 * interval if interval else 0.0)

@@ -16,23 +16,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from study_snapshot import TINY_STUDY, sqlite_url
-from tiny_digits import task_source, write_model
+from tiny_digits import slow_training_source, write_model
 
 # Training sleeps 50 ms a step (45 steps): each trial spends over 2 s training, so a kill lands mid-trial.
-SLOW_TRAINING = task_source(
-    prelude='''
-        class SlowToTrain(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-            def forward(self, x):
-                if self.training:
-                    time.sleep(0.05)
-                return self.net(x)
-    ''',
-    model="SlowToTrain()",
-)
+SLOW_TRAINING = slow_training_source(0.05)
 
 
 def command(model: Path, out: Path, trials: int) -> list[str]:

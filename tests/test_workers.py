@@ -18,25 +18,12 @@ import pytest
 from optuna.trial import FrozenTrial, TrialState
 from postgres_server import PASSWORD
 
-from tiny_digits import task_source, write_model
+from tiny_digits import slow_training_source, write_model
 
 STUDY = "shared"
 # Training sleeps 40 ms a step (45 steps): every trial spends about 2 s training, so a kill lands mid-trial
 # and three workers overlap on two cores (they mostly wait).
-SLOW_TRAINING = task_source(
-    prelude='''
-        class SlowToTrain(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-            def forward(self, x):
-                if self.training:
-                    time.sleep(0.04)
-                return self.net(x)
-    ''',
-    model="SlowToTrain()",
-)
+SLOW_TRAINING = slow_training_source(0.04)
 
 
 def command(model: Path, out: Path, url: str, cache: Path, trials: int) -> list[str]:

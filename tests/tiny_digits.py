@@ -142,3 +142,23 @@ def train_with(task: Task, plan: Pipeline) -> TrialResult:
     assert math.isfinite(float(result.details["train_loss"])), result.details
     assert result.details["train_steps"] == plan.epochs * -(-len(task.train_data) // plan.batch_size)
     return result
+
+
+def slow_training_source(step_sleep_s: float) -> str:
+    """The tiny task's model.py with a model that sleeps ``step_sleep_s`` per training step (45 steps an epoch):
+    a trial that takes seconds while mostly waiting, so a kill lands mid-trial and several workers overlap on
+    two cores."""
+    return task_source(
+        prelude=f'''
+            class SlowToTrain(nn.Module):
+                def __init__(self):
+                    super().__init__()
+                    self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+                def forward(self, x):
+                    if self.training:
+                        time.sleep({step_sleep_s})
+                    return self.net(x)
+        ''',
+        model="SlowToTrain()",
+    )
