@@ -411,7 +411,10 @@ class Search(Teamwork):
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP turned into Interrupted by the CLI
             self._fail(study, trial, "interrupted", interrupt_reason(exc), started)
             raise
-        self._complete(study, trial, result, started)
+        if not self._complete(study, trial, result, started):
+            self.progress.info(f"  trial #{trial.number} was failed by another worker while this one was paused past its "
+                               "heartbeat grace period: its result is dropped (the configuration was queued again)")
+            return trial.number
         if not quiet:
             self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, study, trial.number), self._best(study))
         return trial.number
@@ -441,7 +444,19 @@ class Search(Teamwork):
         study.tell(trial, state=TrialState.FAIL)
         self._finished(study, trial.number)
 
-    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
+    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> bool:
+        """Record the measured trial; False when it is no longer this worker's to record: another worker failed it
+        as stale while this one was paused (a stopped process, a frozen VM) longer than the grace period."""
+        try:
+            self._record_result(study, trial, result, started)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if study.get_trials(deepcopy=False)[trial.number].state != TrialState.COMPLETE:
+            return False  # failed by another worker between the record and the tell
+        self._finished(study, trial.number)
+        return True
+
+    def _record_result(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
         base = studies.baseline_of(study)
         base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
         drop = self.max_drop(study, base_acc)
@@ -451,8 +466,7 @@ class Search(Teamwork):
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)
         trial.set_constraint("accuracy_drop", constraint)
-        study.tell(trial, [result.metrics[o] for o in self.objectives])
-        self._finished(study, trial.number)
+        study.tell(trial, [result.metrics[o] for o in self.objectives], skip_if_finished=True)
 
     def _finished(self, study: optuna.Study, number: int) -> None:
         """Tell observers (reporters, loggers) about the finished trial: its record, as stored."""

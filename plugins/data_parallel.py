@@ -141,7 +141,7 @@ def rank_main(folder: str) -> None:
         dist.destroy_process_group()
 
 
-def run_ranks(folder: Path, world: int, threads: int, timeout: float | None = None) -> None:
+def run_ranks(folder: Path, world: int, threads: int) -> None:
     """Start ``world`` rank processes the way torchrun does (one command, RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT
     in the environment) and wait for all; the first that fails stops the others and fails the trial."""
     # The parent's import path too: the user's own modules (and their script's folder) import in the ranks.

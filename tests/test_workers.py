@@ -132,3 +132,32 @@ def test_three_workers_one_killed_share_one_study_and_write_one_answer(tmp_path:
     print(f"\nworkers: trials {len(trials)}, completed {sum(t.state == TrialState.COMPLETE for t in trials)}, "
           f"failed {sum(t.state == TrialState.FAIL for t in trials)} (busy {sum(t.user_attrs.get('failure_kind') == 'busy' for t in trials)}), "
           f"retried {len(retries)}, measured twice 0, reused {sum(t.user_attrs.get('duplicate_of') is not None for t in trials)}")
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # the search beats from its own thread (workers.py)
+def test_a_worker_paused_past_its_grace_period_drops_its_result_and_goes_on(tmp_path: Path) -> None:
+    """A worker stopped (SIGSTOP, a frozen VM) longer than the grace period finds its trial failed and queued
+    again by another worker when it resumes: it drops its result instead of dying on a finished trial."""
+    from autoaccel.options import Options
+    from autoaccel.registry import plugin_manager
+    from autoaccel.search import Search
+    from autoaccel.study import open_storage, open_study
+    from autoaccel.trial import TrialResult
+    from autoaccel.workers import RetryStale
+    from tiny_digits import make_task
+
+    search = Search(make_task(), None, Options(trials=2, target="cpu", strategies=("precision",), out=str(tmp_path)),
+                    plugin_manager())
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", heartbeat_s=1)
+    study = open_study(storage, "paused", search.objectives, optuna.samplers.RandomSampler())
+    search.attach(study)
+    trial = study.ask()
+    search.heartbeat.hold(trial._trial_id)
+    search.heartbeat.drop(trial._trial_id)  # the worker stops beating: paused
+    time.sleep(4.5)  # past the 3 s grace period (SQLite keeps whole seconds)
+    RetryStale(search.plan.defaults).fail_stale(study)  # what another worker does before its next trial
+    assert study.get_trials()[0].state == TrialState.FAIL
+    result = TrialResult({"accuracy": 0.9, "train_time": 1.0, "latency": 0.001}, {})
+    assert search._complete(study, trial, result, time.monotonic()) is False
+    assert study.get_trials()[0].state == TrialState.FAIL and "no heartbeat" in study.get_trials()[0].user_attrs["reason"]
+    search.heartbeat.close()
