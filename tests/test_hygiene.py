@@ -114,7 +114,8 @@ def test_a_normal_end_leaves_no_process_and_no_temp_folder(tmp_path: Path, tiny_
     assert main(["optimize", str(tiny_task_file), "--target", "cpu", "--trials", "3", "--out", str(tmp_path / "out"),
                  "--mode", "inference", "--strategies", "runtime,quantization", "--remeasure-rounds", "2", "--quiet"]) == 0
     assert gone_within(descendants(os.getpid()), 5) == []
-    assert scratch_folders() == before
+    # Only this run's folders count: a folder left by a process killed earlier (another run's) may be swept by it.
+    assert scratch_folders() - before == set()
     assert not list(Path(tmp_path).rglob("autoaccel-ort-*")), "every ONNX Runtime trial's folder is removed"
 
 
