@@ -190,9 +190,9 @@ class Search(Teamwork):
                         break
             self.progress.stop()
             self.record_screening(study)
-            summary = summarize_study(study, self.objectives, self.max_drop(study))
             if not self._finishing(study):
-                return study, summary
+                # Another worker finishes: this one's view of the study so far (single measurements).
+                return study, summarize_study(study, self.objectives, self.max_drop(study))
             try:
                 self._settle(study, runner)
                 finalize(self, study, runner)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -333,7 +332,3 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
             out.seconds[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i), loads)
             out.load[objective] = loads
     return out
-
-
-def cache_path(out_dir: str | Path) -> str:
-    return str(Path(out_dir) / "checkpoints")
