@@ -42,6 +42,7 @@ class TrialRecord:
     worker: dict[str, Any] | None = None  # host and pid of the process that ran it
     retry_of: int | None = None  # the trial whose worker died mid-trial (no heartbeat): this one measures it again
     run: int | None = None  # the run of workers that asked it (workers.py): a --trials budget is that run's
+    over: int | None = None  # a screen or stack added to another configuration: the trial it must beat
 
     @property
     def measured(self) -> bool:
@@ -99,8 +100,9 @@ def write_stored(storage: optuna.storages.BaseStorage, trial_id: int, **fields: 
 
 
 def enqueued(role: str, **fields: Any) -> dict[str, Any]:
-    """The attributes a trial is queued with (``study.enqueue_trial(..., user_attrs=enqueued(role))``)."""
-    return _checked({"role": role, **fields})
+    """The attributes a trial is queued with (``study.enqueue_trial(..., user_attrs=enqueued(role))``); fields
+    that are None are left out (read back as None)."""
+    return _checked({"role": role, **{k: v for k, v in fields.items() if v is not None}})
 
 
 def copy_results(trial: optuna.Trial, twin: TrialRecord) -> None:

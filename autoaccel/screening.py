@@ -38,6 +38,20 @@ SURVIVING = frozenset({"helps", "more accurate", "not screened"})
 
 
 @dataclass(frozen=True)
+class Tried:
+    """One configuration that tried a technique: alone (``against`` the user's recipe), or added to another."""
+
+    record: TrialRecord
+    against: TrialRecord | None  # what it is judged against; None: the user's recipe
+    own: dict[str, Any]  # the technique's own settings in it
+
+    @property
+    def on_top(self) -> str:
+        """How the verdict's reason says what it was judged against."""
+        return "" if self.against is None or self.against.role == "baseline" else f" on top of trial {self.against.number}"
+
+
+@dataclass(frozen=True)
 class Verdict:
     """What screening concluded about one technique."""
 
@@ -125,79 +139,96 @@ class Screening:
         """Probes in all: what screening every technique alone could take."""
         return sum(len(p) for p in self.probes.values())
 
-    def evidence(self, records: Iterable[TrialRecord]) -> dict[str, list[TrialRecord]]:
-        """Per technique, the distinct configurations that changed it alone (measured or failed), oldest first."""
+    def evidence(self, records: Iterable[TrialRecord], base: TrialRecord | None = None) -> dict[str, list[Tried]]:
+        """Per technique, the distinct configurations that tried it (measured or failed), oldest first: alone
+        against the user's recipe (``base``), or, in a short run, added to another configuration (a screen with
+        ``over``) against that one."""
+        done = sorted(records, key=lambda r: r.number)
+        by_number = {r.number: r for r in done}
         seen: set[str | None] = set()
-        out: dict[str, list[TrialRecord]] = {s.name: [] for s in self.strategies}
-        for r in sorted(records, key=lambda r: r.number):
+        out: dict[str, list[Tried]] = {s.name: [] for s in self.strategies}
+        for r in done:
             if r.not_run or r.duplicate_of is not None or r.role == "baseline" or r.fingerprint in seen:
                 continue
+            if not (r.measured or r.failure_kind):
+                continue
             touched = split_params(r.settings)
-            if len(touched) == 1 and (name := next(iter(touched))) in out and (r.measured or r.failure_kind):
+            own = {name: {k: v for k, v in r.settings.items() if k.partition(".")[0] == name} for name in touched}
+            reference = by_number.get(r.over) if r.role == "screen" and r.over is not None else None
+            if reference is not None:
+                # The technique it added: what it changed that the configuration it was added to did not have so.
+                added = {name for name, local in touched.items() if split_params(reference.settings).get(name) != local}
+                if len(added) == 1 and (name := next(iter(added))) in out and reference.measured:
+                    seen.add(r.fingerprint)
+                    out[name].append(Tried(r, reference, own[name]))
+            elif len(touched) == 1 and (name := next(iter(touched))) in out:
                 seen.add(r.fingerprint)
-                out[name].append(r)
+                out[name].append(Tried(r, base, own[name]))
         return out
 
     def verdicts(self, records: Sequence[TrialRecord], base: TrialRecord) -> dict[str, Verdict]:
-        evidence = self.evidence(records)
+        evidence = self.evidence(records, base)
         return {s.name: self._judge(s, evidence[s.name], base) for s in self.strategies}
 
-    def _judge(self, strategy: Strategy, tried: list[TrialRecord], base: TrialRecord) -> Verdict:
-        """A technique's verdict from its probes so far. It helps as soon as one probe is faster beyond noise, but
-        stays pending while each helping probe beats the one before (a larger batch that keeps paying: the next
-        probe follows the gain), so the screening ends on the best of a run of wins, not the first."""
+    def _judge(self, strategy: Strategy, tried: list[Tried], base: TrialRecord) -> Verdict:
+        """A technique's verdict from its probes so far. It helps as soon as one probe is faster beyond noise than
+        what it was tried against, but stays pending while each helping probe beats the one before (a larger
+        batch that keeps paying: the next probe follows the gain), so the screening ends on the best of a run of
+        wins, not the first."""
         name = strategy.name
         if name not in self.probes:
             return Verdict(name, "not screened", "combines other trained models; searched in combination only")
         metrics = self.judging.get(factor_of(strategy, self.mode), ())
-        best: tuple[float, TrialRecord] | None = None
-        helped: tuple[float, TrialRecord] | None = None
+        best: tuple[float, Tried] | None = None
+        helped: tuple[float, Tried] | None = None
         improving = False
-        for r in tried:
+        for t in tried:
+            r, against = t.record, t.against or base
             if not r.measured:
                 if r.failure_kind in FATAL:
                     return Verdict(name, "failed", f"failed on this task: {r.reason or r.failure_kind}", r.number)
                 improving = False
                 continue
-            gain = speedup(r, base, metrics) if metrics else 0.0
+            gain = speedup(r, against, metrics) if metrics else 0.0
             if gain > 1.0:
                 improving = helped is None or gain > helped[0]
                 if improving:
-                    helped = (gain, r)
-            elif more_accurate(r, base) and helped is None:
-                return Verdict(name, "more accurate", "more accurate beyond noise (accuracy others can spend)", r.number, gain)
+                    helped = (gain, t)
+            elif more_accurate(r, against) and helped is None:
+                return Verdict(name, "more accurate", "more accurate beyond noise (accuracy others can spend)"
+                               + t.on_top, r.number, gain)
             else:
                 improving = False
             if best is None or gain > best[0]:
-                best = (gain, r)
-        untried = [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.settings) for t in tried)]
+                best = (gain, t)
+        untried = [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.own) for t in tried)]
         if helped is not None and not (improving and untried):
-            gain, r = helped
-            over = "" if r.feasible else ", though over the accuracy budget alone (kept to combine)"
-            return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{over}", r.number, gain)
+            gain, t = helped
+            over = "" if t.record.feasible else ", though over the accuracy budget alone (kept to combine)"
+            return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{t.on_top}{over}", t.record.number, gain)
         if helped is None and (len(tried) >= MAX_PROBES or not untried):
             if not self.probes[name]:
                 return Verdict(name, "no gain", "nothing to try: every setting left in its space is your recipe's")
             if not tried:
                 return Verdict(name, "no gain", "its settings changed nothing here (each made your recipe's plan)")
             if best is None:
-                last = tried[-1]
+                last = tried[-1].record
                 return Verdict(name, "no gain", f"every setting tried failed ({last.reason or last.failure_kind})", last.number)
-            gain, r = best
-            return Verdict(name, "no gain", f"no speedup beyond noise on this target (best {gain:.2f}x, noise allowed for)",
-                           r.number, gain)
+            gain, t = best
+            return Verdict(name, "no gain", f"no speedup beyond noise on this target{t.on_top} (best {gain:.2f}x, noise "
+                           "allowed for)", t.record.number, gain)
         return Verdict(name, "pending", f"{len(tried)} of its settings tried so far")
 
     def next_probe(self, records: Sequence[TrialRecord], base: TrialRecord, profile: Mapping[str, float],
                    factor: str | None = None) -> tuple[Strategy, dict[str, Any]] | None:
         """The next technique (of ``factor``, or any) to try alone and its setting; None when that is screened."""
-        evidence = self.evidence(records)
+        evidence = self.evidence(records, base)
         pending = [s for s in self.order(profile) if (factor is None or factor_of(s, self.mode) == factor)
                    and self._judge(s, evidence[s.name], base).status == "pending"]
         # Every technique's first (most promising) setting before any technique's second: a short run tries
         # each technique once rather than one technique thoroughly.
         for strategy in sorted(pending, key=lambda s: bool(evidence[s.name])):
-            tried = [r.settings for r in evidence[strategy.name]]
+            tried = [t.own for t in evidence[strategy.name]]
             for probe in self.probes[strategy.name]:
                 if _key(probe) not in self.proposed and not any(_same(probe, t) for t in tried):
                     self.proposed.add(_key(probe))

@@ -62,8 +62,8 @@ class Search(Teamwork):
         self.neighbours = Neighbours(self.plan.space, self.plan.defaults, options.mode, self.build)
         self.total = self.options.resolved_trials()
         # A fixed count of trials (no time budget) makes every trial equally dear: when it cannot screen every
-        # technique, the factors take turns instead of the cheap serving screens taking all of it.
-        self.stages.alternate = options.trials is not None and options.trials - 1 < self.stages.screening.size
+        # technique alone, the run is short (see Stages.short).
+        self.stages.short = options.trials is not None and options.trials - 1 < self.stages.screening.size
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
         self.finished_by: str | None = None  # another worker that writes the answer (None: this one, or nobody)
         self.threads = torch.get_num_threads()  # what a trial uses when this worker is alone on its host
@@ -272,7 +272,8 @@ class Search(Teamwork):
             near = self._local(study, records, base)
             proposal = Proposal("local", near) if near is not None else Proposal("candidate")
         if proposal.config is not None:
-            study.enqueue_trial({**self.plan.defaults, **proposal.config}, user_attrs=record.enqueued(proposal.role))
+            study.enqueue_trial({**self.plan.defaults, **proposal.config},
+                                user_attrs=record.enqueued(proposal.role, over=proposal.over))
         number = self._observe(study, proposal, self._one_trial(study, runner, n))
         trial = record.read(study.get_trials(deepcopy=False)[number])
         if proposal.role == "candidate" and trial.duplicate_of is not None:

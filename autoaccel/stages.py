@@ -60,8 +60,11 @@ class Stages:
         self.repeats = 0  # proposals in a row that repeated a measured configuration
         self.proposals = 0  # combining proposals so far: every other one is a local move
         self.announced: set[str] = set()  # stages already announced (screening resumes after a factor's stacking)
-        # A run of a fixed number of trials too small to screen every technique alone: factors take turns.
-        self.alternate = False
+        # A run of a fixed number of trials too small to screen every technique alone (a GPU user's --trials 8):
+        # the factors take turns, and once a technique helps, the next ones are screened on top of the best
+        # configuration so far rather than alone, so what helps accumulates within the trials there are (the
+        # stacking that would follow screening may never come).
+        self.short = False
 
     def factor(self, strategy: Strategy) -> str:
         return factor_of(strategy, self.mode)
@@ -73,7 +76,7 @@ class Stages:
             notes.append(f"your recipe's training time: {describe(profile)}")
         if self.stage in ("", "screening", "stacking"):
             factors = self.factors
-            if self.alternate:
+            if self.short:
                 # Too few trials to screen everything: each factor in turn (the least screened first), so a
                 # short run tries a training technique too, not only the cheap serving ones.
                 done = self.screening.screened(records)
@@ -84,7 +87,7 @@ class Stages:
                     self._enter("screening", notes, "stage 1: each technique alone against your recipe, serving first "
                                 "(an evaluation each), then training techniques by the share of your training time "
                                 "they could remove")
-                    return Proposal("screen", probe[1], probe[0], messages=notes)
+                    return self._screen(probe[0], probe[1], factor, records, base, notes)
                 if factor not in self.stacked:
                     self.stacked.add(factor)
                     self.stacks += self._stacks(factor, records, base)
@@ -151,6 +154,19 @@ class Stages:
                 for config in stacked(s, self.screening.probes[s.name], top):
                     proposals.setdefault(repr(sorted(config.items())), Proposal("stack", config, s, bar))
         return list(proposals.values())
+
+    def _screen(self, strategy: Strategy, probe: dict[str, Any], factor: str, records: Sequence[TrialRecord],
+                base: TrialRecord, notes: list[str]) -> Proposal:
+        """A screening trial: the probe alone, or in a short run on top of the factor's best configuration so far
+        when one beats the user's recipe (the screening then judges the probe against that configuration)."""
+        if self.short:
+            names = {s.name for s in self.strategies if self.factor(s) == factor}
+            best = incumbent(records, base, names, self.judging[factor])
+            if best is not None and speedup(best, base, self.judging[factor]) > 1.0:
+                config = stacked(strategy, [probe], best)[0]
+                if config != best.settings:
+                    return Proposal("screen", config, strategy, best.number, messages=notes)
+        return Proposal("screen", probe, strategy, messages=notes)
 
     def _pop(self, notes: list[str]) -> Proposal:
         proposal = self.stacks.pop(0)

@@ -1,10 +1,13 @@
-"""Record a replay table: every configuration of a restricted space, measured once.
+"""Record a replay table: every configuration of a restricted space, trained once and evaluated ``--repeats`` times.
 
     python bench/record_table.py examples/digits.py --strategies batch_size,precision,dataloader,scheduler,quantization,runtime,pruning \
         --choices batch_size.size=16,32,64,128 --choices batch_size.lr_scaling=none,linear ... --out bench/tables/digits_cpu.json
 
 Each row holds the configuration (the settings that change the plan), its goal (train, serve, combined), the
 objectives and accuracy, the training key, the seconds its training took and the seconds its evaluation took.
+A row's figures are the medians of its evaluations, taken in passes over the whole table (the later ones reuse
+the cached training): one evaluation alone can land a whole run on a quiet or a busy spell of the machine, and a
+replay then rewards the search that happens on that row rather than the one that searches well.
 Every suggested point of the conditional grid is mapped to its row (``aliases``), so a replay of any search
 method, conditional or flat, finds what it would have measured. bench/search_replay.py replays searches on it;
 bench/README.md documents the format.
@@ -15,6 +18,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
+import statistics
 import sys
 import tempfile
 import time
@@ -29,11 +34,12 @@ from autoaccel.configuration import configuration, goal_of  # noqa: E402
 from autoaccel.errors import TrialFailure  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.options import Options  # noqa: E402
+from autoaccel.pipeline import Pipeline  # noqa: E402
 from autoaccel.planning import plan_search  # noqa: E402
 from autoaccel.registry import plugin_manager  # noqa: E402
 from autoaccel.space import Categorical, Param, active  # noqa: E402
 from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import run_trial, warm_up  # noqa: E402
+from autoaccel.trial import TrialResult, run_trial, warm_up  # noqa: E402
 
 TABLE_VERSION = 1
 
@@ -72,6 +78,11 @@ def alias(params: dict[str, Any]) -> str:
     return json.dumps(sorted(params.items()), default=str)
 
 
+def medians(results: list[TrialResult]) -> dict[str, float]:
+    """Each metric's median over a row's runs (the training figures are the same in each: measured once, cached)."""
+    return {name: statistics.median(r.metrics[name] for r in results) for name in results[0].metrics}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
@@ -80,8 +91,11 @@ def main() -> None:
     parser.add_argument("--mode", default="both")
     parser.add_argument("--objectives", default=None)
     parser.add_argument("--timing-budget", type=float, default=0.2, help="seconds of timing per latency measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="evaluations per row; its figures are their medians")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats: expected at least 1 evaluation per row, got {args.repeats}")
     task = load_task(args.model)
     options = Options(strategies=tuple(args.strategies.split(",")), choices=_choices(args.choices), mode=args.mode,
                       objectives=tuple(args.objectives.split(",")) if args.objectives else None, target="cpu")
@@ -94,6 +108,9 @@ def main() -> None:
     print(f"{len(points)} grid points over {len(plan.space)} parameters", file=sys.stderr)
     rows: dict[str, dict[str, Any]] = {}
     aliases: dict[str, str] = {}
+    pipelines: dict[str, Pipeline] = {}
+    results: dict[str, list[TrialResult]] = {}
+    evaluations: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as cache:
         for i, params in enumerate(points):
             config = configuration(plan.strategies, plan.base, {**plan.defaults, **params}, plan.defaults)
@@ -105,25 +122,39 @@ def main() -> None:
             key = training_key(task, pipeline)
             started = time.perf_counter()
             try:
-                result = run_trial(task, pipeline, task.seed, args.timing_budget, cache)
+                first = run_trial(task, pipeline, task.seed, args.timing_budget, cache)
             except TrialFailure as exc:
                 rows[fingerprint] = {"params": config, "goal": goal_of(config, plan.strategies, options.mode), "training_key": key,
                                      "failed": f"{exc.kind}: {exc.reason}", "train_seconds": 0.0,
                                      "eval_seconds": time.perf_counter() - started}
                 continue
             wall = time.perf_counter() - started
-            trained = not result.details.get("cached_training", False)
-            train_s = float(result.metrics["train_time"]) if plan.base.train else 0.0
-            rows[fingerprint] = {
-                "params": config, "goal": goal_of(config, plan.strategies, options.mode), "training_key": key,
-                "metrics": result.metrics, "train_seconds": train_s,
-                # Training seconds (compilation apart) are charged separately, once per training key.
-                "eval_seconds": max(0.0, wall - train_s - float(result.details.get("compile_s", 0.0))) if trained else wall,
-            }
-            print(f"[{i + 1}/{len(points)}] {len(rows)} rows  {config}  {result.metrics.get('accuracy'):.4f}", file=sys.stderr)
+            trained = not first.details.get("cached_training", False)
+            train_s = float(first.metrics["train_time"]) if plan.base.train else 0.0
+            # Its evaluation: what is left of the run once training (compilation apart) is taken out.
+            evaluation = max(0.0, wall - train_s - float(first.details.get("compile_s", 0.0))) if trained else wall
+            pipelines[fingerprint], results[fingerprint], evaluations[fingerprint] = pipeline, [first], [evaluation]
+            # Training seconds are charged separately by a replay, once per training key.
+            rows[fingerprint] = {"params": config, "goal": goal_of(config, plan.strategies, options.mode),
+                                 "training_key": key, "train_seconds": train_s}
+            print(f"[{i + 1}/{len(points)}] {len(rows)} rows  {config}  {first.metrics.get('accuracy'):.4f}", file=sys.stderr)
+        # The later evaluations reuse the cached training, every row once per pass and in a new order each time: a
+        # busy or quiet spell of a shared machine then falls on different rows in each pass, and a row's median
+        # leaves it out (back to back, the evaluations of one row would share it).
+        order = list(pipelines)
+        for repeat in range(1, args.repeats):
+            random.Random(repeat).shuffle(order)
+            for fingerprint in order:
+                started = time.perf_counter()
+                results[fingerprint].append(run_trial(task, pipelines[fingerprint], task.seed, args.timing_budget, cache))
+                evaluations[fingerprint].append(time.perf_counter() - started)
+            print(f"pass {repeat + 1} of {args.repeats}: every row evaluated again", file=sys.stderr)
+    for fingerprint, measured in results.items():
+        rows[fingerprint].update(metrics=medians(measured), eval_seconds=statistics.median(evaluations[fingerprint]))
     table = {
         "version": TABLE_VERSION, "name": Path(args.out).stem, "task": task.name, "model": args.model, "mode": options.mode,
         "strategies": args.strategies, "choices": args.choices, "objectives": list(options.resolved_objectives()),
+        "repeats": args.repeats,
         "max_accuracy_drop": options.max_accuracy_drop,
         "space": {name: describe_param(p) for name, p in plan.space.items()},
         "baseline": apply_all(plan.strategies, plan.base, {}).fingerprint(),

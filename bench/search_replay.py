@@ -142,7 +142,7 @@ class Replay:
         return all(v is not None for v in self.reached.values()) and self.cost >= self.horizon
 
 
-def plain_optuna(table: Table, seed: int, sampler: optuna.samplers.BaseSampler, cap: int) -> Replay:
+def plain_optuna(table: Table, seed: int, sampler: optuna.samplers.BaseSampler, cap: int, until_done: bool = True) -> Replay:
     replay = Replay(table)
     directions = ["maximize" if METRICS[o] else "minimize" for o in table.objectives]
     study = optuna.create_study(directions=directions, sampler=sampler)
@@ -156,18 +156,18 @@ def plain_optuna(table: Table, seed: int, sampler: optuna.samplers.BaseSampler, 
             study.tell(trial, [row["metrics"][o] for o in table.objectives])
         else:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        if replay.done:
+        if until_done and replay.done:
             break
     return replay
 
 
-def exhaustive(table: Table, seed: int, cap: int) -> Replay:
+def exhaustive(table: Table, seed: int, cap: int, until_done: bool = True) -> Replay:
     replay = Replay(table)
     order = [r for k, r in table.rows.items() if k != table.data["baseline"]]
     random.Random(seed).shuffle(order)
     for row in [table.base, *order][:cap]:
         replay.measure(row)
-        if replay.done:
+        if until_done and replay.done:
             break
     return replay
 
@@ -198,12 +198,13 @@ class TableRunner:
         pass
 
 
-def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
+def ours(table: Table, seed: int, cap: int, task: Any, trials: int | None = None) -> Replay:
+    """The real search; with ``trials``, told that budget (as ``--trials``) and stopped when it is spent."""
     replay = Replay(table)
     with tempfile.TemporaryDirectory() as out:
         options = Options(strategies=tuple(table.data["strategies"].split(",")), mode=table.data["mode"], seed=seed,
                           choices=_choices(table.data["choices"]), isolate=False, quiet=True, out=out, target="cpu",
-                          remeasure_rounds=0, ablation=False)
+                          remeasure_rounds=0, ablation=False, trials=trials)
         search = Search(task, table.model, options, plugin_manager())
         storage = optuna.storages.InMemoryStorage()
         sampler = studies.make_sampler(options.sampler, seed, search.plan.space)
@@ -213,7 +214,7 @@ def ours(table: Table, seed: int, cap: int, task: Any) -> Replay:
         runner = TableRunner(table, replay)
         replay.study, replay.search = study, search
         proposals = 0
-        while not replay.done and proposals < 4 * cap:
+        while (replay.measured < trials if trials else not replay.done) and proposals < 4 * cap:
             proposals += 1
             search.next_trial(study, runner, proposals)
     return replay
@@ -225,18 +226,20 @@ def _choices(items: list[str]) -> dict[str, tuple[object, ...]] | None:
     return parse(items)
 
 
-def run_method(method: str, table: Table, seed: int, task: Any) -> Replay:
+def run_method(method: str, table: Table, seed: int, task: Any, trials: int | None = None) -> Replay:
+    """One method on one seed: until it reached every goal (and ran past the anytime horizon), or for ``trials``
+    measurements exactly, as a user's ``--trials`` budget."""
     cap = len(table.rows)  # as many measurements as exhaustive needs at most: beyond that a search has failed
     if method == "autoaccel":
-        return ours(table, seed, cap, task)
+        return ours(table, seed, cap, task, trials)
     if method == "exhaustive":
-        return exhaustive(table, seed, cap)
+        return exhaustive(table, seed, trials or cap, until_done=trials is None)
     samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
         "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
     }
-    return plain_optuna(table, seed, samplers[method](), cap)
+    return plain_optuna(table, seed, samplers[method](), trials or cap, until_done=trials is None)
 
 
 def anytime_budgets(table: Table) -> list[float]:
@@ -259,7 +262,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--trials", default="", help="also: the best each method finds within these fixed trial "
+                        "budgets (comma-separated counts, as a user's --trials): every trial is dear on a GPU")
     args = parser.parse_args()
+    try:
+        budgets_in_trials = [int(n) for n in args.trials.split(",") if n.strip()]
+    except ValueError:
+        parser.error(f"--trials: expected comma-separated trial counts such as 6,12, got {args.trials!r}")
+    if any(n < 1 for n in budgets_in_trials):
+        parser.error(f"--trials: expected counts of at least 1, got {args.trials!r}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
     table = Table(args.table)
@@ -273,6 +284,12 @@ def main() -> None:
                                   "trials_to_95": median_or_none([r.trials[goal] for r in replays]),
                                   "anytime": [statistics.median(r.best_at(b, goal) for r in replays) for b in budgets]}
                            for goal in table.goals}
+        for n in budgets_in_trials:
+            short = [run_method(method, table, seed, task, trials=n) for seed in range(args.seeds)]
+            for goal in table.goals:
+                results[method][goal].setdefault("within_trials", {})[str(n)] = {
+                    "best": statistics.median(r.best[goal] for r in short),
+                    "reached": sum(r.reached[goal] is not None for r in short) / len(short)}
     if args.json:
         print(json.dumps({"table": table.data["name"], "methods": results}))
         return
@@ -294,6 +311,13 @@ def main() -> None:
     for method, goals in results.items():
         cells = "   ".join(f"{goal} " + " ".join(f"{v:.2f}" for v in r["anytime"]) for goal, r in goals.items())
         print(f"{method:<11}{cells}")
+    if budgets_in_trials:
+        print(f"median best feasible speedup within a fixed budget of {', '.join(map(str, budgets_in_trials))} trials "
+              f"(share of seeds that reached 95% of the table's best)")
+        for method, goals in results.items():
+            cells = "   ".join(f"{goal} " + " ".join(f"{r['within_trials'][str(n)]['best']:.2f} ({r['within_trials'][str(n)]['reached']:.0%})"
+                                                      for n in budgets_in_trials) for goal, r in goals.items())
+            print(f"{method:<11}{cells}")
 
 
 if __name__ == "__main__":

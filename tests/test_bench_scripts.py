@@ -27,3 +27,30 @@ def test_the_metric_streaming_benchmark_agrees_with_the_old_way() -> None:
     value = done.stdout.splitlines()[-1]
     before, now = value.split(" before; ")
     assert before.split()[1] == now.split()[0], value  # the same value, streamed or held
+
+
+def test_a_recorded_table_holds_the_median_of_its_passes_and_replays(tmp_path: Path, replay) -> None:  # type: ignore[no-untyped-def]
+    from tests.tiny_digits import task_source, write_model
+
+    model = write_model(tmp_path, task_source())
+    out = tmp_path / "tiny.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "record_table.py"), str(model), "--mode", "inference",
+                           "--strategies", "quantization", "--choices", "quantization.method=none,dynamic_int8",
+                           "--repeats", "2", "--timing-budget", "0.02", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "pass 2 of 2" in done.stderr
+    table = replay.Table(str(out))
+    assert table.data["repeats"] == 2 and len(table.rows) == 2
+    # The serving variant reuses the baseline's training: a replay charges it an evaluation only.
+    served = table.lookup({"quantization.method": "dynamic_int8"})
+    assert served["training_key"] == table.base["training_key"] and served["goal"] == "serve"
+    assert all(row["metrics"]["latency"] > 0 and row["eval_seconds"] > 0 for row in table.rows.values())
+    assert table.base["train_seconds"] > 0
+
+
+def test_record_table_refuses_no_evaluation_per_row_in_one_line(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "record_table.py"), "model.py", "--strategies", "quantization",
+                           "--repeats", "0", "--out", str(tmp_path / "t.json")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "--repeats: expected at least 1 evaluation per row, got 0" in done.stderr.splitlines()[-1]

@@ -165,3 +165,56 @@ def test_a_technique_with_nothing_left_to_try_is_judged_without_a_trial() -> Non
     assert verdict.status == "no gain" and "nothing to try" in verdict.reason and verdict.trial is None
     nxt = screening.next_probe([base], base, {})
     assert nxt is not None and nxt[0].name == "runtime"
+
+
+def _bf16_on(number: int, over: TrialRecord, seconds: float) -> TrialRecord:
+    return TrialRecord(number, TrialState.COMPLETE, role="screen", over=over.number,
+                       config={**over.settings, "precision.dtype": "bf16"}, fingerprint=f"bf16-{number}",
+                       constraint=-0.01, metrics={"accuracy": 0.9, "train_time": seconds})
+
+
+def test_a_probe_added_to_a_configuration_is_judged_against_that_configuration() -> None:
+    strategies = _strategies("batch_size", "precision")
+    screening = Screening(strategies, _space(strategies), "train", {"train": ["train_time"]})
+    base, batch = _base(), _probe(1, 64, 5.0)
+    # 4.0 s against batch 64's 5.0 s: 1.25x / 1.1 for a single run's noise, though 2.5x against the recipe. (Its
+    # other settings handed out already, so the verdict does not wait on them.)
+    screening.proposed.update(repr(sorted(p.items())) for p in screening.probes["precision"])
+    faster = screening.verdicts([base, batch, _bf16_on(2, batch, 4.0)], base)["precision"]
+    assert faster.status == "helps" and faster.trial == 2 and "on top of trial 1" in faster.reason
+    assert faster.speedup == pytest.approx(1.25 / 1.1)
+    # 4.8 s: 2.1x faster than the recipe, which batch 64 alone explains; bf16 adds nothing beyond noise
+    screening = Screening(strategies, _space(strategies), "train", {"train": ["train_time"]})
+    records = [base, batch, _bf16_on(2, batch, 4.8)]
+    evidence = screening.evidence(records, base)["precision"]
+    assert [t.own for t in evidence] == [{"precision.dtype": "bf16"}] and evidence[0].against is batch
+    assert screening.verdicts(records, base)["precision"].status == "pending"  # its other settings remain
+    nxt = screening.next_probe(records, base, {})
+    assert nxt is not None and nxt[1] != {"precision.dtype": "bf16"}  # the probe it tried on top is not repeated
+
+
+def _short_stages(short: bool) -> Any:
+    from autoaccel.stages import Stages
+
+    strategies = _strategies("batch_size", "precision")
+    stages = Stages(strategies, _space(strategies), "train", {"train": ["train_time"]}, ("train",))
+    stages.short = short
+    return stages
+
+
+def test_a_short_run_screens_the_next_technique_on_top_of_the_best_so_far() -> None:
+    base = _base()
+    batch = TrialRecord(1, TrialState.COMPLETE, role="screen", config={"batch_size.size": 64, "batch_size.lr_scaling": "sqrt"},
+                        fingerprint="b64", constraint=-0.01, metrics={"accuracy": 0.9, "train_time": 5.0})
+    stages = _short_stages(short=True)
+    stages.screening.proposed.add(repr(sorted({"batch_size.size": 64, "batch_size.lr_scaling": "sqrt"}.items())))
+    # The batch run of wins goes on first (batch 128), then precision comes on top of batch 64.
+    proposals = [stages.next([base, batch], base) for _ in range(2)]
+    on_top = next(p for p in proposals if p.strategy.name == "precision")
+    assert on_top.role == "screen" and on_top.over == 1
+    assert on_top.config["batch_size.size"] == 64 and on_top.config["precision.dtype"] != "fp32"
+    # With trials to spare, each technique is screened alone against the user's recipe.
+    stages = _short_stages(short=False)
+    stages.screening.proposed.add(repr(sorted({"batch_size.size": 64, "batch_size.lr_scaling": "sqrt"}.items())))
+    alone = next(p for p in (stages.next([base, batch], base) for _ in range(2)) if p.strategy.name == "precision")
+    assert alone.over is None and set(alone.config) == {"precision.dtype"}
