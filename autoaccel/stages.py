@@ -1,7 +1,9 @@
 """The order of a search: which trial comes next, in stages that put cheap, likely wins first.
 
 1. screening: each technique alone against the user's recipe (see screening.py), one factor at a time, the
-   cheap one first (serving variants reuse the trained model: an evaluation each);
+   cheap one first (serving variants reuse the trained model: an evaluation each); in a short run (a trial
+   count too small to screen everything) the factors take turns, and each technique is tried on top of the
+   best configuration so far once one beats the recipe;
 2. stacking: as soon as a factor is screened, each technique it left out is added to that factor's best
    configuration so far, so techniques that pay off only together (structured pruning under ONNX Runtime,
    reduced precision at a larger batch) are not lost;
@@ -26,7 +28,7 @@ from autoaccel.profile import describe
 from autoaccel.record import TrialRecord
 from autoaccel.screening import Screening, Verdict, incumbent, speedup, stacked
 from autoaccel.space import Param
-from autoaccel.strategy import Strategy
+from autoaccel.strategy import Strategy, split_params
 
 # Proposals in a row that repeat measured configurations before the combinations of the searched techniques
 # count as exhausted and the search moves to its next stage.
@@ -146,10 +148,21 @@ class Stages:
         verdicts = self.screening.verdicts(records, base)
         left_out = [s for s in self.strategies if s.name in names and verdicts[s.name].status == "no gain"
                     and s not in self.helpers]
+        # The techniques that helped alone are added too, each with the setting that helped: the best two
+        # together are the likeliest win of all, and a serving one costs an evaluation.
+        by_number = {r.number: r for r in records}
+        helped = [(s, by_number[v.trial]) for s in self.strategies
+                  if s.name in names and (v := verdicts[s.name]).status == "helps" and v.trial in by_number]
         # A stack must beat the best feasible configuration (the user's recipe when there is none yet).
         bar = best.number if best is not None else base.number
         proposals: dict[str, Proposal] = {}
         for top in tops:
+            mine = split_params(top.settings)
+            for s, probe in helped:
+                if s.name not in mine:
+                    own = {k: v for k, v in probe.settings.items() if k.partition(".")[0] == s.name}
+                    config = stacked(s, [own], top)[0]
+                    proposals.setdefault(repr(sorted(config.items())), Proposal("stack", config, s, bar))
             for s in left_out:
                 for config in stacked(s, self.screening.probes[s.name], top):
                     proposals.setdefault(repr(sorted(config.items())), Proposal("stack", config, s, bar))
@@ -162,10 +175,11 @@ class Stages:
         if self.short:
             names = {s.name for s in self.strategies if self.factor(s) == factor}
             best = incumbent(records, base, names, self.judging[factor])
-            if best is not None and speedup(best, base, self.judging[factor]) > 1.0:
-                config = stacked(strategy, [probe], best)[0]
-                if config != best.settings:
-                    return Proposal("screen", config, strategy, best.number, messages=notes)
+            # A technique already in the best configuration tries its next setting alone, as usual: added to
+            # itself, it would only be compared with its own other setting.
+            if (best is not None and speedup(best, base, self.judging[factor]) > 1.0
+                    and strategy.name not in split_params(best.settings)):
+                return Proposal("screen", stacked(strategy, [probe], best)[0], strategy, best.number, messages=notes)
         return Proposal("screen", probe, strategy, messages=notes)
 
     def _pop(self, notes: list[str]) -> Proposal:

@@ -1,6 +1,6 @@
 """Replay search methods against a recorded table: how much search cost each needs to find the win.
 
-    python bench/search_replay.py --table bench/tables/digits_cpu.json --seeds 20 [--json]
+    python bench/search_replay.py --table bench/tables/digits_cpu.json --seeds 20 [--trials 6,12] [--json]
 
 A trial's cost is its evaluation seconds, plus its training seconds when its training key was not trained
 before in that replay (serving variants of a trained recipe reuse it, as in a real study). For each method, the
@@ -13,6 +13,10 @@ serve: latency), and its ratio to plain TPE's. Methods:
 - tpe, nsga2, random: plain Optuna over the flat space, every parameter suggested every trial (what a user of
   Optuna would write), the same objectives;
 - exhaustive: every configuration once, in a random order.
+
+With ``--trials``, each method is also run for exactly that many measurements (ours told so, as a user's
+``--trials``), and the median best feasible speedup it found is printed: where every trial is dear (a GPU),
+the budget is counted in trials rather than seconds.
 
 Every method measures the user's recipe first (speedups are against it). A seed that never reaches a goal within
 the cap (as many measurements as the table has configurations) counts as never: the median is null when more than half never do.

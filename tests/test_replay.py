@@ -44,3 +44,25 @@ def test_every_method_replays_and_ours_reaches_both_goals(replay) -> None:  # ty
         assert r.cost > 0
     ours = replay.run_method("autoaccel", table, 0, task)
     assert ours.done, ours.reached
+
+
+def test_a_fixed_trial_budget_is_spent_exactly_and_a_short_run_builds_on_what_helped(replay) -> None:  # type: ignore[no-untyped-def]
+    from autoaccel import record
+    from autoaccel.loading import load_task
+
+    table = replay.Table(str(TABLE))
+    task = load_task(table.model)
+    for method in replay.METHODS:
+        assert replay.run_method(method, table, 0, task, trials=4).measured == 4, method
+    # The shipped digits table (six techniques): 8 trials cannot screen each alone.
+    table = replay.Table(str(ROOT / "bench" / "tables" / "digits_cpu.json"))
+    ours = replay.run_method("autoaccel", table, 0, load_task(table.model), trials=8)
+    assert ours.search.stages.short and ours.measured == 8
+    records = [record.read(t) for t in ours.study.get_trials(deepcopy=False)]
+    on_top = [r for r in records if r.role == "screen" and r.over is not None and r.duplicate_of is None]
+    assert on_top, [(r.role, r.settings) for r in records]
+    for r in on_top:  # each adds one technique to a measured configuration, the rest of it unchanged
+        over = records[r.over].settings
+        added = {k.partition(".")[0] for k, v in r.settings.items() if over.get(k) != v}
+        assert len(added) == 1 and records[r.over].measured and not added & {k.partition(".")[0] for k in over}
+        assert over.items() <= r.settings.items()
