@@ -4,9 +4,10 @@
    cheap one first (serving variants reuse the trained model: an evaluation each); in a short run (a trial
    count too small to screen everything) the factors take turns, and each technique is tried on top of the
    best configuration so far once one beats the recipe;
-2. stacking: as soon as a factor is screened, each technique it left out is added to that factor's best
-   configuration so far, so techniques that pay off only together (structured pruning under ONNX Runtime,
-   reduced precision at a larger batch) are not lost;
+2. stacking: as soon as a factor is screened, each technique it left out, and each that helped alone (with
+   the setting that helped), is added to that factor's best configuration so far, so techniques that pay off
+   only together (structured pruning under ONNX Runtime, reduced precision at a larger batch) are not lost and
+   the likeliest win, the best two together, comes before any sampling;
 3. combining: the sampler (TPE by default) combines the techniques that survived or helped on top, every other
    trial being a local move one setting away from the best configurations so far;
 4. once those combinations are exhausted, stacking again on the new best (restacking), then
