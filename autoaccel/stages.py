@@ -95,8 +95,8 @@ class Stages:
                     self.stacked.add(factor)
                     self.stacks += self._stacks(factor, records, base)
                 if self.stacks:
-                    self._enter("stacking", notes, "stage 2: adding each technique left out to the best configuration "
-                                "so far (some only pay off together)")
+                    self._enter("stacking", notes, "stage 2: adding each technique left out, and each that helped "
+                                "alone, to the best configuration so far (some only pay off together)")
                     return self._pop(notes)
             verdicts = self.screening.verdicts(records, base)
             kept = [s for s in self.strategies if verdicts[s.name].survives or s in self.helpers]
