@@ -1,10 +1,11 @@
 """Screening: every technique alone against the user's recipe, before any combination is searched.
 
 A flat search over thirty parameters spends the user's budget on combinations of techniques that do nothing
-here. Screening first tries each technique on its own, with the settings its strategy names most promising
+here. Screening first tries each technique, with the settings its strategy names most promising
 (``Strategy.probes``): serving techniques first (they reuse the trained model, so each costs one evaluation),
 then the training techniques that relieve the largest share of the baseline's profile, so a cheap clear win
-appears early. A technique survives when one of its probes is faster beyond noise (even over the accuracy budget:
+appears early. A probe runs alone, or added to the best configuration so far (stages.py says when); either
+way it is judged against what it was added to. A technique survives when one of its probes is faster beyond noise (even over the accuracy budget:
 a scaled learning rate or a schedule may bring it back in combination) or more accurate beyond noise (accuracy
 the others can spend). It leaves the search after its first failure that is the technique's own (unsupported
 model, export failure), or when MAX_PROBES probes show no gain; the report says why. The model-based search then
@@ -172,9 +173,9 @@ class Screening:
 
     def _judge(self, strategy: Strategy, tried: list[Tried], base: TrialRecord) -> Verdict:
         """A technique's verdict from its probes so far. It helps as soon as one probe is faster beyond noise than
-        what it was tried against, but stays pending while each helping probe beats the one before (a larger
-        batch that keeps paying: the next probe follows the gain), so the screening ends on the best of a run of
-        wins, not the first."""
+        what it was tried against, but stays pending while each helping probe beats the one before within the
+        accuracy budget (a larger batch that keeps paying: the next probe follows the gain), so the screening ends
+        on the best of a run of wins, not the first."""
         name = strategy.name
         if name not in self.probes:
             return Verdict(name, "not screened", "combines other trained models; searched in combination only")
@@ -191,9 +192,12 @@ class Screening:
                 continue
             gain = speedup(r, against, metrics) if metrics else 0.0
             if gain > 1.0:
-                improving = helped is None or gain > helped[0]
-                if improving:
+                better = helped is None or gain > helped[0]
+                if better:
                     helped = (gain, t)
+                # A win over the accuracy budget is kept (to combine) but not followed: the next setting the same
+                # way (a still larger batch) would cost more accuracy.
+                improving = better and r.feasible
             elif more_accurate(r, against) and helped is None:
                 return Verdict(name, "more accurate", "more accurate beyond noise (accuracy others can spend)"
                                + t.on_top, r.number, gain)

@@ -31,6 +31,7 @@ from autoaccel.planning import default_study_name, plan_search
 from autoaccel.record import TrialRecord
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
+from autoaccel.screening import incumbent
 from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import Strategy, apply_all, split_params
 from autoaccel.task import Task
@@ -40,8 +41,10 @@ from autoaccel.worker import InProcessRunner, IsolatedRunner, TaskSource
 from autoaccel.workers import RetryStale, me, who
 
 MAX_REPEATS = 20
-# A training trial on course to take this many times the baseline's training time is stopped early (pruned).
-STOP_SLOWER = 1.5
+# A training trial on course to take this many times the fastest feasible training time so far (the user's recipe
+# or a faster configuration) is stopped early: it cannot be the training answer (the margin is for the projection,
+# made from a tenth of the run).
+STOP_SLOWER = 1.1
 # Trials the search itself proposes (the finish's ablation and combined trials always run to the end).
 SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 # However little of a budget is left, a trial may take this long before it is stopped.
@@ -184,7 +187,7 @@ class Search(Teamwork):
                     # A proposal already measured costs nothing and does not count; a sampler that keeps
                     # proposing them has run out of new configurations.
                     repeats += 1
-                    if repeats >= MAX_REPEATS and self.stages.stage == "widened":
+                    if self.exhausted(repeats):
                         self.progress.info(f"the sampler proposed only measured configurations {MAX_REPEATS} times in a row: "
                                            "the search space is exhausted")
                         break
@@ -284,6 +287,11 @@ class Search(Teamwork):
                 study.enqueue_trial({**self.plan.defaults, **near}, user_attrs=record.enqueued("neighbour"))
                 number = self._observe(study, proposal, self._one_trial(study, runner, n))
         return number
+
+    def exhausted(self, repeats: int) -> bool:
+        """Whether ``repeats`` proposals in a row of measured configurations, every technique searched, mean the
+        search has run out of new configurations (the run then finishes early)."""
+        return repeats >= MAX_REPEATS and self.stages.stage == "widened"
 
     def _local(self, study: optuna.Study, records: list[TrialRecord], base: TrialRecord) -> dict[str, Any] | None:
         """A local move around the best configurations of the next factor (see neighbours.py)."""
@@ -421,12 +429,19 @@ class Search(Teamwork):
         return trial.number
 
     def _speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
-        """Seconds of training beyond which a search trial of the training factor is stopped early: it could
-        not be the training answer (STOP_SLOWER times the baseline's, a margin for the projection's noise)."""
+        """Seconds of training beyond which a search trial of the training factor is stopped early: it can no
+        longer win, being slower than the fastest configuration within the accuracy budget so far (STOP_SLOWER
+        times its training time, a margin for the projection's noise), so its accuracy is not worth the rest of
+        its run. A screen on top of that configuration is judged against it, and would not help either."""
         if goal != "train" or role not in SEARCH_ROLES or not any(o in TRAINING_OBJECTIVES for o in self.objectives):
             return None
         base = studies.baseline_of(study)
-        return None if base is None else base.metrics["train_time"] * STOP_SLOWER
+        if base is None:
+            return None
+        names = {s.name for s in self.plan.strategies if factor_of(s, self.options.mode) == "train"}
+        best = incumbent(self.records(study), base, names, judging("train", self.objectives))
+        fastest = min(base.metrics["train_time"], best.metrics["train_time"] if best is not None else float("inf"))
+        return fastest * STOP_SLOWER
 
     def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""

@@ -1,9 +1,11 @@
 """The order of a search: which trial comes next, in stages that put cheap, likely wins first.
 
-1. screening: each technique alone against the user's recipe (see screening.py), one factor at a time, the
-   cheap one first (serving variants reuse the trained model: an evaluation each); in a short run (a trial
-   count too small to screen everything) the factors take turns, and each technique is tried on top of the
-   best configuration so far once one beats the recipe;
+1. screening: each technique against the user's recipe (see screening.py), one factor at a time, the cheap
+   one first (serving variants reuse the trained model: an evaluation each, each technique alone); a training
+   technique is tried on top of the best training configuration so far once one beats the recipe (each
+   training screen is a training run: what helps accumulates, and the later ones train faster); in a short
+   run (a trial count too small to screen everything) the factors take turns, and serving techniques are
+   tried on top too;
 2. stacking: as soon as a factor is screened, each technique it left out, and each that helped alone (with
    the setting that helped), is added to that factor's best configuration so far, so techniques that pay off
    only together (structured pruning under ONNX Runtime, reduced precision at a larger batch) are not lost and
@@ -87,9 +89,9 @@ class Stages:
             for factor in factors:
                 probe = self.screening.next_probe(records, base, profile, factor)
                 if probe is not None:
-                    self._enter("screening", notes, "stage 1: each technique alone against your recipe, serving first "
+                    self._enter("screening", notes, "stage 1: each technique against your recipe, serving first "
                                 "(an evaluation each), then training techniques by the share of your training time "
-                                "they could remove")
+                                "they could remove, each on top of the best training recipe so far")
                     return self._screen(probe[0], probe[1], factor, records, base, notes)
                 if factor not in self.stacked:
                     self.stacked.add(factor)
@@ -171,9 +173,12 @@ class Stages:
 
     def _screen(self, strategy: Strategy, probe: dict[str, Any], factor: str, records: Sequence[TrialRecord],
                 base: TrialRecord, notes: list[str]) -> Proposal:
-        """A screening trial: the probe alone, or in a short run on top of the factor's best configuration so far
-        when one beats the user's recipe (the screening then judges the probe against that configuration)."""
-        if self.short:
+        """A screening trial: the probe alone, or on top of the factor's best configuration so far when one beats
+        the user's recipe (the screening then judges the probe against that configuration). On top for the
+        training factor always, and for every factor in a short run: where each screen costs a training run, what
+        helps accumulates (greedy, as DeepSpeed's autotuner tunes in stages), and every later screen trains on the
+        faster configuration, so costs less. A serving screen costs an evaluation: alone, its verdict is clean."""
+        if self.short or factor == "train":
             names = {s.name for s in self.strategies if self.factor(s) == factor}
             best = incumbent(records, base, names, self.judging[factor])
             # A technique already in the best configuration tries its next setting alone, as usual: added to

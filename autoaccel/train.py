@@ -61,8 +61,8 @@ def _check_course(step_times: list[float], total_steps: int, limit: float) -> No
     steady = step_times[1:] or step_times
     projected = sum(steady) / len(steady) * total_steps
     if projected > limit:
-        raise TrialFailure(f"stopped early after {len(step_times)} of {total_steps} steps: on course for {projected:.1f} s of "
-                           f"training, more than the {limit:.1f} s a training answer could take", kind="too_slow")
+        raise TrialFailure(f"stopped early after {len(step_times)} of {total_steps} steps: on course for {projected:.2f} s of "
+                           f"training, more than the {limit:.2f} s a training answer could take", kind="too_slow")
 
 
 def _no_baseline() -> nn.Module:

@@ -151,13 +151,17 @@ def main() -> None:
             print(f"pass {repeat + 1} of {args.repeats}: every row evaluated again", file=sys.stderr)
     for fingerprint, measured in results.items():
         rows[fingerprint].update(metrics=medians(measured), eval_seconds=statistics.median(evaluations[fingerprint]))
+    baseline = apply_all(plan.strategies, plan.base, {}).fingerprint()
     table = {
         "version": TABLE_VERSION, "name": Path(args.out).stem, "task": task.name, "model": args.model, "mode": options.mode,
         "strategies": args.strategies, "choices": args.choices, "objectives": list(options.resolved_objectives()),
         "repeats": args.repeats,
         "max_accuracy_drop": options.max_accuracy_drop,
         "space": {name: describe_param(p) for name, p in plan.space.items()},
-        "baseline": apply_all(plan.strategies, plan.base, {}).fingerprint(),
+        "baseline": baseline,
+        # Where the user's recipe spends its training time, from its training run: the real search orders its
+        # training screens by it, so a replay must see it too.
+        "profile": results[baseline][0].details.get("profile", {}) if baseline in results else {},
         "rows": rows, "aliases": aliases,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

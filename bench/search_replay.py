@@ -9,7 +9,8 @@ serve: latency), and its ratio to plain TPE's. Methods:
 
 - autoaccel: the real search (its stages, sampler, factor alternation, conditional space, reuse of measured
   configurations, early stopping of training runs on course to be slower than an answer could be), driven trial by
-  trial with the table standing in for the worker (a run stopped early is charged a tenth of its training);
+  trial with the table standing in for the worker (a run stopped early is charged a tenth of its training; the
+  user's recipe reports the table's ``profile``, which orders the training screens);
 - tpe, nsga2, random: plain Optuna over the flat space, every parameter suggested every trial (what a user of
   Optuna would write), the same objectives;
 - exhaustive: every configuration once, in a random order.
@@ -40,6 +41,7 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
+from autoaccel import record  # noqa: E402
 from autoaccel import study as studies  # noqa: E402
 from autoaccel.errors import TrialFailure  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
@@ -181,6 +183,9 @@ class TableRunner:
 
     def __init__(self, table: Table, replay: Replay) -> None:
         self.by_fingerprint, self.replay = table.rows, replay
+        # The user's recipe's profile, as its training run recorded it (the search orders training screens by it);
+        # a table recorded before tables held one has none, and the search then keeps the declared order.
+        self.baseline, self.profile = table.data["baseline"], table.data.get("profile") or {}
 
     def run(self, plan: Any, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
         row = self.by_fingerprint.get(plan.fingerprint())
@@ -196,7 +201,10 @@ class TableRunner:
         if "metrics" not in row:
             kind, _, reason = row["failed"].partition(": ")
             raise TrialFailure(reason, kind=kind)
-        return TrialResult(dict(row["metrics"]), {}, {"checkpoint": row["training_key"], "cached_training": False})
+        details: dict[str, Any] = {"checkpoint": row["training_key"], "cached_training": False}
+        if plan.fingerprint() == self.baseline and self.profile:
+            details["profile"] = dict(self.profile)
+        return TrialResult(dict(row["metrics"]), {}, details)
 
     def close(self) -> None:
         pass
@@ -217,10 +225,14 @@ def ours(table: Table, seed: int, cap: int, task: Any, trials: int | None = None
         search.attach(study)
         runner = TableRunner(table, replay)
         replay.study, replay.search = study, search
-        proposals = 0
+        proposals = repeats = 0
         while (replay.measured < trials if trials else not replay.done) and proposals < 4 * cap:
             proposals += 1
-            search.next_trial(study, runner, proposals)
+            number = search.next_trial(study, runner, proposals)
+            done = record.read(study.get_trials(deepcopy=False)[number])
+            repeats = repeats + 1 if done.duplicate_of is not None or done.not_run else 0
+            if search.exhausted(repeats):
+                break  # where the real search stops: it keeps its best so far
     return replay
 
 

@@ -34,7 +34,7 @@ def test_a_run_on_course_to_be_slower_than_allowed_stops_early(tiny_task: Task) 
     with pytest.raises(TrialFailure) as failed:
         train(tiny_task.model(), tiny_task, plan, seed=0, stop_slower_than=1e-4)
     assert failed.value.kind == "too_slow"
-    assert failed.value.reason.startswith("stopped early after 20 of ") and "more than the 0.0 s" in failed.value.reason
+    assert failed.value.reason.startswith("stopped early after 20 of ") and "more than the 0.00 s" in failed.value.reason
     # With room to spare it runs to the end.
     stats = train(tiny_task.model(), tiny_task, plan, seed=0, stop_slower_than=3600.0)
     assert stats.steps == plan.epochs * -(-len(tiny_task.train_data) // plan.batch_size)
