@@ -136,8 +136,11 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
     # Trials the search stopped early because they could not be an answer are not failures of a technique.
     stopped = [f for f in summary.failures if f.kind == "too_slow"]
     failed = [f for f in summary.failures if f.kind != "too_slow"]
-    for group, title in ((failed, "failed"), (stopped, "stopped early, on course to train slower than an answer could")):
-        if group:
-            console.print(f"{len(group)} trial(s) {title}:")
-            for f in group:
-                console.print(f"  trial {f.trial} ({escape(f.kind)}): {escape(f.reason)}")
+    if failed:
+        console.print(f"{len(failed)} trial(s) failed:")
+        for f in failed:
+            console.print(f"  trial {f.trial} ({escape(f.kind)}): {escape(f.reason)}")
+    if stopped:
+        # Many, and each said why as it stopped: their numbers here, their reasons in the report.
+        console.print(f"{len(stopped)} trial(s) stopped early, on course to train slower than an answer could (reasons in "
+                      f"the report): {', '.join(str(f.trial) for f in stopped)}")

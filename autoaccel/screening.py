@@ -36,6 +36,8 @@ SINGLE_RUN_NOISE = 0.10
 # Failures that are the technique's own on this task, whatever its setting: it is not retried.
 FATAL = frozenset({"unsupported", "error", "crash", "infeasible"})
 SURVIVING = frozenset({"helps", "more accurate", "not screened"})
+# The failure kind of a training run the search stopped early, on course to be slower than it could win with.
+STOPPED = "too_slow"
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,10 @@ class Screening:
                 return Verdict(name, "no gain", "its settings changed nothing here (each made your recipe's plan)")
             if best is None:
                 last = tried[-1].record
+                if all(t.record.failure_kind == STOPPED for t in tried):
+                    # Stopped by the search, not failed: on course to be slower than what it had to beat.
+                    return Verdict(name, "no gain", f"every setting tried was on course to train slower than the best "
+                                   f"recipe so far{tried[-1].on_top}, and stopped early ({last.reason})", last.number)
                 return Verdict(name, "no gain", f"every setting tried failed ({last.reason or last.failure_kind})", last.number)
             gain, t = best
             return Verdict(name, "no gain", f"no speedup beyond noise on this target{t.on_top} (best {gain:.2f}x, noise "

@@ -410,10 +410,12 @@ class Search(Teamwork):
             who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
             reason = f"{who}: {failure.reason}".splitlines()[0]
             self._fail(study, trial, failure.kind, reason, started)
+            # A run stopped because it could not win is the search economising, not a technique failing.
+            outcome = ("[yellow]stopped early[/]" if failure.kind == "too_slow" else f"[red]failed ({failure.kind})[/]") + f": {escape(reason)}"
             if quiet:
-                self.progress.info(f"  {escape(role)} trial #{trial.number} {escape(label)} [red]failed ({failure.kind})[/]: {escape(reason)}")
+                self.progress.info(f"  {escape(role)} trial #{trial.number} {escape(label)} {outcome}")
             else:
-                self.progress.trial(n, self.options.trials, trial.number, label, f"[red]failed ({failure.kind})[/]: {escape(reason)}", "")
+                self.progress.trial(n, self.options.trials, trial.number, label, outcome, "")
             if role == "baseline":
                 raise AutoaccelError(f"the baseline (trial {trial.number}, your own recipe) failed: {failure.reason}") from None
             return trial.number

@@ -150,6 +150,29 @@ def test_trials_stopped_as_too_slow_are_listed_apart_from_failures() -> None:
     assert "stopped early after 20 of 400 steps" in stopped
 
 
+def test_the_console_lists_failures_with_reasons_and_stopped_trials_by_number() -> None:
+    import io
+
+    from autoaccel.console import make_console, print_summary
+
+    study = full_study()
+    for _ in range(2):
+        study.add_trial(optuna.trial.create_trial(
+            params={"precision.dtype": "fp32", "pruning.method": "unstructured", "quantization.method": "none"},
+            distributions=DISTS, state=TrialState.FAIL,
+            user_attrs={"failure_kind": "too_slow", "reason": "stopped early after 20 of 400 steps"}))
+    _, summary = render(study)
+    console = make_console()
+    console.file = io.StringIO()
+    print_summary(console, summary, {})
+    out = console.file.getvalue()
+    assert "1 trial(s) failed:" in out and "(oom)" in out
+    stopped = [f.trial for f in summary.failures if f.kind == "too_slow"]
+    assert len(stopped) == 2
+    assert f"2 trial(s) stopped early, on course to train slower than an answer could (reasons in the report): {stopped[0]}, {stopped[1]}" in out.replace("\n", " ")
+    assert "stopped early after 20 of 400 steps" not in out  # one line for all of them, not two lines each
+
+
 def test_pareto_table_shows_remeasured_speedups_intervals_and_noise() -> None:
     html, summary = render(full_study())
     assert summary.remeasured and summary.recommended.trial == 1

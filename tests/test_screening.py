@@ -299,3 +299,16 @@ def test_a_win_over_the_accuracy_budget_is_kept_but_not_followed() -> None:
     over = _probe(2, 128, 4.0, accuracy=0.8)  # faster still, but over the budget: a larger batch would lose more
     verdict = screening.verdicts([base, within, over], base)["batch_size"]
     assert verdict.status == "helps" and verdict.trial == 2 and "over the accuracy budget" in verdict.reason
+
+
+def test_a_technique_whose_every_setting_was_stopped_early_is_not_said_to_have_failed() -> None:
+    strategies = _strategies("precision")
+    screening = Screening(strategies, _space(strategies), "train", {"train": ["train_time"]})
+    base = _base()
+    stopped = [TrialRecord(i, TrialState.FAIL, role="screen", config={"precision.dtype": p["precision.dtype"]},
+                           fingerprint=f"p{i}", failure_kind="too_slow",
+                           reason="stopped early after 20 of 400 steps: on course for 30.00 s of training")
+               for i, p in enumerate(screening.probes["precision"], start=1)]
+    verdict = screening.verdicts([base, *stopped], base)["precision"]
+    assert verdict.status == "no gain" and "failed" not in verdict.reason
+    assert "on course to train slower than the best recipe so far" in verdict.reason and "30.00 s" in verdict.reason
