@@ -25,6 +25,7 @@ from autoaccel.members import choose_members, plan_of
 from autoaccel.metrics import Shown
 from autoaccel.neighbours import Neighbours
 from autoaccel.options import FINISH_SHARE, Options
+from autoaccel.outcomes import Outcomes
 from autoaccel.outputs import Generation, publish, sweep
 from autoaccel.pipeline import Member, Pipeline
 from autoaccel.planning import default_study_name, plan_search
@@ -51,7 +52,7 @@ SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 MIN_TRIAL_S = 30.0
 
 
-class Search(Teamwork):
+class Search(Teamwork, Outcomes):
     def __init__(self, task: Task, task_path: str | Path | None, options: Options, pm: pluggy.PluginManager) -> None:
         self.task, self.task_path, self.options, self.pm = task, task_path, options.validate(), pm
         self.objectives = options.resolved_objectives()
@@ -444,52 +445,6 @@ class Search(Teamwork):
         best = incumbent(self.records(study), base, names, judging("train", self.objectives))
         fastest = min(base.metrics["train_time"], best.metrics["train_time"] if best is not None else float("inf"))
         return fastest * STOP_SLOWER
-
-    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
-        """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
-        record.write(trial, duplicate_of=twin.number)
-        if twin.state == TrialState.FAIL:
-            record.write(trial, failure_kind=twin.failure_kind or "error",
-                         reason=f"same configuration as trial {twin.number}, which failed: {twin.reason or ''}")
-            study.tell(trial, state=TrialState.FAIL)
-            return
-        record.copy_results(trial, twin)
-        trial.set_constraint("accuracy_drop", float(twin.constraint or 0.0))
-        study.tell(trial, twin.values)
-
-    def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
-        record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started)
-        study.tell(trial, state=TrialState.FAIL)
-        self._finished(study, trial.number)
-
-    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> bool:
-        """Record the measured trial; False when it is no longer this worker's to record: another worker failed it
-        as stale while this one was paused (a stopped process, a frozen VM) longer than the grace period."""
-        try:
-            self._record_result(study, trial, result, started)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            return False
-        if study.get_trials(deepcopy=False)[trial.number].state != TrialState.COMPLETE:
-            return False  # failed by another worker between the record and the tell
-        self._finished(study, trial.number)
-        return True
-
-    def _record_result(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
-        base = studies.baseline_of(study)
-        base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
-        drop = self.max_drop(study, base_acc)
-        if base is None:
-            study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
-        constraint = base_acc - result.metrics["accuracy"] - drop
-        record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
-                     seconds=time.monotonic() - started)
-        trial.set_constraint("accuracy_drop", constraint)
-        study.tell(trial, [result.metrics[o] for o in self.objectives], skip_if_finished=True)
-
-    def _finished(self, study: optuna.Study, number: int) -> None:
-        """Tell observers (reporters, loggers) about the finished trial: its record, as stored."""
-        done = record.read(study.get_trials(deepcopy=False)[number])
-        self.pm.hook.autoaccel_trial_finished(record={**done.describe(), "state": "complete" if done.measured else "failed"})
 
     def _outcome(self, result: TrialResult, study: optuna.Study, number: int) -> str:
         shown = Shown.of(result.details.get("metric"))
