@@ -32,7 +32,7 @@ from autoaccel.planning import default_study_name, plan_search
 from autoaccel.record import TrialRecord
 from autoaccel.results import Summary, summarize_study
 from autoaccel.scratch import run_scratch
-from autoaccel.screening import incumbent
+from autoaccel.screening import STOPPED, incumbent
 from autoaccel.stages import Proposal, Stages
 from autoaccel.strategy import Strategy, apply_all, split_params
 from autoaccel.task import Task
@@ -412,7 +412,7 @@ class Search(Teamwork, Outcomes):
             reason = f"{who}: {failure.reason}".splitlines()[0]
             self._fail(study, trial, failure.kind, reason, started)
             # A run stopped because it could not win is the search economising, not a technique failing.
-            outcome = ("[yellow]stopped early[/]" if failure.kind == "too_slow" else f"[red]failed ({failure.kind})[/]") + f": {escape(reason)}"
+            outcome = ("[yellow]stopped early[/]" if failure.kind == STOPPED else f"[red]failed ({failure.kind})[/]") + f": {escape(reason)}"
             if quiet:
                 self.progress.info(f"  {escape(role)} trial #{trial.number} {escape(label)} {outcome}")
             else:
@@ -441,8 +441,7 @@ class Search(Teamwork, Outcomes):
         base = studies.baseline_of(study)
         if base is None:
             return None
-        names = {s.name for s in self.plan.strategies if factor_of(s, self.options.mode) == "train"}
-        best = incumbent(self.records(study), base, names, judging("train", self.objectives))
+        best = incumbent(self.records(study), base, self.stages.techniques("train"), judging("train", self.objectives))
         fastest = min(base.metrics["train_time"], best.metrics["train_time"] if best is not None else float("inf"))
         return fastest * STOP_SLOWER
 

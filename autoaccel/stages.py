@@ -74,6 +74,10 @@ class Stages:
     def factor(self, strategy: Strategy) -> str:
         return factor_of(strategy, self.mode)
 
+    def techniques(self, factor: str) -> set[str]:
+        """The names of the techniques that change ``factor``."""
+        return {s.name for s in self.strategies if self.factor(s) == factor}
+
     def next(self, records: Sequence[TrialRecord], base: TrialRecord) -> Proposal:
         notes: list[str] = []
         profile = base.details.get("profile") or {}
@@ -142,7 +146,7 @@ class Stages:
         return self.screening.verdicts(records, base)
 
     def _stacks(self, factor: str, records: Sequence[TrialRecord], base: TrialRecord) -> list[Proposal]:
-        names = {s.name for s in self.strategies if self.factor(s) == factor}
+        names = self.techniques(factor)
         best = incumbent(records, base, names, self.judging[factor])
         # Also on the fastest configuration over the accuracy budget, if faster: what it needs may be one more
         # technique (a larger batch that loses accuracy alone can keep it at reduced precision's other rounding).
@@ -179,7 +183,7 @@ class Stages:
         helps accumulates (greedy, as DeepSpeed's autotuner tunes in stages), and every later screen trains on the
         faster configuration, so costs less. A serving screen costs an evaluation: alone, its verdict is clean."""
         if self.short or factor == "train":
-            names = {s.name for s in self.strategies if self.factor(s) == factor}
+            names = self.techniques(factor)
             best = incumbent(records, base, names, self.judging[factor])
             # A technique already in the best configuration tries its next setting alone, as usual: added to
             # itself, it would only be compared with its own other setting.
