@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--remeasure-rounds", type=int, default=7,
                      help="rounds of interleaved re-measurement of the finalists against the baseline (0: off; default 7)")
     opt.add_argument("--no-ablation", action="store_true", help="skip the ablation of the recommendation at the end")
+    opt.add_argument("--fidelity", default="auto", metavar="SHARE",
+                     help="share of your schedule each search trial trains, compressed (e.g. 1/16): auto (default) plans "
+                          "it from the budget and one probed training; 1 trains every trial whole")
     opt.add_argument("--no-isolation", action="store_true", help="run trials in this process (faster start, no crash protection)")
     opt.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     opt.add_argument("--json", action="store_true", help="print the final result as JSON on stdout (progress stays on stderr)")
@@ -130,7 +133,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "storage": args.storage, "study": args.study, "heartbeat": args.heartbeat, "cache_dir": args.cache_dir,
         "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
-        "quiet": args.quiet, "choices": _choices(args.choices),
+        "quiet": args.quiet, "choices": _choices(args.choices), "fidelity": args.fidelity,
     }
     # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
     result = optimize(args.model, **options)

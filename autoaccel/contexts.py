@@ -142,6 +142,17 @@ class Stage:
 
 
 @dataclass(frozen=True)
+class Guards:
+    """What stops a search trial's training early, set by the search: a run on course to train longer than
+    ``slower_than`` seconds (projected to the whole recipe) cannot win; one whose loss goes far above the
+    baseline's at the same point of the schedule (``reference_loss``: (progress in [0, 1], smoothed loss) pairs,
+    the baseline's own ``TrainStats.loss_curve``) is diverging."""
+
+    slower_than: float | None = None
+    reference_loss: tuple[tuple[float, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class TrainStats:
     seconds: float  # wall time of the whole run, data loading and set-up included: what the user pays
     steps: int
@@ -151,6 +162,13 @@ class TrainStats:
     compile_s: float  # first-step overhead (compilation, lazy init) and recompilation spikes, excluded from seconds
     profile: dict[str, float]  # seconds per part of the step (PROFILE_PARTS) and the rest of the run ("other")
     processes: int = 1  # processes that trained together (data parallelism): steps and samples are one process's
+    # The whole recipe's training time: ``seconds`` when the run was the whole recipe; for a compressed run
+    # (Pipeline.fraction < 1), its own time plus the steps and epoch starts it left out at its measured rates.
+    projected_s: float = 0.0
+    full_steps: int = 0  # loop iterations of the whole recipe
+    steady_steps: int = 0  # steps the steady-state step time was measured over (warm-up left out)
+    epoch_cost_s: float | None = None  # extra seconds an epoch's start costs (loader start-up), when one was seen
+    loss_curve: tuple[tuple[float, float], ...] = ()  # (progress through the run, smoothed loss), for Guards
 
 
 class TrainingRun(Protocol):
@@ -162,6 +180,7 @@ class TrainingRun(Protocol):
     plan: Pipeline
     seed: int
     max_samples: int | None  # a timed slice of the run (re-measurement), not the whole run
+    guards: Guards | None  # the search's early stops (a run that cannot win, or diverges)
 
     def build(self) -> nn.Module: ...
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from autoaccel import lifecycle
 from autoaccel.cache import CheckpointCache
-from autoaccel.contexts import TrainStats
+from autoaccel.contexts import Guards, TrainStats
 from autoaccel.errors import TrialFailure
 from autoaccel.pipeline import Pipeline
 from autoaccel.task import Task
@@ -71,7 +71,7 @@ class TrainingJob:
     plan: Pipeline
     seed: int
     cache_dir: str | None = None  # the checkpoint cache (a strategy may learn from the baseline's model there)
-    stop_slower_than: float | None = None  # the search's early stop (see train.train)
+    guards: Guards | None = None  # the search's early stops (see train.train)
     max_samples: int | None = None  # a timed slice of the run (re-measurement), not the whole run
 
     def build(self) -> nn.Module:
@@ -85,7 +85,7 @@ class TrainingJob:
         """Train ``model`` here, as the core does."""
         cache = CheckpointCache(self.cache_dir) if self.cache_dir else None
         return train(model, self.task, self.plan, self.seed, max_samples=self.max_samples,
-                     baseline=baseline_loader(self.task, self.plan, cache), stop_slower_than=self.stop_slower_than)
+                     baseline=baseline_loader(self.task, self.plan, cache), guards=self.guards)
 
     def portable(self) -> bytes:
         by_value(self.task)

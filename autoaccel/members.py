@@ -54,6 +54,10 @@ def plan_of(study: optuna.Study, trial: int, task: Task, strategies: Sequence[St
     """The plan a completed trial ran, its members rebuilt from the trials they came from."""
     trials = study.get_trials(deepcopy=False)
     t = read(trials[trial])
+    if t.fraction is not None and t.fraction != base.fraction:
+        # A trial trained at another share of the schedule (a promotion, a confirmation) than the search's.
+        base = base.replace(fraction=t.fraction)
+        base = base.replace(baseline_key=training_key(task, base))
     plan = apply_all(strategies, base, t.config or {})
     members = [member_of(read(trials[int(m["trial"])]), task, strategies, base, mode) for m in t.members]
     return plan.replace(members=tuple(m for m in members if m is not None)) if members else plan

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from autoaccel import fidelity
 from autoaccel.errors import AutoaccelError, did_you_mean
 from autoaccel.strategy import MODES
 from autoaccel.trial import OBJECTIVES
@@ -53,6 +54,9 @@ class Options:
     remeasure_rounds: int = 7
     ablation: bool = True
     max_finalists: int = 6
+    # The share of the schedule search trials train: "auto" (planned from the budget; fidelity.py) or a fraction
+    # in (0, 1] ("1/16", 0.25, 1 for whole trainings).
+    fidelity: str | float = "auto"
     extra: dict[str, object] = field(default_factory=dict)
 
     def drop_spec(self) -> tuple[float, bool]:
@@ -113,6 +117,11 @@ class Options:
         if isinstance(self.max_accuracy_drop, bool) or math.isnan(drop) or drop < 0:
             raise AutoaccelError("--max-quality-drop: must be >= 0, an absolute drop in the metric's units (e.g. 0.01) or "
                                  f"relative to your recipe's value (e.g. 2%), but got {self.max_accuracy_drop!r}")
+        try:
+            fidelity.parse(self.fidelity)
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise AutoaccelError(f"--fidelity: must be auto or a share of your schedule in (0, 1], e.g. 1/16 or 0.25, "
+                                 f"but got {self.fidelity!r}") from None
         objectives = self.resolved_objectives()
         for name in objectives:
             if name not in OBJECTIVES:

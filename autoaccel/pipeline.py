@@ -93,6 +93,10 @@ class Pipeline:
     steps: tuple[Step, ...] = ()
     # Other trained models this plan serves beside its own, chosen by the core for strategies that ask for them.
     members: tuple[Member, ...] = ()
+    # The share of the recipe's schedule this plan trains (the search's fidelity): 1 trains the whole recipe; 1/16
+    # runs the whole schedule compressed into a sixteenth of its steps (fidelity.py). Part of the training key: a
+    # model trained on a compressed schedule is another model.
+    fraction: float = 1.0
 
     # Plan fields that act only after training or are derived from the recipe: never part of the training key.
     SERVING: ClassVar[frozenset[str]] = frozenset({"eval_batch_size", "members", "baseline_key", "steps"})

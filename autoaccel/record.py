@@ -43,6 +43,9 @@ class TrialRecord:
     retry_of: int | None = None  # the trial whose worker died mid-trial (no heartbeat): this one measures it again
     run: int | None = None  # the run of workers that asked it (workers.py): a --trials budget is that run's
     over: int | None = None  # a screen or stack added to another configuration: the trial it must beat
+    # The share of the recipe's schedule the trial trained (Pipeline.fraction); trials are compared with the
+    # baseline at their own fraction only. None: the whole recipe.
+    fraction: float | None = None
 
     @property
     def measured(self) -> bool:

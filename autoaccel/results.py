@@ -198,7 +198,10 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     base_trial = next((t for t in complete if t.role == "baseline"), None)
     if base_trial is None:
         raise ValueError("the study has no completed baseline trial")
-    points = [_point(t, base_trial, max_drop) for t in complete if t.duplicate_of is None]
+    # Trials at another share of the schedule than the baseline's (a promotion, a confirmation) are compared with
+    # the baseline at their own share by whoever ran them (finish.py, confirm.py), never with this one.
+    points = [_point(t, base_trial, max_drop) for t in complete
+              if t.duplicate_of is None and (t.fraction or 1.0) == (base_trial.fraction or 1.0)]
     baseline = next(p for p in points if p.trial == base_trial.number)
     baseline.verdict = "baseline"
     feasible = [p for p in points if p.feasible]

@@ -13,8 +13,10 @@ import torch
 from optuna.trial import TrialState
 from rich.markup import escape
 
-from autoaccel import record
+from autoaccel import fidelity, record
 from autoaccel import study as studies
+from autoaccel.cache import training_key
+from autoaccel.contexts import Guards
 from autoaccel.answers import goal_score, goals_for, judging
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
@@ -71,6 +73,7 @@ class Search(Teamwork, Outcomes):
         self.budget_end: float | None = None  # monotonic time by which the whole run should be done
         self.finished_by: str | None = None  # another worker that writes the answer (None: this one, or nobody)
         self.threads = torch.get_num_threads()  # what a trial uses when this worker is alone on its host
+        self.fidelity = fidelity.Fidelity()  # the share of the schedule search trials train (set at the start)
 
     @property
     def base(self) -> Pipeline:
@@ -83,11 +86,20 @@ class Search(Teamwork, Outcomes):
         # Serving first: its trials reuse the baseline's trained model and cost evaluation only.
         return tuple(f for f in reversed(FACTORS) if f in present)
 
-    def build(self, params: dict[str, Any], study: optuna.Study | None = None) -> tuple[dict[str, Any], Pipeline, int]:
+    def base_at(self, fraction: float | None) -> Pipeline:
+        """The user's recipe as a plan training ``fraction`` of its schedule (None: the search's fidelity)."""
+        if fraction is None or fraction == self.plan.base.fraction:
+            return self.plan.base
+        base = self.plan.base.replace(fraction=fraction)
+        return base.replace(baseline_key=training_key(self.task, base))
+
+    def build(self, params: dict[str, Any], study: optuna.Study | None = None,
+              fraction: float | None = None) -> tuple[dict[str, Any], Pipeline, int]:
         """The configuration (settings that change the plan), its plan with the trained members its strategies
-        ask for chosen from ``study``, and how many of those the study cannot supply yet."""
+        ask for chosen from ``study``, and how many of those the study cannot supply yet. ``fraction``: a share of
+        the schedule other than the search's (the finish's promotion, `autoaccel confirm`)."""
         config = configuration(self.plan.strategies, self.plan.base, params, self.plan.defaults)
-        plan = apply_all(self.plan.strategies, self.plan.base, config)
+        plan = apply_all(self.plan.strategies, self.base_at(fraction), config)
         grouped = split_params(config)
         wanted = sum(s.members_needed(grouped[s.name]) for s in self.plan.strategies if s.name in grouped)
         if wanted and study is not None:
@@ -165,6 +177,7 @@ class Search(Teamwork, Outcomes):
         for name, why_skipped in self.plan.skipped.items():
             self.progress.info(escape(f"  skipped {name}: {why_skipped}"))
         runner = self._runner()
+        self._plan_fidelity(study, runner, deadline)
         self.progress.start(self.options.trials)
         try:
             repeats = 0
@@ -241,6 +254,40 @@ class Search(Teamwork, Outcomes):
                                "(--budget MINUTES, or --trials N, to change)")
         return min(ends) if ends else (None, "")
 
+    def _plan_fidelity(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, deadline: float | None) -> None:
+        """Choose the share of the schedule every search trial trains (fidelity.py), once per study: a resumed run
+        or a joining worker keeps the study's, so that its trials stay comparable with the baseline."""
+        stored = study.user_attrs.get("fidelity")
+        if stored is not None:
+            self.fidelity = fidelity.Fidelity.from_json(stored)
+        else:
+            self.fidelity = self._new_fidelity(runner, deadline)
+            study.set_user_attr("fidelity", self.fidelity.to_json())
+        if self.fidelity.search < 1.0:
+            base = self.plan.base.replace(fraction=self.fidelity.search)
+            self.plan.base = base.replace(baseline_key=training_key(self.task, base))
+        self.progress.info(escape(self.fidelity.header()))
+
+    def _new_fidelity(self, runner: IsolatedRunner | InProcessRunner, deadline: float | None) -> fidelity.Fidelity:
+        """Probe the user's recipe for a few dozen steps and plan from its projected training time and the budget;
+        or take --fidelity as given."""
+        chosen = fidelity.parse(self.options.fidelity)
+        if not self.base.train or chosen == 1.0 or (chosen is None and deadline is None):
+            return fidelity.Fidelity(how="every training trial trains your whole recipe" if self.base.train else "nothing trains")
+        try:
+            found = runner.probe(self.base, self.task.seed)
+        except TrialFailure as failure:
+            # The baseline trial will fail with the same reason, said there; here only the plan is lost.
+            self.progress.info(escape(f"could not time your recipe ahead of the search ({failure.reason}); training it whole"))
+            return fidelity.Fidelity(how="whole recipe (the probe failed)")
+        full_s, steps, step_s = found["full_s"], int(found["full_steps"]), found["step_s"]
+        if chosen is not None:
+            return fidelity.fixed(chosen, full_s, steps, step_s)
+        now = time.monotonic()
+        search_s = max(0.0, deadline - now) if deadline is not None else None
+        finish_s = max(0.0, self.budget_end - (deadline or now)) if self.budget_end is not None else None
+        return fidelity.plan(full_s, steps, step_s, search_s, finish_s, len(self.stages.techniques("train")))
+
     def meta(self) -> dict[str, Any]:
         return {
             "task": self.task.name,
@@ -251,10 +298,11 @@ class Search(Teamwork, Outcomes):
         }
 
     def run_fixed(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, config: dict[str, Any],
-                  role: str) -> optuna.trial.FrozenTrial | None:
-        """Measure one given configuration as a trial of the study (an ablation variant, a combined answer);
-        a configuration already measured is reused. None when it failed."""
-        study.enqueue_trial({**self.plan.defaults, **config}, user_attrs=record.enqueued(role))
+                  role: str, fraction: float | None = None) -> optuna.trial.FrozenTrial | None:
+        """Measure one given configuration as a trial of the study (an ablation variant, a combined answer, a
+        promotion to another share of the schedule); a configuration already measured is reused. None when it
+        failed."""
+        study.enqueue_trial({**self.plan.defaults, **config}, user_attrs=record.enqueued(role, fraction=fraction))
         number = self._one_trial(study, runner, 0, quiet=True)
         trial = study.get_trials(deepcopy=False)[number]
         if (twin := record.read(trial).duplicate_of) is not None:
@@ -343,7 +391,8 @@ class Search(Teamwork, Outcomes):
     def _asked(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, trial: optuna.Trial, n: int,
                quiet: bool) -> int:
         record.write(trial, worker=me(), run=self.crew.run)
-        role = record.read(study.get_trials(deepcopy=False)[trial.number]).role
+        asked = record.read(study.get_trials(deepcopy=False)[trial.number])
+        role = asked.role
         factors = self.factors(self.stages.searched)
         # Enqueued trials (the baseline, combined answers, ablation variants) fix every factor; a sampled trial
         # varies one factor at a time, so each answer has trials that changed only what it judges.
@@ -355,10 +404,10 @@ class Search(Teamwork, Outcomes):
             self.turn += 1
         suggested = self.stages.searched if role == "candidate" else self.plan.strategies
         params = suggest(trial, suggested, self.plan.space, self.options.mode, wanted)
-        config, pipeline, missing = self.build(params, study)
+        config, pipeline, missing = self.build(params, study, asked.fraction)
         fingerprint = pipeline.fingerprint()
         goal = goal_of(config, self.plan.strategies, self.options.mode)
-        record.write(trial, config=config, goal=goal, fingerprint=fingerprint)
+        record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=pipeline.fraction)
         label = fmt_params(config, {})
         if missing > 0 and role != "baseline":
             # Too early for this configuration (an ensemble before enough feasible models exist): nothing to
@@ -405,7 +454,7 @@ class Search(Teamwork, Outcomes):
             runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget_end - started))
         try:
             result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s,
-                                stop_slower_than=self._speed_bar(study, goal, role))
+                                guards=self._guards(study, goal, role))
         except TrialFailure as failure:
             # Name the technique and choice that failed, then the library's own words, on one line.
             who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
@@ -430,6 +479,15 @@ class Search(Teamwork, Outcomes):
         if not quiet:
             self.progress.trial(n, self.options.trials, trial.number, label, self._outcome(result, study, trial.number), self._best(study))
         return trial.number
+
+    def _guards(self, study: optuna.Study, goal: str, role: str) -> Guards | None:
+        """The early stops of a search trial that trains: the speed bar, and the baseline's loss curve (a run far
+        above it at the same point of the schedule is diverging)."""
+        if goal != "train" or role not in SEARCH_ROLES:
+            return None
+        base = studies.baseline_of(study)
+        curve = tuple(tuple(p) for p in ((base.details.get("fidelity") or {}).get("loss_curve") or [])) if base else ()
+        return Guards(self._speed_bar(study, goal, role), curve)  # type: ignore[arg-type]
 
     def _speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
         """Seconds of training beyond which a search trial of the training factor is stopped early: it can no

@@ -14,7 +14,8 @@ from torch import nn
 from autoaccel import lifecycle
 from autoaccel.batches import move
 from autoaccel.batches import size as batch_size
-from autoaccel.contexts import TrainingSetup, TrainStats
+from autoaccel.contexts import Guards, TrainingSetup, TrainStats
+from autoaccel.course import Course
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
 from autoaccel.measure import Clock, summarize
@@ -22,8 +23,6 @@ from autoaccel.pipeline import Pipeline
 from autoaccel.profile import OTHER, StepProfile
 from autoaccel.steps import BaseLoss, training_loss
 from autoaccel.task import Task
-
-EARLY_STOP_MIN_STEPS = 20
 
 
 def device_type(device: str) -> str:
@@ -43,26 +42,6 @@ def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:
         scaler.update()
     else:
         optimizer.step()
-    if setup.scheduler is not None and not setup.scheduler_per_epoch:
-        setup.scheduler.step()
-
-
-def _epoch_step(scheduler: object, loss: torch.Tensor) -> None:
-    """A per-epoch schedule steps once an epoch; one that anneals on a plateau is given the epoch's last loss."""
-    if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-        scheduler.step(float(loss.item()))
-    else:
-        scheduler.step()  # type: ignore[attr-defined]
-
-
-def _check_course(step_times: list[float], total_steps: int, limit: float) -> None:
-    """Stop a run on course to train longer than ``limit``: projected from the steps so far, the first left out
-    (compilation and lazy init, which train_time leaves out too)."""
-    steady = step_times[1:] or step_times
-    projected = sum(steady) / len(steady) * total_steps
-    if projected > limit:
-        raise TrialFailure(f"stopped early after {len(step_times)} of {total_steps} steps: on course for {projected:.2f} s of "
-                           f"training, more than the {limit:.2f} s a training answer could take", kind="too_slow")
 
 
 def _no_baseline() -> nn.Module:
@@ -97,23 +76,24 @@ def setup_for(model: nn.Module, task: Task, plan: Pipeline, seed: int,
 
 def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: int | None = None,
           baseline: Callable[[], nn.Module] | None = None, finetuning: bool = False,
-          stop_slower_than: float | None = None) -> TrainStats:
+          guards: Guards | None = None) -> TrainStats:
     """Train ``model`` in place following ``plan``; raise TrialFailure when the loss diverges.
 
+    ``plan.fraction`` < 1 runs the whole schedule compressed into that share of its steps (see course.Course):
+    the data in the full run's order, every LR schedule stepped as far as the whole recipe steps it.
     ``max_samples`` stops early (the re-measurement times a fixed amount of work, not a whole run).
-    ``stop_slower_than`` (seconds) is the search's low-fidelity check: once a tenth of the steps ran, a run on
-    course to take longer than that is stopped (speed rankings settle long before accuracy does, and
-    a recipe slower than that cannot be the training answer, so its accuracy is never worth the rest).
+    ``guards`` are the search's early stops: a run on course to train longer than ``guards.slower_than``
+    (projected from a tenth of its steps: speed rankings settle long before accuracy does), or diverging from
+    the baseline's loss at the same point of the schedule, is stopped.
     """
     clock = Clock(plan.device)
     clock.sync()
     t0 = time.perf_counter()
     setup = setup_for(model, task, plan, seed, baseline, finetuning)
-    driven, optimizer, scheduler, scaler = setup.model, setup.optimizer, setup.scheduler, setup.scaler
-    total_steps = setup.total_steps
-    # Where the projection is judged: a tenth of the run, and past the first steps' warm-up.
-    checkpoint = max(EARLY_STOP_MIN_STEPS, total_steps // 10) if stop_slower_than is not None else -1
+    driven, optimizer, scaler = setup.model, setup.optimizer, setup.scaler
+    course = Course(setup, guards)
     step_times: list[float] = []
+    epoch_starts: list[int] = []  # indices into step_times of each epoch's first step
     samples, step, loss_value = 0, 0, math.nan
     model.train()
     driven.train()
@@ -129,16 +109,19 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
             return lifecycle.prepare_input(inputs, plan)
 
         for epoch in range(plan.epochs):
+            if course.done(step) or (max_samples is not None and samples >= max_samples):
+                break
             if task.on_epoch is not None:
                 task.on_epoch(model, epoch)  # the user's per-epoch hook (reset a carried hidden state, ...)
+            epoch_starts.append(len(step_times))
             for index, batch in enumerate(setup.batches):
                 profile.lap("data")
                 # The whole batch (tensors, tuples, dicts) on the device; the inputs as the plan wants them below.
                 batch = move(batch, plan.device, setup.non_blocking)
                 profile.lap("copy")
                 # Gradient accumulation: gradients of `accumulate` batches add up before one optimizer step (the
-                # last group of an epoch may be shorter); with 1, every batch steps, as in the plain loop.
-                closing = (index + 1) % accumulate == 0 or index + 1 == per_epoch
+                # last group of an epoch, or of a compressed run, may be shorter); with 1, every batch steps.
+                closing = (index + 1) % accumulate == 0 or index + 1 == per_epoch or course.last(step + 1)
                 if index % accumulate == 0:
                     optimizer.zero_grad(set_to_none=True)
                 profile.lap("optimizer")
@@ -150,29 +133,32 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
                 profile.lap("backward")
                 if closing:
                     _optimizer_step(setup, model)
+                    course.optimizer_stepped()
                 profile.lap("optimizer")
                 step += 1
                 samples += batch_size(batch)
-                if step % 50 == 0 or step == total_steps:
-                    # Checking every step would force a device sync each step; every 50 catches divergence early.
+                if course.checks(step):
+                    # Checking every step would force a device sync each step; a few dozen checks a run catch
+                    # divergence early.
                     loss_value = loss.item()
-                    if not math.isfinite(loss_value):
-                        raise TrialFailure(f"training diverged: loss became {loss_value} at step {step}", kind="diverged")
+                    course.observe(step, loss_value)
+                course.stepped(step, loss)  # per-epoch schedules, on the full recipe's epoch boundaries
                 clock.sync()
                 profile.step_done()
                 now = time.perf_counter()
                 step_times.append(now - last)
                 last = now
-                if step == checkpoint and step < total_steps:
-                    _check_course(step_times, total_steps, stop_slower_than)  # type: ignore[arg-type]
-                if max_samples is not None and samples >= max_samples:
+                course.on_course(step, step_times)
+                if course.done(step) or (max_samples is not None and samples >= max_samples):
                     break
-            if max_samples is not None and samples >= max_samples:
-                break
-            if scheduler is not None and setup.scheduler_per_epoch:
-                _epoch_step(scheduler, loss)
     clock.sync()
     seconds = time.perf_counter() - t0
+    return _stats(seconds, step, samples, step_times, epoch_starts, loss_value, setup, profile, course)
+
+
+def _stats(seconds: float, step: int, samples: int, step_times: list[float], epoch_starts: list[int],
+           loss_value: float, setup: TrainingSetup, profile: StepProfile, course: Course) -> TrainStats:
+    """The run's statistics: its own time without compilation, and the whole recipe's time projected from it."""
     # The first steps pay for worker start-up, allocator growth and lazy init; steady state excludes them.
     skip = min(len(step_times) // 10, 20)
     steady = step_times[skip:] or step_times
@@ -183,4 +169,15 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
         compile_s += sum(t - stats.median for t in step_times[1:] if t > 10 * stats.median)
     parts = dict(profile.seconds)
     parts[OTHER] = max(0.0, seconds - sum(parts.values()))
-    return TrainStats(seconds - compile_s, step, samples, stats, loss_value, compile_s, parts)
+    own = seconds - compile_s
+    mean_step = sum(steady) / len(steady) if steady else 0.0
+    # An epoch's start (a DataLoader's workers starting again) costs more than a step: measured where this run
+    # crossed an epoch boundary, and charged for every epoch start it left out.
+    starts = [step_times[i] - stats.median for i in epoch_starts[1:] if i < len(step_times)]
+    epoch_cost = max(0.0, sum(starts) / len(starts)) if starts else None
+    left_steps = max(0, course.full_steps - step) if course.compressed else 0
+    left_epochs = max(0, setup.plan.epochs - len(epoch_starts)) if course.compressed else 0
+    projected = own + left_steps * mean_step + left_epochs * (epoch_cost or 0.0)
+    return TrainStats(own, step, samples, stats, loss_value, compile_s, parts, projected_s=projected,
+                      full_steps=course.full_steps, steady_steps=len(steady), epoch_cost_s=epoch_cost,
+                      loss_curve=tuple(course.curve))

@@ -14,7 +14,7 @@ from torch import nn
 from autoaccel import lifecycle
 from autoaccel.batches import call, features
 from autoaccel.cache import CheckpointCache, training_key
-from autoaccel.contexts import ServeContext, Stage, TransformContext
+from autoaccel.contexts import Guards, ServeContext, Stage, TrainStats, TransformContext
 from autoaccel.data import sample_batch, targets_of
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.evaluate import (
@@ -65,9 +65,9 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float = 1.0,
-              cache_dir: str | None = None, stop_slower_than: float | None = None) -> TrialResult:
+              cache_dir: str | None = None, guards: Guards | None = None) -> TrialResult:
     """Run one plan end to end and return its metrics; any failure becomes a TrialFailure with a reason.
-    ``stop_slower_than``: training on course to take longer is stopped early (see train.train).
+    ``guards``: the search's early stops of the training (see train.train).
 
     Warnings (torch.compile's, schedulers', libraries') go into the result's details, not the terminal.
     """
@@ -75,7 +75,7 @@ def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         try:
-            result = _run(task, plan, seed, timing_budget_s, cache_dir, stage, stop_slower_than)
+            result = _run(task, plan, seed, timing_budget_s, cache_dir, stage, guards)
         except TrialFailure as exc:
             exc.stage = exc.stage or stage.name
             raise
@@ -113,7 +113,7 @@ def warm_up(task: Task) -> None:
 
 def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
                   metrics: dict[str, float], details: dict, ci: dict, stage: Stage | None = None,
-                  stop_slower_than: float | None = None) -> tuple[nn.Module, str]:
+                  guards: Guards | None = None) -> tuple[nn.Module, str]:
     """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained.
 
     With ``plan.weights_from`` (inference mode without weights) the model always comes from that one frozen
@@ -138,14 +138,18 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
         metrics["train_time"] = float(entry.meta["train_time"])
         metrics["train_throughput"] = float(entry.meta.get("train_samples_per_s", 0.0))
         details.update(cached_training=True, profile=entry.meta.get("profile", {}))
+        if "fidelity" in entry.meta:
+            details["fidelity"] = entry.meta["fidelity"]
         return model, key
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
     seed_everything(seed)
-    job = TrainingJob(task, plan, seed, str(cache.root) if cache is not None else None, stop_slower_than)
+    job = TrainingJob(task, plan, seed, str(cache.root) if cache is not None else None, guards)
     stats = launch_training(job, model) or job.run(model)  # a section may run it elsewhere (several processes)
-    metrics["train_time"] = stats.seconds
+    # The whole recipe's training time: measured, or projected from a compressed run (Pipeline.fraction < 1).
+    metrics["train_time"] = stats.projected_s
     details["compile_s"] = stats.compile_s
+    details["fidelity"] = fidelity_details(plan, stats)
     # Every process of a launched run trains its own batches: the run's throughput is theirs together.
     rate, rate_ci = stats.step_time.rate(plan.batch_size * stats.processes)
     metrics["train_throughput"] = rate
@@ -155,9 +159,33 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     if cache is not None:
         metric = task.metric_fn()
         raw = score(metric_rows(model, task, plan, metric), metric, seed)
-        cache.put(key, model, {"train_time": stats.seconds, "train_samples_per_s": rate, "accuracy": raw.value * metric.sign,
-                               "profile": stats.profile})
+        cache.put(key, model, {"train_time": stats.projected_s, "train_samples_per_s": rate, "accuracy": raw.value * metric.sign,
+                               "profile": stats.profile, "fidelity": details["fidelity"]})
     return model, key
+
+
+def probe(task: Task, plan: Pipeline, seed: int = 0, steps: int = 30) -> dict[str, float]:
+    """A few dozen steps of the user's recipe, timed: its steady step time projected to the whole run (what the
+    budget plans the search's fidelity from; see fidelity.py). Nothing is evaluated or cached."""
+    lifecycle.start(plan)
+    seed_everything(seed)
+    model = lifecycle.build_model(task, plan, seed)
+    seed_everything(seed)
+    per_epoch = -(-len(task.train_data) // max(1, plan.batch_size))
+    full = max(1, per_epoch * plan.epochs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stats = train(model, task, plan.replace(fraction=min(1.0, steps / full)), seed)
+    steady = stats.step_time.median
+    return {"full_s": stats.projected_s, "full_steps": float(stats.full_steps), "step_s": steady}
+
+
+def fidelity_details(plan: Pipeline, stats: TrainStats) -> dict[str, Any]:
+    """How a trial's training figures were obtained: the share of the schedule it trained (its accuracy is at that
+    fidelity), the steps its step time was measured over, and whether its train_time is projected."""
+    return {"fraction": plan.fraction, "steps": stats.steps, "full_steps": stats.full_steps,
+            "steady_steps": stats.steady_steps, "own_s": stats.seconds, "projected": plan.fraction < 1.0,
+            "epoch_cost_s": stats.epoch_cost_s, "loss_curve": [list(p) for p in stats.loss_curve]}
 
 
 def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: Any, seed: int,
@@ -167,7 +195,7 @@ def serve(task: Task | None, plan: Pipeline, model: nn.Module, example: Any, see
 
 
 def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_dir: str | None, stage: Stage,
-         stop_slower_than: float | None = None) -> TrialResult:
+         guards: Guards | None = None) -> TrialResult:
     lifecycle.start(plan)
     reset_peak_memory(plan.device)
     seed_everything(seed)
@@ -176,7 +204,7 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     details: dict[str, Any] = {}
     metrics: dict[str, float] = {}
     ci: dict[str, tuple[float, float]] = {}
-    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage, stop_slower_than)
+    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage, guards)
     details["checkpoint"] = key
     model = _transform(task, plan, seed, model, cache, stage)
     oof = getattr(model, "oof_outputs", None)
@@ -248,7 +276,7 @@ def _transform(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, c
             raise TrialFailure("fine-tuning after training needs the Task (its data); pass the Task, not a bare model",
                                kind="unsupported")
         seconds = train(m, task, plan.replace(epochs=epochs), seed, baseline=baseline_loader(task, plan, cache),
-                        finetuning=True).seconds
+                        finetuning=True).projected_s
         if stage is not None:
             stage.finetune_s += seconds
         return m
@@ -316,9 +344,11 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
         plan = plans[i]
         if objective == "train_time":
             # Launched as its trial was (several processes for data parallelism), else trained here.
-            job = TrainingJob(task, plan, seed, cache_dir, max_samples=samples)
+            # A fixed slice of the recipe's own steps, whatever share of the schedule the plan's trial trained.
+            whole = plan.replace(fraction=1.0)
+            job = TrainingJob(task, whole, seed, cache_dir, max_samples=samples)
             launched = launch_training(job, trainees[i])
-            return (launched or train(trainees[i], task, plan, seed, max_samples=samples, baseline=baselines[i])).seconds
+            return (launched or train(trainees[i], task, whole, seed, max_samples=samples, baseline=baselines[i])).seconds
         return time_inference(served[i], one if objective == "latency" else batch, plan, budget_s).median
 
     out = Timings({}, {})

@@ -24,13 +24,14 @@ from typing import Any
 import cloudpickle
 import torch
 
+from autoaccel.contexts import Guards
 from autoaccel.errors import TrialFailure, describe
 from autoaccel.export import export_model
 from autoaccel.launch import by_value
 from autoaccel.pipeline import Pipeline
 from autoaccel.remeasure import TRAIN_SAMPLES
 from autoaccel.task import Task
-from autoaccel.trial import Timings, TrialResult, remeasure_plans, run_trial, warm_up
+from autoaccel.trial import Timings, TrialResult, probe, remeasure_plans, run_trial, warm_up
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
         conn.send(outcome)
 
 
-JOBS = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model}
+JOBS = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model, "probe": probe}
 
 
 @contextlib.contextmanager
@@ -181,9 +182,9 @@ class IsolatedRunner:
         self.proc, self.conn = None, None
         return code
 
-    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, guards: Guards | None = None) -> TrialResult:
         return self._call("trial", plan=plan, seed=seed, timing_budget_s=timing_budget_s, cache_dir=self.cache_dir,
-                          stop_slower_than=stop_slower_than)
+                          guards=guards)
 
     def remeasure(self, plans: list[Pipeline], objectives: tuple[str, ...], rounds: int, seed: int,
                   train_samples: int = TRAIN_SAMPLES) -> Timings:
@@ -192,6 +193,9 @@ class IsolatedRunner:
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
         return self._call("export", plan=plan, out=out, seed=seed, cache_dir=self.cache_dir)
+
+    def probe(self, plan: Pipeline, seed: int) -> dict[str, float]:
+        return self._call("probe", plan=plan, seed=seed)
 
     def _call(self, kind: str, **kwargs: Any) -> Any:
         if self.proc is None or not self.proc.is_alive():
@@ -244,11 +248,11 @@ class InProcessRunner:
         self.threads: int | None = None  # torch threads per trial (None: this process's own setting)
         warm_up(task)
 
-    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
+    def run(self, plan: Pipeline, seed: int, timing_budget_s: float, guards: Guards | None = None) -> TrialResult:
         before = torch.get_num_threads()
         torch.set_num_threads(self.threads or before)
         try:
-            return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, stop_slower_than=stop_slower_than)
+            return run_trial(self.task, plan, seed, timing_budget_s, cache_dir=self.cache_dir, guards=guards)
         finally:
             torch.set_num_threads(before)
 
@@ -258,6 +262,9 @@ class InProcessRunner:
 
     def export(self, plan: Pipeline, out: Path, seed: int) -> dict[str, Any]:
         return export_model(self.task, plan, out, seed, cache_dir=self.cache_dir)
+
+    def probe(self, plan: Pipeline, seed: int) -> dict[str, float]:
+        return probe(self.task, plan, seed)
 
     def close(self) -> None:
         pass
