@@ -110,6 +110,9 @@ class Answer:
     members: list[dict[str, Any]] = field(default_factory=list)
     rejected: dict[str, Any] | None = None  # the best candidate tried, and why it is not the answer
     notes: list[str] = field(default_factory=list)  # techniques dropped as not pulling their weight, re-checks
+    # How each claim was measured (evidence.py): speed from paired slices or whole trainings, quality at which
+    # share of the user's schedule.
+    evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -116,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--cache", default=None, help="checkpoint folder of the optimize run (OUT/checkpoints) to reuse its training")
     app.add_argument("--goal", choices=("train", "serve", "combined"), default=None,
                      help="which answer of the recipe to apply (default: combined where there is one, else the one there is)")
+    con = sub.add_parser("confirm", help="train the train and combined answers of a run and your recipe at full length, "
+                                         "and update the answers' evidence")
+    con.add_argument("out", help="folder of an optimize run (its study.db)")
+    con.add_argument("--model", default=None, help="the run's MODEL.py (default: the file the run was started with)")
+    con.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
+    con.add_argument("--study", default=None, help="study name (needed when the storage holds several)")
+    con.add_argument("--quiet", action="store_true", help="no progress lines")
     plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
     plugins.add_argument("--target", default="auto")
     return parser
@@ -180,7 +187,8 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError:
         raise AutoaccelError(f"--study: '{name}' has no completed baseline trial yet; nothing to report") from None
     meta = {"task": study.user_attrs.get("task"), "study": name, "mode": study.user_attrs.get("mode"),
-            "target": study.user_attrs.get("target"), "storage": mask_url(url), "export": study.user_attrs.get("export")}
+            "target": study.user_attrs.get("target"), "storage": mask_url(url), "export": study.user_attrs.get("export"),
+            "fidelity": study.user_attrs.get("fidelity")}
     generation = Generation(out)
     try:
         generation.adopt_model()  # the model of the run that exported it; the rest is rebuilt from the study
@@ -194,6 +202,18 @@ def _report(args: argparse.Namespace) -> int:
     console = make_console()
     print_summary(console, summary, summary.baseline.params)
     console.print(escape(f"wrote {path}"))
+    return 0
+
+
+def _confirm(args: argparse.Namespace) -> int:
+    from autoaccel.confirm import confirm
+    from autoaccel.console import make_console, print_summary
+    from autoaccel.registry import plugin_manager
+
+    summary = confirm(args.out, plugin_manager(), args.model, args.storage, args.study, args.quiet)
+    console = make_console()
+    print_summary(console, summary, summary.baseline.params)
+    console.print(escape(f"wrote {Path(args.out) / 'report.html'}, pareto.json and recipe.yaml"))
     return 0
 
 
@@ -242,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = _terminate_like_ctrl_c()
     try:
-        commands = {"optimize": _optimize, "report": _report, "apply": _apply, "plugins": _plugins}
+        commands = {"optimize": _optimize, "report": _report, "apply": _apply, "confirm": _confirm, "plugins": _plugins}
         with warnings.catch_warnings():
             warnings.showwarning = _show_task_warning
             return commands[args.command](args)

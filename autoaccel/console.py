@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from autoaccel.evidence import words as evidence_words
 from autoaccel.metrics import Shown
 from autoaccel.results import Summary
 
@@ -128,6 +129,8 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
         head = f"trial {a.trial}: {fmt_params(a.params, {})}" if a.given else "keep your recipe"
         console.print(f"  [bold]{a.goal}[/] -> {escape(head)}")
         console.print(f"      {escape(a.verdict)}")
+        if a.given and (said := evidence_words(a.evidence, a.goal)):
+            console.print(f"      evidence: {escape(said)}")
         for note in a.notes:
             console.print(f"      {escape(note)}")
         if a.members:

@@ -18,6 +18,7 @@ from autoaccel.results import Summary
 
 if TYPE_CHECKING:
     from autoaccel.console import Progress
+    from autoaccel.fidelity import Fidelity
     from autoaccel.options import Options
     from autoaccel.pipeline import Pipeline
     from autoaccel.task import Task
@@ -34,6 +35,7 @@ class Searching(Protocol):
     options: "Options"
     objectives: tuple[str, ...]
     progress: "Progress"
+    fidelity: "Fidelity"  # the shares of the schedule the search and the answer train
 
     @property
     def base(self) -> "Pipeline": ...
@@ -45,7 +47,7 @@ class Searching(Protocol):
     def plan_of(self, study: optuna.Study, trial: int) -> "Pipeline": ...
 
     def run_fixed(self, study: optuna.Study, runner: "Runner", config: dict[str, Any],
-                  role: str) -> optuna.trial.FrozenTrial | None: ...
+                  role: str, fraction: float | None = None) -> optuna.trial.FrozenTrial | None: ...
 
 
 def environment() -> dict[str, str]:

@@ -11,7 +11,9 @@ import optuna
 from rich.markup import escape
 
 from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
+from autoaccel import evidence
 from autoaccel.cache import training_key
+from autoaccel.fidelity import share
 from autoaccel.errors import TrialFailure
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
@@ -62,6 +64,9 @@ class Finisher:
         self.timed = timed_objectives(search)
         self.entries: dict[str, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
+        self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
+        self.fidelity = search.fidelity
+        self.promoted = False  # the train answer's quality held at the answer's rung (promote)
         self.summary = self.refresh()
 
     def refresh(self) -> Summary:
@@ -72,9 +77,11 @@ class Finisher:
         """Time the trials' plans interleaved; speedup of each over ``trials[ref]``. None when it failed."""
         timed = self.timed if timed is None else timed
         plans = [self.search.plan_of(self.study, t) for t in trials]
+        samples = train_samples(self.summary.baseline, plans)
+        if any(o in TRAINING_OBJECTIVES for o in timed):
+            self.slice = evidence.speed_slice(samples, plans[0].batch_size, self.rounds)
         try:
-            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed,
-                                            train_samples(self.summary.baseline, plans))
+            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed, samples)
         except TrialFailure as failure:
             self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
             return None
@@ -149,8 +156,14 @@ class Finisher:
                 self.study.set_user_attr("ablation", importances(self.study, self.objectives))
                 return
         answers = {goal: self.decide(goal, finalists[goal]) for goal in finalists}
+        if "train" in answers:
+            answers["train"] = self.promote(answers["train"])
         if "combined" in goals:
             answers["combined"] = self.combine(answers)
+        for goal, answer in answers.items():
+            if answer.given:
+                quality = self.fidelity.answer if goal == "train" and self.promoted else self.fidelity.search
+                answer.evidence = evidence.of(goal, self.slice, quality, self.fidelity.search)
         self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
                                              "goals": {g: a.to_json() for g, a in answers.items()}})
         if self.rows:
@@ -178,6 +191,33 @@ class Finisher:
             mine = ranked(self.summary.points, goal, judged)
             rejected = rejection(mine[0], judged, self.max_drop) if mine else None
         return keep(goal, base, rejected)
+
+    def promote(self, answer: Answer) -> Answer:
+        """Successive halving's promotion, for the one finalist that won: the train answer and the user's recipe
+        trained again at the answer's rung (a larger share of the schedule than the search's, same seed and data
+        order), and the answer given only if its quality still holds there."""
+        self.promoted = False
+        low, high = self.fidelity.search, self.fidelity.answer
+        if not answer.given or high <= low:
+            return answer
+        self.search.progress.info(f"train answer: training it and your recipe at {share(high)} of your schedule "
+                                  f"(the search judged quality at {share(low)}) ...")
+        base = self.search.run_fixed(self.study, self.runner, {}, "promotion", high)
+        mine = self.search.run_fixed(self.study, self.runner, answer.params, "promotion", high)
+        if base is None or mine is None:
+            answer.notes.append(f"its training at {share(high)} of your schedule failed; its quality stands at {share(low)}")
+            return answer
+        b, c = read(base), read(mine)
+        shown = self.summary.baseline.shown
+        drop = b.metrics["accuracy"] - c.metrics["accuracy"]
+        figures = (f"{shown.name} {shown.fmt(c.metrics['accuracy'])} vs {shown.fmt(b.metrics['accuracy'])} "
+                   f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
+        if drop > self.max_drop + 1e-12:
+            why = f"its {shown.drop_word} {drop:.4g} at {share(high)} of your schedule is over the budget of {self.max_drop:g} ({figures})"
+            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
+        self.promoted = True
+        answer.notes.append(f"quality held when trained longer: {figures}")
+        return answer
 
     def check(self, p: Point, judged: list[str]) -> str:
         """'' when the trial's own ratio agrees with its re-measurement; otherwise measure again, and say why

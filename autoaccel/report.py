@@ -17,6 +17,7 @@ from typing import Any
 import optuna
 
 from autoaccel.answers import goal_score, judging
+from autoaccel.evidence import words as evidence_words
 from autoaccel.console import fmt_metric, fmt_params
 from autoaccel.metrics import Shown
 from autoaccel.report_search import search_section
@@ -253,6 +254,8 @@ def _answers(summary: Summary, rounds: Any) -> str:
                              f'<div class="small">{_ratio(sp, wrap=False)}<br>{e(fmt_metric(o, p.metrics[o]))}'
                              + (f" vs {e(fmt_metric(o, base.metrics[o]))}" if o in base.metrics else "") + "</div></div>")
         extra = "".join(f"<li>{e(n)}</li>" for n in a.notes)
+        if said := evidence_words(a.evidence, a.goal):
+            extra = f"<li>Evidence: {e(said)}</li>" + extra
         if a.members:
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.members)
             extra += f"<li>{e('Its train_time includes the training of the other models it serves: ' + paid)}</li>"

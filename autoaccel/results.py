@@ -240,7 +240,7 @@ def recipe_answers(summary: Summary) -> dict[str, Any]:
                    for m in a.members]
         out[a.goal] = {"trial": a.trial, "params": a.params, "plan": point.plan if point else {},
                        "metrics": point.metrics if point else {}, "speedup": a.speedup, "accuracy_drop": a.accuracy_drop,
-                       "members": members, "verdict": a.verdict}
+                       "members": members, "verdict": a.verdict, "evidence": a.evidence}
     return out
 
 

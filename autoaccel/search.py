@@ -167,6 +167,8 @@ class Search(Teamwork, Outcomes):
         study.set_user_attr("mode", self.options.mode)
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
+        if self.task_path is not None:
+            study.set_user_attr("task_path", str(Path(self.task_path).resolve()))  # for `autoaccel confirm OUT`
         study.set_user_attr("hints", {f"{s.name}.{k}": why for s in self.plan.strategies for k, why in s.hints.items()})
         deadline, why = self._join(study)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
@@ -228,6 +230,26 @@ class Search(Teamwork, Outcomes):
             self.progress.stop()
             runner.close()
         return study, summary
+
+    def confirm_trials(self, study: optuna.Study, configs: list[dict[str, Any]]) -> list[TrialRecord | None]:
+        """Train each configuration at full length as a trial of ``study`` (role ``confirm``), in order, in one
+        worker; a configuration trained whole before (a confirmation killed midway) is reused. None: it failed."""
+        with run_scratch(), studies.readable(self.options.storage_url(self.task.name)):
+            claims = None if self.options.storage is not None else \
+                studies.open_storage(f"sqlite:///{(self.out_dir / 'workers.db').resolve()}", self.options.heartbeat)
+            self.attach(study, claims)
+            # A confirmation killed midway left its trial running and its claim held: both released first.
+            studies.fail_interrupted(study, study._storage)
+            self.crew.clean()
+            self.fidelity = fidelity.Fidelity.from_json(study.user_attrs.get("fidelity"))
+            runner = self._runner()
+            try:
+                done = [self.run_fixed(study, runner, config, "confirm", 1.0) for config in configs]
+            finally:
+                runner.close()
+                self.crew.release_all()
+                self.heartbeat.close()
+        return [record.read(t) if t is not None else None for t in done]
 
     def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
         """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value
@@ -295,6 +317,7 @@ class Search(Teamwork, Outcomes):
             "mode": self.options.mode,
             "target": self.plan.target.describe(),
             "storage": studies.mask_url(self.options.storage_url(self.task.name)),
+            "fidelity": self.fidelity.to_json(),
         }
 
     def run_fixed(self, study: optuna.Study, runner: IsolatedRunner | InProcessRunner, config: dict[str, Any],

@@ -65,6 +65,7 @@ VARIANTS: dict[str, Any] = {
     "device": "cuda:0", "batch_size": 64, "lr": 0.2, "epochs": 2, "eval_batch_size": 8, "train": False,
     "baseline_key": "abc", "weights_from": BASE, "members": (Member(1, "k", BASE, {}, 1.0),),
     "steps": with_params(BASE, DYNAMIC_INT8).steps,  # a serving section: the per-strategy test covers the others
+    "fraction": 0.25,  # a model trained on a compressed schedule is another model
 }
 
 

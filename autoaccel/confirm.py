@@ -1,0 +1,123 @@
+"""`autoaccel confirm OUT`: the train answer (and the combined one) trained whole beside the user's recipe.
+
+A search that trained compressed runs (fidelity.py) gives answers whose speed was projected from slices and
+whose quality was measured at a share of the schedule. Confirming trains the user's recipe and each answer at
+full length, back to back in one worker (the recipe first, then the answers), as trials of the same study: a
+confirmation killed midway keeps the trainings it finished, and running it again reuses them. The answers are
+then updated (their evidence becomes ``full``, or the answer is withdrawn when its quality does not hold at full
+length) and published as a new generation of OUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pluggy
+
+from autoaccel import evidence
+from autoaccel import study as studies
+from autoaccel.answers import Answer, keep
+from autoaccel.errors import AutoaccelError
+from autoaccel.fidelity import Fidelity, duration
+from autoaccel.options import Options
+from autoaccel.outputs import Generation, publish
+from autoaccel.record import TrialRecord, read
+from autoaccel.results import Summary, summarize_study
+
+GOALS = ("train", "combined")  # the answers that train something new (serve reuses the recipe's model)
+
+
+def load_run(out: Path, storage: str | None, name: str | None) -> optuna.Study:
+    """The study of an optimize run: OUT/study.db, or --storage and --study."""
+    from autoaccel.workers import is_companion
+
+    if storage is None and not (out / "study.db").exists():
+        raise AutoaccelError(f"confirm: {out / 'study.db'} does not exist; give the folder of an optimize run (OUT), or --storage")
+    url = storage or f"sqlite:///{(out / 'study.db').resolve()}"
+    store = studies.open_storage(url)
+    names = [n for n in optuna.get_all_study_names(storage=store) if not is_companion(n)]
+    name = name or (names[0] if len(names) == 1 else None)
+    if name is None or name not in names:
+        raise AutoaccelError(f"--study: {'choose one of' if names else 'no study in this storage;'} {', '.join(names)}")
+    return optuna.load_study(study_name=name, storage=store)
+
+
+def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None, storage: str | None = None,
+            study_name: str | None = None, quiet: bool = False) -> Summary:
+    """Train the run's train and combined answers and the user's recipe at full length; update and publish."""
+    from autoaccel.loading import load_task
+    from autoaccel.search import Search
+
+    out = Path(out)
+    study = load_run(out, storage, study_name)
+    stored = study.user_attrs.get("answers") or {}
+    goals = {g: a for g, a in (stored.get("goals") or {}).items() if g in GOALS and a.get("given")}
+    if not goals:
+        raise AutoaccelError(f"confirm: study '{study.study_name}' has no train or combined answer to confirm "
+                             "(they say keep your recipe, or the run did not finish)")
+    path = model or study.user_attrs.get("task_path")
+    if not path:
+        raise AutoaccelError("--model: the study does not name its model file; pass --model MODEL.py")
+    task = load_task(path)
+    names = tuple(sorted({k.partition(".")[0] for a in goals.values() for k in a["params"]}))
+    options = Options(out=str(out), storage=storage, study=study.study_name, mode=str(study.user_attrs.get("mode", "both")),
+                      objectives=tuple(study.user_attrs["objectives"]), strategies=names or None, remeasure_rounds=0,
+                      quiet=quiet, fidelity=1, max_accuracy_drop=float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    search = Search(task, path, options, pm)
+    fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
+    # A whole training may take much longer than a search trial: allow it (ten projected trainings at most).
+    search.options.trial_timeout = max(options.trial_timeout, 10 * fid.full_s + 600)
+    search.progress.info(f"confirming {', '.join(goals)} at full length: your recipe and {len(goals)} answer(s), one whole "
+                         f"training each (about {duration(fid.full_s)} each for your recipe)")
+    trials = search.confirm_trials(study, [{}] + [a["params"] for a in goals.values()])
+    base = trials[0]
+    if base is None:
+        raise AutoaccelError("confirm: your recipe failed to train at full length; see the study's last trial for why")
+    summary = summarize_study(study, options.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    updated = dict(stored["goals"])
+    record: dict[str, Any] = {"baseline": base.number, "goals": {}}
+    for (goal, answer), trial in zip(goals.items(), trials[1:]):
+        judged = _judge(Answer.from_json(answer), base, trial, fid, summary)
+        updated[goal] = judged.to_json()
+        record["goals"][goal] = judged.evidence.get("speed", {})
+        search.progress.info(f"{goal}: {judged.notes[-1] if judged.given else judged.verdict}")
+    study.set_user_attr("answers", {**stored, "goals": updated})
+    study.set_user_attr("confirmation", record)
+    summary = summarize_study(study, options.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    generation = Generation(out)
+    try:
+        generation.adopt_model()  # the exported model of the run; the answers are rebuilt from the study
+        publish(generation, summary, study, {**search.meta(), "fidelity": fid.to_json(), "export": study.user_attrs.get("export")})
+    except BaseException:
+        generation.discard()
+        raise
+    return summary
+
+
+def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fidelity, summary: Summary) -> Answer:
+    """The answer with its full-length evidence, or withdrawn when its quality does not hold at full length."""
+    if trial is None:
+        answer.notes.append("its full-length training failed; its evidence stays as the search measured it")
+        return answer
+    shown = summary.baseline.shown
+    ratio = base.metrics["train_time"] / trial.metrics["train_time"] if trial.metrics["train_time"] > 0 else 0.0
+    projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
+    drop = base.metrics["accuracy"] - trial.metrics["accuracy"]
+    figures = (f"{shown.name} {shown.fmt(trial.metrics['accuracy'])} vs {shown.fmt(base.metrics['accuracy'])} "
+               f"(trials {trial.number} and {base.number})")
+    if drop > summary.max_accuracy_drop + 1e-12:
+        return keep(answer.goal, summary.baseline, {
+            "trial": answer.trial, "params": answer.params,
+            "reason": f"trained at full length its {shown.drop_word} is {drop:.4g}, over the budget of "
+                      f"{summary.max_accuracy_drop:g}: {figures}"})
+    confirmed = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
+                 "trial": trial.number, "baseline_s": base.metrics["train_time"], "answer_s": trial.metrics["train_time"]}
+    notes = [*answer.notes, f"confirmed at full length: training {ratio:.2f}x faster in one whole training each "
+                            f"({trial.metrics['train_time']:.1f} s vs {base.metrics['train_time']:.1f} s; "
+                            f"projected {projected:.2f}x); {figures}"]
+    searched = float((answer.evidence.get("quality") or {}).get("search_fraction", fid.search))
+    return dataclasses.replace(answer, notes=notes, evidence=evidence.of(answer.goal, None, 1.0, searched, confirmed))
+

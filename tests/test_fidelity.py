@@ -1,0 +1,123 @@
+"""Fidelity: compressed schedules, projected training time, divergence stops, the budget's plan and evidence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from autoaccel import evidence, fidelity
+from autoaccel.contexts import Guards
+from autoaccel.course import Course
+from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.options import Options
+from autoaccel.train import setup_for, train
+from tiny_digits import base_plan, make_mlp, make_task
+
+
+def _lrs(task, plan) -> tuple[list[float], object]:
+    """Learning rates at every optimizer step of a run of ``plan``, and its stats."""
+    seen: list[float] = []
+    model = make_mlp()
+
+    class Spy(torch.optim.SGD):
+        def step(self, closure=None):  # type: ignore[override]
+            seen.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    task = make_task(**{**task, "optimizer": lambda params, lr: Spy(params, lr=lr)})
+    stats = train(model, task, plan(task), seed=0)
+    return seen, stats
+
+
+@pytest.mark.parametrize("interval", ["epoch", "step"])
+def test_a_compressed_run_steps_the_whole_schedule_in_a_share_of_the_steps(interval: str) -> None:
+    # StepLR halves the LR 4 times over the recipe (per epoch: each of 4 epochs; per step: every 45 steps).
+    step = 1 if interval == "epoch" else 45
+    recipe = {"epochs": 4, "scheduler": lambda opt: torch.optim.lr_scheduler.StepLR(opt, step, gamma=0.5),
+              "scheduler_interval": interval}
+    full, full_stats = _lrs(recipe, lambda t: base_plan(t))
+    quarter, stats = _lrs(recipe, lambda t: base_plan(t).replace(fraction=0.25))
+    assert full_stats.steps == 180 and stats.steps == 45 and stats.full_steps == 180
+    # Compressed, never truncated: the last steps run at the schedule's last LR, as the whole recipe's do.
+    assert quarter[0] == pytest.approx(full[0]) == pytest.approx(0.1)
+    assert quarter[-1] == pytest.approx(full[-1]) == pytest.approx(0.1 * 0.5**3)
+    assert sorted(set(quarter), reverse=True) == sorted(set(full), reverse=True)
+
+
+def test_a_whole_run_steps_its_schedule_as_before() -> None:
+    recipe = {"epochs": 2, "scheduler": lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)}
+    lrs, stats = _lrs(recipe, lambda t: base_plan(t))
+    assert stats.steps == stats.full_steps == 90
+    assert lrs[:45] == [pytest.approx(0.1)] * 45 and lrs[45:] == [pytest.approx(0.05)] * 45
+    assert stats.projected_s == stats.seconds  # nothing left out, nothing projected
+
+
+def test_a_compressed_run_projects_the_whole_recipes_time_from_its_steady_steps() -> None:
+    task = make_task(epochs=8)
+    stats = train(make_mlp(), task, base_plan(task).replace(fraction=1 / 8), seed=0)
+    assert stats.steps == 45 and stats.full_steps == 360 and stats.steady_steps >= 40
+    # Its own run plus the 315 steps it left out, at its steady step time: the left-out steps are charged at a
+    # per-step rate between the run's fastest and slowest steady step.
+    per_step = (stats.projected_s - stats.seconds) / 315
+    assert math.isfinite(per_step) and per_step > 0
+    assert stats.projected_s > stats.seconds
+
+
+def test_a_run_diverging_from_the_baselines_loss_is_stopped_saying_where() -> None:
+    task = make_task(epochs=2)
+    plan = base_plan(task)
+    setup = setup_for(make_mlp(), task, plan, seed=0)
+    reference = ((0.05, 2.3), (0.5, 0.4), (1.0, 0.2))
+    course = Course(setup, Guards(reference_loss=reference))
+    course.observe(5, 2.2)  # early in the run: never judged
+    course.observe(45, 0.9)  # slower than the baseline, but learning: fine
+    with pytest.raises(TrialFailure, match=r"diverged: loss .* at 5\d% of the schedule, where your recipe's was 0\.4"):
+        for step in range(46, 60):
+            course.observe(step, 9.0)
+
+
+def test_a_nan_loss_stops_a_run_at_once() -> None:
+    def exploding(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(outputs, targets) * float("nan")
+
+    task = make_task(epochs=1, loss=exploding)
+    with pytest.raises(TrialFailure, match="training diverged: loss became nan at step 1$"):
+        train(make_mlp(), task, base_plan(task).replace(fraction=0.5), seed=0)
+
+
+def test_the_budget_plans_the_rungs_from_one_trainings_cost() -> None:
+    # About the issue's ResNet: 71 s a training, 720 steps, 3.5 min searching, 1.5 min finishing.
+    plan = fidelity.plan(71.0, 720, 0.1, 210.0, 90.0, techniques=7)
+    assert (plan.search, plan.answer) == (1 / 16, 1 / 4)
+    assert "takes about 71 s here (720 steps)" in plan.header() and "1/16 of your schedule" in plan.header()
+    assert "the answer at 1/4" in plan.header()
+    # Five times longer: a lower rung, never below MIN_STEPS steps.
+    long = fidelity.plan(355.0, 3600, 0.1, 210.0, 90.0, techniques=7)
+    assert long.search == 1 / 64 and long.search * 3600 >= fidelity.MIN_STEPS
+    # The digits example: whole trainings are affordable, nothing is compressed.
+    assert fidelity.plan(2.0, 720, 0.003, 210.0, 90.0, techniques=7).search == 1.0
+    # No time budget (a fixed --trials): whole trainings.
+    assert fidelity.plan(71.0, 720, 0.1, None, None, techniques=7).search == 1.0
+
+
+def test_fidelity_flag_takes_a_share_and_refuses_anything_else() -> None:
+    assert fidelity.parse("1/16") == 1 / 16 and fidelity.parse("auto") is None and fidelity.parse(0.5) == 0.5
+    Options(fidelity="1/4").validate()
+    for bad in ("0", "2", "half", "1/0", "-1"):
+        with pytest.raises(AutoaccelError, match=r"--fidelity: must be auto or a share of your schedule in \(0, 1\]"):
+            Options(fidelity=bad).validate()
+
+
+def test_evidence_says_what_stands_behind_each_claim() -> None:
+    sliced = evidence.speed_slice(512, 32, 7)
+    assert sliced == {"kind": "slice", "samples": 512, "steps": 16, "rounds": 7}
+    train = evidence.of("train", sliced, 0.25, 1 / 16)
+    assert train == {"quality": {"fraction": 0.25, "search_fraction": 1 / 16}, "speed": sliced}
+    assert evidence.words(train, "train") == ("training speed from 7 paired 16-step slices; quality at 1/4 of your "
+                                              "schedule, not yet at full length (autoaccel confirm)")
+    full = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5})
+    assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0
+    assert evidence.words(full, "train") == "training speed from 1 paired whole trainings; quality at full length"
+    assert evidence.words(evidence.of("serve", None, 1.0, 1.0), "serve") == "quality at full length"
