@@ -133,16 +133,22 @@ class Pipeline:
     def describe(self) -> dict[str, Any]:
         """A JSON-able view of the whole plan, for recipes, reports and fingerprints. Built from the dataclass
         fields and the sections' own fields, so anything added later is described without anyone remembering it."""
-        out = {f.name: _describe_value(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name != "steps"}
+        out = {f.name: _describe_value(getattr(self, f.name)) for f in self._described() if f.name != "steps"}
         out["sections"] = {s.name: _describe_value(s.section) for s in self.steps}
         return out
 
     def training_view(self) -> dict[str, Any]:
         """What changes the trained model: the recipe's fields and the sections whose strategy declared that it
         changes training. Derived, not listed by hand: a strategy added later keys the cache by declaring it."""
-        out = {f.name: _describe_value(getattr(self, f.name)) for f in dataclasses.fields(self) if f.name not in self.SERVING}
+        out = {f.name: _describe_value(getattr(self, f.name)) for f in self._described() if f.name not in self.SERVING}
         out["sections"] = {s.name: _describe_value(s.section) for s in self.steps if s.changes_training}
         return out
+
+    def _described(self) -> list[dataclasses.Field[Any]]:
+        """The fields that describe the plan: all of them, but the whole schedule (fraction 1) goes unsaid, so a
+        whole-training plan keeps the fingerprint and training key it had before plans could be compressed (the
+        studies, caches and recorded tables of earlier versions stay valid)."""
+        return [f for f in dataclasses.fields(self) if not (f.name == "fraction" and self.fraction == 1.0)]
 
     def fingerprint(self) -> str:
         """Identity of the configuration: equal plans, however their parameters were spelled, share it."""

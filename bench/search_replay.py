@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a scri
 
 from autoaccel import record  # noqa: E402
 from autoaccel import study as studies  # noqa: E402
+from autoaccel.contexts import Guards  # noqa: E402
 from autoaccel.errors import TrialFailure  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.options import Options  # noqa: E402
@@ -187,7 +188,8 @@ class TableRunner:
         # a table recorded before tables held one has none, and the search then keeps the declared order.
         self.baseline, self.profile = table.data["baseline"], table.data.get("profile") or {}
 
-    def run(self, plan: Any, seed: int, timing_budget_s: float, stop_slower_than: float | None = None) -> TrialResult:
+    def run(self, plan: Any, seed: int, timing_budget_s: float, guards: Guards | None = None) -> TrialResult:
+        stop_slower_than = guards.slower_than if guards is not None else None
         row = self.by_fingerprint.get(plan.fingerprint())
         if row is None:
             raise TrialFailure("configuration not in the table", kind="unsupported")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from autoaccel import Task, TrialFailure
+from autoaccel.contexts import Guards
 from autoaccel.profile import describe, relief, relieved
 from autoaccel.strategy import PROFILE_PARTS
 from autoaccel.train import train
@@ -32,11 +33,11 @@ def test_a_trial_records_its_profile_with_evaluation(tiny_task: Task) -> None:
 def test_a_run_on_course_to_be_slower_than_allowed_stops_early(tiny_task: Task) -> None:
     plan = base_plan(tiny_task).replace(epochs=3)
     with pytest.raises(TrialFailure) as failed:
-        train(tiny_task.model(), tiny_task, plan, seed=0, stop_slower_than=1e-4)
+        train(tiny_task.model(), tiny_task, plan, seed=0, guards=Guards(slower_than=1e-4))
     assert failed.value.kind == "too_slow"
     assert failed.value.reason.startswith("stopped early after 20 of ") and "more than the 0.00 s" in failed.value.reason
     # With room to spare it runs to the end.
-    stats = train(tiny_task.model(), tiny_task, plan, seed=0, stop_slower_than=3600.0)
+    stats = train(tiny_task.model(), tiny_task, plan, seed=0, guards=Guards(slower_than=3600.0))
     assert stats.steps == plan.epochs * -(-len(tiny_task.train_data) // plan.batch_size)
 
 

@@ -10,6 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from autoaccel import record
+from autoaccel.contexts import Guards
 from autoaccel.errors import TrialFailure
 from autoaccel.record import TrialRecord
 from autoaccel.registry import default_registry
@@ -280,7 +281,7 @@ def test_a_training_run_that_cannot_beat_the_fastest_recipe_so_far_is_stopped_ea
     runner = replay.TableRunner(table, run)
     plan = ours.search.build({**ours.search.plan.defaults, **slow["params"]})[1]
     with pytest.raises(TrialFailure) as stopped:
-        runner.run(plan, 0, 0.1, stop_slower_than=bar)
+        runner.run(plan, 0, 0.1, guards=Guards(slower_than=bar))
     assert stopped.value.kind == "too_slow" and run.cost == pytest.approx(replay.STOPPED_AT * slow["train_seconds"])
 
 
