@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--cache", default=None, help="checkpoint folder of the optimize run (OUT/checkpoints) to reuse its training")
     app.add_argument("--goal", choices=("train", "serve", "combined"), default=None,
                      help="which answer of the recipe to apply (default: combined where there is one, else the one there is)")
-    con = sub.add_parser("confirm", help="train the train and combined answers of a run and your recipe at full length, "
+    con = sub.add_parser("confirm", help="train the answers of a run and your recipe at full length (the serve answer "
+                                         "is evaluated on it), "
                                          "and update the answers' evidence")
     con.add_argument("out", help="folder of an optimize run (its study.db)")
     con.add_argument("--model", default=None, help="the run's MODEL.py (default: the file the run was started with)")

@@ -1,8 +1,9 @@
-"""`autoaccel confirm OUT`: the train answer (and the combined one) trained whole beside the user's recipe.
+"""`autoaccel confirm OUT`: the answers trained whole beside the user's recipe.
 
 A search that trained compressed runs (fidelity.py) gives answers whose speed was projected from slices and
 whose quality was measured at a share of the schedule. Confirming trains the user's recipe and each answer at
-full length, back to back in one worker (the recipe first, then the answers), as trials of the same study: a
+full length, back to back in one worker (the recipe first, then the answers; the serve answer reuses the recipe's
+whole training and costs an evaluation), as trials of the same study: a
 confirmation killed midway keeps the trainings it finished, and running it again reuses them. The answers are
 then updated (their evidence becomes ``full``, or the answer is withdrawn when its quality does not hold at full
 length) and published as a new generation of OUT.
@@ -19,15 +20,15 @@ import pluggy
 
 from autoaccel import evidence
 from autoaccel import study as studies
-from autoaccel.answers import Answer, keep
+from autoaccel.answers import Answer, describe_speed, keep
 from autoaccel.errors import AutoaccelError
 from autoaccel.fidelity import Fidelity, duration
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
 from autoaccel.record import TrialRecord, read
-from autoaccel.results import Summary, summarize_study
+from autoaccel.results import Summary, accuracy_drop, summarize_study
 
-GOALS = ("train", "combined")  # the answers that train something new (serve reuses the recipe's model)
+GOALS = ("train", "serve", "combined")  # serve costs an evaluation: it reuses the recipe's whole training
 
 
 def load_run(out: Path, storage: str | None, name: str | None) -> optuna.Study:
@@ -47,7 +48,7 @@ def load_run(out: Path, storage: str | None, name: str | None) -> optuna.Study:
 
 def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None, storage: str | None = None,
             study_name: str | None = None, quiet: bool = False) -> Summary:
-    """Train the run's train and combined answers and the user's recipe at full length; update and publish."""
+    """Train the run's answers and the user's recipe at full length (serve: evaluated on it); update, publish."""
     from autoaccel.loading import load_task
     from autoaccel.search import Search
 
@@ -56,7 +57,7 @@ def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None,
     stored = study.user_attrs.get("answers") or {}
     goals = {g: a for g, a in (stored.get("goals") or {}).items() if g in GOALS and a.get("given")}
     if not goals:
-        raise AutoaccelError(f"confirm: study '{study.study_name}' has no train or combined answer to confirm "
+        raise AutoaccelError(f"confirm: study '{study.study_name}' has no answer to confirm "
                              "(they say keep your recipe, or the run did not finish)")
     path = model or study.user_attrs.get("task_path")
     if not path:
@@ -103,21 +104,30 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
         answer.notes.append("its full-length training failed; its evidence stays as the search measured it")
         return answer
     shown = summary.baseline.shown
-    ratio = base.metrics["train_time"] / trial.metrics["train_time"] if trial.metrics["train_time"] > 0 else 0.0
-    projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
-    drop = base.metrics["accuracy"] - trial.metrics["accuracy"]
-    figures = (f"{shown.name} {shown.fmt(trial.metrics['accuracy'])} vs {shown.fmt(base.metrics['accuracy'])} "
-               f"(trials {trial.number} and {base.number})")
-    if drop > summary.max_accuracy_drop + 1e-12:
+    drop = accuracy_drop(base, trial)
+    figures = (f"{shown.name} {shown.fmt(trial.metrics['accuracy'])} vs {shown.fmt(base.metrics['accuracy'])} at full "
+               f"length (trials {trial.number} and {base.number})")
+    if drop["value"] > summary.max_accuracy_drop + 1e-12:
         return keep(answer.goal, summary.baseline, {
             "trial": answer.trial, "params": answer.params,
-            "reason": f"trained at full length its {shown.drop_word} is {drop:.4g}, over the budget of "
+            "reason": f"trained at full length its {shown.drop_word} is {drop['value']:.4g}, over the budget of "
                       f"{summary.max_accuracy_drop:g}: {figures}"})
+    searched = float((answer.evidence.get("quality") or {}).get("search_fraction", fid.search))
+    noise = " (the difference is within noise)" if drop["within_noise"] else ""
+    if answer.goal == "serve":
+        # Served from your recipe's model trained whole: its quality is now a full-length one; its speed was
+        # always timed on the served model itself.
+        verdict = f"{describe_speed(answer.speedup, summary.objectives)}; {figures}{noise}"
+        return dataclasses.replace(answer, verdict=verdict, accuracy_drop={**drop, "fraction": 1.0},
+                                   evidence={**answer.evidence, "quality": {"fraction": 1.0, "search_fraction": searched}},
+                                   notes=[*answer.notes, f"confirmed at full length: {figures}"])
+    ratio = base.metrics["train_time"] / trial.metrics["train_time"] if trial.metrics["train_time"] > 0 else 0.0
+    projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
     confirmed = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
                  "trial": trial.number, "baseline_s": base.metrics["train_time"], "answer_s": trial.metrics["train_time"]}
-    notes = [*answer.notes, f"confirmed at full length: training {ratio:.2f}x faster in one whole training each "
-                            f"({trial.metrics['train_time']:.1f} s vs {base.metrics['train_time']:.1f} s; "
-                            f"projected {projected:.2f}x); {figures}"]
-    searched = float((answer.evidence.get("quality") or {}).get("search_fraction", fid.search))
-    return dataclasses.replace(answer, notes=notes, evidence=evidence.of(answer.goal, None, 1.0, searched, confirmed))
-
+    speed = (f"training {ratio:.2f}x faster in one whole training each ({trial.metrics['train_time']:.1f} s vs "
+             f"{base.metrics['train_time']:.1f} s; the paired slices said {projected:.2f}x)")
+    verdict = f"{describe_speed(answer.speedup, summary.objectives)}; {figures}{noise}"
+    return dataclasses.replace(answer, verdict=verdict, accuracy_drop={**drop, "fraction": 1.0},
+                               notes=[*answer.notes, f"confirmed at full length: {speed}"],
+                               evidence=evidence.of(answer.goal, None, 1.0, searched, confirmed))

@@ -12,6 +12,7 @@ bias). At f = 1 nothing changes: a per-step schedule steps once per optimizer st
 from __future__ import annotations
 
 import math
+import statistics
 
 import torch
 
@@ -109,8 +110,10 @@ class Course:
         limit = self.guards.slower_than
         if step != self.speed_check or step >= self.run_steps or limit is None:
             return
-        steady = step_times[1:] or step_times
-        projected = sum(steady) / len(steady) * self.full_steps
+        # The median of the steps past the first few: robust to the warm-up's slow steps and to a stray spike,
+        # which a mean of twenty steps is not (the bar it is held to comes from whole, steady measurements).
+        steady = step_times[max(1, len(step_times) // 5):] or step_times
+        projected = statistics.median(steady) * self.full_steps
         if projected > limit:
             raise TrialFailure(f"stopped early after {step} of {self.run_steps} steps: on course for {projected:.2f} s of "
                                f"training, more than the {limit:.2f} s a training answer could take", kind="too_slow")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from rich.markup import escape
 
-from autoaccel.answers import Answer, agrees, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
+from autoaccel.answers import Answer, agrees, describe_speed, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
 from autoaccel import evidence
 from autoaccel.cache import training_key
 from autoaccel.fidelity import share
@@ -18,7 +18,7 @@ from autoaccel.errors import TrialFailure
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
 from autoaccel.remeasure import Ratio, paired_ratio, train_samples
-from autoaccel.results import Point, Summary, single_speedups, summarize_study
+from autoaccel.results import Point, Summary, accuracy_drop, single_speedups, summarize_study
 from autoaccel.strategy import split_params
 from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
 
@@ -209,14 +209,20 @@ class Finisher:
             return answer
         b, c = read(base), read(mine)
         shown = self.summary.baseline.shown
-        drop = b.metrics["accuracy"] - c.metrics["accuracy"]
+        drop = accuracy_drop(b, c)
         figures = (f"{shown.name} {shown.fmt(c.metrics['accuracy'])} vs {shown.fmt(b.metrics['accuracy'])} "
                    f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
-        if drop > self.max_drop + 1e-12:
-            why = f"its {shown.drop_word} {drop:.4g} at {share(high)} of your schedule is over the budget of {self.max_drop:g} ({figures})"
+        if drop["value"] > self.max_drop + 1e-12:
+            why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
+                   f"{self.max_drop:g} ({figures})")
             return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
         self.promoted = True
-        answer.notes.append(f"quality held when trained longer: {figures}")
+        # The answer's quality is now the one measured at the higher rung, its evidence says which.
+        noise = " (the difference is within noise)" if drop["within_noise"] else ""
+        answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"
+        answer.accuracy_drop = {**drop, "fraction": high, "trials": [c.number, b.number]}
+        answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
+                            f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
         return answer
 
     def check(self, p: Point, judged: list[str]) -> str:

@@ -45,6 +45,19 @@ class Section:
         """False when the model this section produces can no longer be exported to another engine."""
         return True
 
+    def keeps_math(self) -> bool:
+        """For a section that changes training: True when it changes only the training's speed (the loader, the
+        memory layout, compilation, optimizer kernels), not its math (batch, LR, precision, schedule, data). A
+        trial of speed-only changes then needs no quality verdict of its own: its quality is that of the plan
+        with the same math, once its loss agrees with that plan's within :meth:`math_tolerance`."""
+        return False
+
+    def math_tolerance(self) -> float:
+        """How far a speed-only change's loss may drift from the same math's (the mean relative gap of the two
+        smoothed loss curves over the run) before the sanity check fails: rounding (another kernel, another
+        layout) moves it little; another draw of random augmentation (loader workers) more."""
+        return 0.15
+
 
 @dataclass(frozen=True)
 class Step:
@@ -149,6 +162,19 @@ class Pipeline:
         whole-training plan keeps the fingerprint and training key it had before plans could be compressed (the
         studies, caches and recorded tables of earlier versions stay valid)."""
         return [f for f in dataclasses.fields(self) if not (f.name == "fraction" and self.fraction == 1.0)]
+
+    def math_key(self) -> str:
+        """Identity of the training math: the training key's fields without the speed-only sections
+        (Section.keeps_math). Two plans with the same math key train the same model up to rounding."""
+        view = self.training_view()
+        view["sections"] = {s.name: _describe_value(s.section) for s in self.steps
+                            if s.changes_training and not s.section.keeps_math()}
+        return digest(view)
+
+    def speed_only_tolerance(self) -> float | None:
+        """The tightest loss tolerance of the plan's speed-only training sections; None when it has none."""
+        tolerances = [s.section.math_tolerance() for s in self.steps if s.changes_training and s.section.keeps_math()]
+        return min(tolerances) if tolerances else None
 
     def fingerprint(self) -> str:
         """Identity of the configuration: equal plans, however their parameters were spelled, share it."""

@@ -46,6 +46,9 @@ class TrialRecord:
     # The share of the recipe's schedule the trial trained (Pipeline.fraction); trials are compared with the
     # baseline at their own fraction only. None: the whole recipe.
     fraction: float | None = None
+    # The identity of its training math (Pipeline.math_key) and, when it changes only training speed, the loss
+    # tolerance of its sanity check: {"key": ..., "tolerance": ... or None}.
+    math: dict[str, Any] | None = None
 
     @property
     def measured(self) -> bool:

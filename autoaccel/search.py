@@ -430,7 +430,8 @@ class Search(Teamwork, Outcomes):
         config, pipeline, missing = self.build(params, study, asked.fraction)
         fingerprint = pipeline.fingerprint()
         goal = goal_of(config, self.plan.strategies, self.options.mode)
-        record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=pipeline.fraction)
+        record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=pipeline.fraction,
+                     math={"key": pipeline.math_key(), "tolerance": pipeline.speed_only_tolerance()})
         label = fmt_params(config, {})
         if missing > 0 and role != "baseline":
             # Too early for this configuration (an ensemble before enough feasible models exist): nothing to
@@ -529,8 +530,13 @@ class Search(Teamwork, Outcomes):
     def _outcome(self, result: TrialResult, study: optuna.Study, number: int) -> str:
         shown = Shown.of(result.details.get("metric"))
         text = "  ".join(f"{shown.name if o == 'accuracy' else o} {fmt_metric(o, result.metrics[o], shown)}" for o in self.objectives)
-        feasible = record.read(study.get_trials(deepcopy=False)[number]).feasible
-        return text + ("" if feasible else f"  [yellow]({shown.drop_word} over budget)[/]")
+        done = record.read(study.get_trials(deepcopy=False)[number])
+        quality = done.details.get("quality") or {}
+        if quality.get("sanity") == "passed":
+            text += f"  (speed only: {shown.name} of trial {quality['from']}, its loss within {quality['loss_gap']:.0%})"
+        elif quality.get("sanity") == "failed":
+            text += f"  [yellow](speed only, but its loss drifted {quality['loss_gap']:.0%} from trial {quality['against']}'s)[/]"
+        return text + ("" if done.feasible else f"  [yellow]({shown.drop_word} over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:
         """The best feasible candidate so far per goal, on that goal's own metrics (single measurements)."""

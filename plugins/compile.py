@@ -36,6 +36,9 @@ class CompileSection(Section):
     def options(self) -> dict[str, Any]:
         return {"mode": None if self.mode == "default" else self.mode}
 
+    def keeps_math(self) -> bool:
+        return True  # the same graph, fused: only rounding differs
+
 
 class CompileStrategy(Strategy):
     name = "compile"

@@ -17,6 +17,9 @@ class CudnnSection(Section):
     benchmark: bool
     matmul_precision: str
 
+    def keeps_math(self) -> bool:
+        return self.matmul_precision == "highest"  # TF32 matmuls ("high", "medium") are other numerics
+
 
 @contextlib.contextmanager
 def backend_flags(section: CudnnSection) -> Iterator[None]:

@@ -20,6 +20,15 @@ class LoaderSection(Section):
     prefetch_factor: int = 2
     cache: bool = False
 
+    def keeps_math(self) -> bool:
+        # Workers and pinning load the same batches in the same order; a cache freezes each item once, so random
+        # augmentation in the dataset is drawn once instead of every epoch: other data, other math.
+        return not self.cache
+
+    def math_tolerance(self) -> float:
+        # Workers draw random augmentation from their own generators: the same math on another draw of the data.
+        return 0.25 if self.num_workers > 0 else 0.15
+
 
 class CachedBatches:
     """Shuffled batches sliced from tensors already in memory (on the device when it is a GPU).

@@ -16,6 +16,9 @@ from autoaccel.plugin import Capability, Phase, Pipeline, Section, ServeContext,
 class MemoryFormatSection(Section):
     format: str = "channels_last"
 
+    def keeps_math(self) -> bool:
+        return True  # the same convolutions on another layout: only rounding differs
+
 
 class MemoryFormatStrategy(Strategy):
     name = "memory_format"

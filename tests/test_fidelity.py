@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
+from optuna.trial import TrialState
 
-from autoaccel import evidence, fidelity
+from autoaccel import evidence, fidelity, sanity
 from autoaccel.contexts import Guards
 from autoaccel.course import Course
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.options import Options
+from autoaccel.record import TrialRecord
+from autoaccel.trial import run_trial
 from autoaccel.train import setup_for, train
-from tiny_digits import base_plan, make_mlp, make_task
+from tiny_digits import base_plan, make_mlp, make_task, with_params
 
 
 def _lrs(task, plan) -> tuple[list[float], object]:
@@ -121,3 +125,55 @@ def test_evidence_says_what_stands_behind_each_claim() -> None:
     assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0
     assert evidence.words(full, "train") == "training speed from 1 paired whole trainings; quality at full length"
     assert evidence.words(evidence.of("serve", None, 1.0, 1.0), "serve") == "quality at full length"
+
+
+def test_loss_gap_is_the_mean_relative_gap_past_the_first_tenth() -> None:
+    reference = [(0.05, 9.0), (0.5, 1.0), (1.0, 0.5)]
+    assert sanity.loss_gap([(0.05, 1.0), (0.5, 1.1), (1.0, 0.5)], reference) == pytest.approx(0.05)
+    assert sanity.loss_gap([], reference) == math.inf
+
+
+def test_speed_only_sections_keep_the_math_key_and_math_changes_do_not() -> None:
+    task = make_task()
+    base = base_plan(task)
+    assert base.speed_only_tolerance() is None
+    workers = with_params(base, {"dataloader.num_workers": 1})
+    assert workers.math_key() == base.math_key() and workers.speed_only_tolerance() == 0.25
+    # A cache freezes each item once (random augmentation drawn once): other data, other math.
+    assert with_params(base, {"dataloader.cache": True}).math_key() != base.math_key()
+    assert with_params(base, {"precision.dtype": "bf16"}).math_key() != base.math_key()
+    assert with_params(base, {"precision.dtype": "bf16", "dataloader.num_workers": 1}).math_key() == \
+        with_params(base, {"precision.dtype": "bf16"}).math_key()
+
+
+def test_a_speed_only_change_takes_the_same_maths_quality_once_its_loss_agrees() -> None:
+    task = make_task(epochs=2)
+    base = base_plan(task).replace(fraction=0.5)
+    workers = with_params(base, {"dataloader.num_workers": 1})
+    measured = run_trial(task, base, seed=0, timing_budget_s=0.02)
+    source = TrialRecord(0, TrialState.COMPLETE, role="baseline", goal="baseline", metrics=measured.metrics,
+                         ci95={k: list(v) for k, v in measured.ci95.items()}, details=measured.details,
+                         math={"key": base.math_key(), "tolerance": None}, fraction=0.5)
+    me = TrialRecord(1, TrialState.RUNNING, role="screen", goal="train", fraction=0.5,
+                     math={"key": workers.math_key(), "tolerance": workers.speed_only_tolerance()})
+    assert sanity.twin([source, me], me) is source
+    # Another share of the schedule, or a serving trial, never takes it.
+    assert sanity.twin([dataclasses.replace(source, fraction=0.25), me], me) is None
+    assert sanity.twin([source, dataclasses.replace(me, goal="serve")], dataclasses.replace(me, goal="serve")) is None
+
+    result = run_trial(task, workers, seed=0, timing_budget_s=0.02)
+    own = result.metrics["accuracy"]
+    # The same batches in the same order from a worker process: the loss agrees, the recipe's quality is taken.
+    assert sanity.inherit(result.metrics, result.ci95, result.details, source, 0.25)
+    assert result.metrics["accuracy"] == measured.metrics["accuracy"]
+    assert result.details["quality"] == {"against": 0, "loss_gap": pytest.approx(0.0, abs=0.02), "tolerance": 0.25,
+                                         "measured": own, "from": 0, "sanity": "passed"}
+    assert result.details["correct"] == measured.details["correct"]  # paired intervals of the drop still hold
+
+    # A loss that drifts from the same math's fails the check: its own quality stands, and the check says why.
+    drifted = run_trial(task, workers, seed=0, timing_budget_s=0.02)
+    drifted.details["fidelity"]["loss_curve"] = [[p, 2 * v] for p, v in drifted.details["fidelity"]["loss_curve"]]
+    kept = drifted.metrics["accuracy"]
+    assert not sanity.inherit(drifted.metrics, drifted.ci95, drifted.details, source, 0.25)
+    assert drifted.metrics["accuracy"] == kept and drifted.details["quality"]["sanity"] == "failed"
+    assert drifted.details["quality"]["loss_gap"] > 0.9

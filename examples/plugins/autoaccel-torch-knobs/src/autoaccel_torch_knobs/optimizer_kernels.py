@@ -17,6 +17,9 @@ from autoaccel.plugin import Phase, Pipeline, Section, Strategy, TrainingSetup, 
 class KernelSection(Section):
     implementation: str  # foreach or fused
 
+    def keeps_math(self) -> bool:
+        return True  # the same update, computed in fewer kernel launches
+
 
 class OptimizerKernelsStrategy(Strategy):
     name = "optimizer_kernels"

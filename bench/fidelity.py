@@ -1,0 +1,128 @@
+"""How well the search's proxies stand for whole trainings: every configuration of a restricted training space,
+trained at full length and at each proxy fidelity, on real tasks.
+
+    python bench/fidelity.py examples/resnet_digits.py --fractions 1/16,1/4 --out bench/results/fidelity_resnet.json
+
+For each configuration and fidelity it records the training time (at a proxy: projected from the compressed run's
+steady step time, as the search does) and the quality (at a proxy: after the schedule compressed to that share,
+the baseline likewise). Then it prints, per proxy fidelity:
+- Spearman's rank correlation between the proxy's and the full length's speedups, and between their quality drops;
+- the proxy's answer (the fastest configuration whose quality drop at that fidelity is within the budget) and
+  whether it is the full-length answer, or within 5% of its full-length speedup.
+Every figure comes from real trainings in one process, one configuration after the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from scipy import stats  # noqa: E402
+
+from autoaccel.loading import load_task  # noqa: E402
+from autoaccel.options import Options  # noqa: E402
+from autoaccel.planning import plan_search  # noqa: E402
+from autoaccel.registry import plugin_manager  # noqa: E402
+from autoaccel.strategy import apply_all  # noqa: E402
+from autoaccel.trial import run_trial, warm_up  # noqa: E402
+
+# The restricted training space: the techniques a CPU run screens first, alone and in the pairs that matter.
+CONFIGS: list[dict[str, Any]] = [
+    {},
+    {"precision.dtype": "bf16"},
+    {"memory_format.format": "channels_last"},
+    {"precision.dtype": "bf16", "memory_format.format": "channels_last"},
+    {"batch_size.size": 64, "batch_size.lr_scaling": "sqrt"},
+    {"batch_size.size": 128, "batch_size.lr_scaling": "sqrt"},
+    {"batch_size.size": 64, "batch_size.lr_scaling": "sqrt", "precision.dtype": "bf16"},
+    {"scheduler.kind": "onecycle"},
+]
+BUDGET = 0.01  # quality drop allowed, in accuracy
+NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts as near
+
+
+def record(model: str, fractions: list[float]) -> dict[str, Any]:
+    task = load_task(model)
+    pm = plugin_manager()
+    names = sorted({k.partition(".")[0] for c in CONFIGS for k in c})
+    plan = plan_search(task, Options(target="cpu", mode="train", strategies=tuple(names)), pm)
+    warm_up(task)
+    rows = []
+    for config in CONFIGS:
+        if any(k not in plan.space for k in config):
+            continue
+        row: dict[str, Any] = {"config": config, "at": {}}
+        for fraction in [1.0, *fractions]:
+            base = plan.base.replace(fraction=fraction)
+            pipeline = apply_all(plan.strategies, base, {**plan.defaults, **config})
+            started = time.perf_counter()
+            result = run_trial(task, pipeline, seed=task.seed, timing_budget_s=0.05)
+            row["at"][str(fraction)] = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
+                                        "wall_s": time.perf_counter() - started}
+            print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: train_time "
+                  f"{result.metrics['train_time']:.1f} s, accuracy {result.metrics['accuracy']:.4f}, "
+                  f"{time.perf_counter() - started:.1f} s wall", flush=True)
+        rows.append(row)
+    return {"task": task.name, "model": model, "fractions": fractions, "rows": rows}
+
+
+def summarize(table: dict[str, Any]) -> list[str]:
+    rows = table["rows"]
+    base = rows[0]["at"]
+    out = [f"{table['task']}: {len(rows)} configurations; full-length recipe {base['1.0']['train_time']:.1f} s, "
+           f"accuracy {base['1.0']['accuracy']:.4f}"]
+
+    def speedup(row: dict[str, Any], f: str) -> float:
+        return base[f]["train_time"] / row["at"][f]["train_time"]
+
+    def drop(row: dict[str, Any], f: str) -> float:
+        return base[f]["accuracy"] - row["at"][f]["accuracy"]
+
+    def answer(f: str) -> int:
+        feasible = [i for i, r in enumerate(rows) if drop(r, f) <= BUDGET]
+        return max(feasible, key=lambda i: speedup(rows[i], f))
+
+    best = answer("1.0")
+    best_speed = speedup(rows[best], "1.0")
+    out.append(f"  full-length answer: {json.dumps(rows[best]['config'])} at {best_speed:.2f}x")
+    for fraction in table["fractions"]:
+        f = str(fraction)
+        rho_speed = stats.spearmanr([speedup(r, f) for r in rows], [speedup(r, "1.0") for r in rows]).statistic
+        rho_quality = stats.spearmanr([drop(r, f) for r in rows], [drop(r, "1.0") for r in rows]).statistic
+        mine = answer(f)
+        full = speedup(rows[mine], "1.0")
+        verdict = ("the same" if mine == best else
+                   f"within 5% ({full:.2f}x)" if full >= (1 - NEAR) * best_speed and drop(rows[mine], "1.0") <= BUDGET
+                   else f"not the same: {full:.2f}x at full length, drop {drop(rows[mine], '1.0'):+.4f}")
+        cost = sum(r["at"][f]["wall_s"] for r in rows) / sum(r["at"]["1.0"]["wall_s"] for r in rows)
+        out.append(f"  at {Fraction(fraction).limit_denominator()}: Spearman speed {rho_speed:.2f}, quality {rho_quality:.2f}; "
+                   f"its answer {json.dumps(rows[mine]['config'])} is {verdict}; cost {cost:.2f} of full length")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", help="a model.py to record (omit with --table)")
+    parser.add_argument("--fractions", default="1/16,1/4", help="proxy fidelities, comma-separated")
+    parser.add_argument("--out", default=None, help="write the recorded table here (JSON)")
+    parser.add_argument("--table", action="append", default=None, help="summarize a recorded table instead (repeatable)")
+    args = parser.parse_args()
+    tables = [json.loads(Path(t).read_text()) for t in args.table or []]
+    if args.model:
+        table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")])
+        if args.out:
+            Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
+        tables.append(table)
+    for table in tables:
+        print("\n".join(summarize(table)))
+
+
+if __name__ == "__main__":
+    main()
