@@ -322,8 +322,11 @@ class Finisher:
         judged = judging("combined", self.objectives)
         why = self.check(p, judged) if qualifies(p, judged, remeasured=True) else ""
         p = self.point(trial.number)
-        attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}; with the training change alone "
-                       f"{train.accuracy_drop['value']:+.4f}, with the serving change alone {serve.accuracy_drop['value']:+.4f}")
+        at = (lambda d: f" at {share(d['fraction'])} of your schedule" if d.get("fraction", 1.0) < 1.0 else "")
+        here = {"fraction": self.fidelity.search}
+        attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}{at(here)}; with the training change alone "
+                       f"{train.accuracy_drop['value']:+.4f}{at({**here, **train.accuracy_drop})}, with the serving "
+                       f"change alone {serve.accuracy_drop['value']:+.4f}{at(here)}")
         if why or not qualifies(p, judged, remeasured=True):
             rejected = rejection(p, judged, self.max_drop, why)
             rejected["reason"] += f" ({attribution})"

@@ -52,6 +52,8 @@ STOP_SLOWER = 1.1
 SEARCH_ROLES = frozenset({"candidate", "screen", "stack", "local", "neighbour"})
 # However little of a budget is left, a trial may take this long before it is stopped.
 MIN_TRIAL_S = 30.0
+# A compressed search trial that trains is stopped past this many times the wall time of the baseline's trial.
+SLOW_TRIAL = 3.0
 
 
 class Search(Teamwork, Outcomes):
@@ -473,13 +475,19 @@ class Search(Teamwork, Outcomes):
         record.write(trial, plan=pipeline.describe())
         runner.threads = self.crew.threads(self.threads)  # other workers on this host share the cores
         started = time.monotonic()
+        cap = self._wall_cap(study, goal, role)
         if self.budget_end is not None and isinstance(runner, IsolatedRunner):
             # No trial may outlast the whole budget (a compile that takes minutes on a CPU); it fails as a timeout.
-            runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget_end - started))
+            runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget_end - started),
+                                       cap or float("inf"))
         try:
             result = runner.run(pipeline, self.task.seed, self.options.timing_budget_s,
                                 guards=self._guards(study, goal, role))
         except TrialFailure as failure:
+            if failure.kind == "timeout" and cap is not None and time.monotonic() - started >= cap * 0.99:
+                failure = TrialFailure(f"stopped after {cap:.0f} s of wall time, {SLOW_TRIAL:g}x your recipe's trial at the "
+                                       "same share of the schedule: one-off costs (compilation, start-up) a run this "
+                                       "short cannot repay", kind=STOPPED, stage=failure.stage)
             # Name the technique and choice that failed, then the library's own words, on one line.
             who = culprits(self.plan.strategies, self.plan.base, config, failure.stage)
             reason = f"{who}: {failure.reason}".splitlines()[0]
@@ -512,6 +520,15 @@ class Search(Teamwork, Outcomes):
         base = studies.baseline_of(study)
         curve = tuple(tuple(p) for p in ((base.details.get("fidelity") or {}).get("loss_curve") or [])) if base else ()
         return Guards(self._speed_bar(study, goal, role), curve)  # type: ignore[arg-type]
+
+    def _wall_cap(self, study: optuna.Study, goal: str, role: str) -> float | None:
+        """Wall seconds a compressed search trial that trains may take: SLOW_TRIAL times the baseline's trial. Its
+        one-off costs (a torch.compile of a minute on a CPU) are not in its projected training time, yet they are
+        the budget's, and a user whose whole training is a few minutes would pay them on every run."""
+        if not self.fidelity.compressed or goal != "train" or role not in SEARCH_ROLES:
+            return None
+        base = studies.baseline_of(study)
+        return max(MIN_TRIAL_S, SLOW_TRIAL * base.seconds) if base is not None and base.seconds else None
 
     def _speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
         """Seconds of training beyond which a search trial of the training factor is stopped early: it can no

@@ -44,7 +44,7 @@ CONFIGS: list[dict[str, Any]] = [
     {"batch_size.size": 64, "batch_size.lr_scaling": "sqrt", "precision.dtype": "bf16"},
     {"scheduler.kind": "onecycle"},
 ]
-BUDGET = 0.01  # quality drop allowed, in accuracy
+BUDGET = 0.01  # quality drop allowed: absolute for a metric in [0, 1] (accuracy), else 2% of the recipe's value
 NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts as near
 
 
@@ -85,8 +85,11 @@ def summarize(table: dict[str, Any]) -> list[str]:
     def drop(row: dict[str, Any], f: str) -> float:
         return base[f]["accuracy"] - row["at"][f]["accuracy"]
 
+    quality = base["1.0"]["accuracy"]
+    budget = BUDGET if abs(quality) <= 1.0 else 2 * BUDGET * abs(quality)
+
     def answer(f: str) -> int:
-        feasible = [i for i, r in enumerate(rows) if drop(r, f) <= BUDGET]
+        feasible = [i for i, r in enumerate(rows) if drop(r, f) <= budget]
         return max(feasible, key=lambda i: speedup(rows[i], f))
 
     best = answer("1.0")
@@ -99,7 +102,7 @@ def summarize(table: dict[str, Any]) -> list[str]:
         mine = answer(f)
         full = speedup(rows[mine], "1.0")
         verdict = ("the same" if mine == best else
-                   f"within 5% ({full:.2f}x)" if full >= (1 - NEAR) * best_speed and drop(rows[mine], "1.0") <= BUDGET
+                   f"within 5% ({full:.2f}x)" if full >= (1 - NEAR) * best_speed and drop(rows[mine], "1.0") <= budget
                    else f"not the same: {full:.2f}x at full length, drop {drop(rows[mine], '1.0'):+.4f}")
         cost = sum(r["at"][f]["wall_s"] for r in rows) / sum(r["at"]["1.0"]["wall_s"] for r in rows)
         out.append(f"  at {Fraction(fraction).limit_denominator()}: Spearman speed {rho_speed:.2f}, quality {rho_quality:.2f}; "

@@ -11,6 +11,7 @@ perplexity (lower is better), with a budget relative to the baseline's:
 
 from __future__ import annotations
 
+import os
 import re
 from collections import Counter
 from pathlib import Path
@@ -121,7 +122,7 @@ def task() -> Task:
         metric="perplexity",
         optimizer=lambda params, lr: torch.optim.SGD(params, lr=lr),
         lr=20.0,
-        epochs=2,
+        epochs=int(os.environ.get("AUTOACCEL_EPOCHS", "2")),  # more for a longer training (bench/fidelity.py)
         batch_size=BATCH,
         grad_clip=0.25,
         # The reference divides the learning rate by 4 whenever the loss stops improving.
