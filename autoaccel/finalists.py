@@ -14,6 +14,7 @@ import optuna
 from rich.markup import escape
 
 from autoaccel.errors import TrialFailure, describe
+from autoaccel.fidelity import share
 from autoaccel.results import Summary
 
 if TYPE_CHECKING:
@@ -85,6 +86,12 @@ def export_recommended(search: Searching, study: optuna.Study, summary: Summary,
     except TrialFailure as failure:
         search.progress.info(f"[yellow]could not export the recommended model ({failure.kind}): {escape(failure.reason)}[/]")
         return {"files": {}, "notes": [failure.reason]}
+    if plan.fraction < 1.0:
+        # The search's own checkpoint, trained on the compressed schedule: right for checking the export and its
+        # latency, not a model to deploy; `autoaccel apply` trains the recipe whole.
+        report = {**report, "notes": [*report.get("notes", []), f"the exported model was trained on {share(plan.fraction)} "
+                                      "of your schedule (the search's fidelity); `autoaccel apply recipe.yaml MODEL.py "
+                                      "--goal ...` trains it whole"], "fraction": plan.fraction}
     for note in report.get("notes", []):
         search.progress.info(f"export: {escape(note)}")
     return report

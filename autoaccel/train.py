@@ -15,7 +15,7 @@ from autoaccel import lifecycle
 from autoaccel.batches import move
 from autoaccel.batches import size as batch_size
 from autoaccel.contexts import Guards, TrainingSetup, TrainStats
-from autoaccel.course import Course
+from autoaccel.course import Course, steady_mean
 from autoaccel.data import train_batches
 from autoaccel.errors import TrialFailure
 from autoaccel.measure import Clock, summarize
@@ -170,7 +170,7 @@ def _stats(seconds: float, step: int, samples: int, step_times: list[float], epo
     parts = dict(profile.seconds)
     parts[OTHER] = max(0.0, seconds - sum(parts.values()))
     own = seconds - compile_s
-    mean_step = _steady_mean(step_times)
+    mean_step = steady_mean(step_times)
     # An epoch's start (a DataLoader's workers starting again) costs more than a step: measured where this run
     # crossed an epoch boundary, and charged for every epoch start it left out.
     starts = [step_times[i] - stats.median for i in epoch_starts[1:] if i < len(step_times)]
@@ -181,13 +181,3 @@ def _stats(seconds: float, step: int, samples: int, step_times: list[float], epo
     return TrainStats(own, step, samples, stats, loss_value, compile_s, parts, projected_s=projected,
                       full_steps=course.full_steps, steady_steps=len(steady), epoch_cost_s=epoch_cost,
                       loss_curve=tuple(course.curve))
-
-
-def _steady_mean(step_times: list[float]) -> float:
-    """Seconds per step in steady state, for projecting the steps a compressed run left out: the mean of the
-    steps past the first fifth (oneDNN and the allocator settle over several steps, not one), the slowest and
-    fastest tenth trimmed (a stray spike of a shared machine, a short last batch)."""
-    steady = sorted(step_times[max(1, len(step_times) // 5):] or step_times)
-    cut = len(steady) // 10
-    kept = steady[cut:len(steady) - cut] or steady
-    return sum(kept) / len(kept) if kept else 0.0
