@@ -49,6 +49,24 @@ def _speedups(timings: "Timings", timed: list[str], ref: int, i: int) -> dict[st
     return out
 
 
+# How a plan whose training goes beyond its own run is re-measured.
+BEYOND = ("interleaved re-measurement: its own training and that of each model it serves beside its own timed in "
+          "the same rounds, fine-tuning at the share of its own training its trial measured")
+
+
+def _beyond(timings: "Timings", timed: list[str], ref: int, i: int, members: list[int], finetune: float) -> dict[str, dict[str, Any]]:
+    """Paired training speedups of plan ``i`` whose model needs more training than its own run: each round's cost
+    is its own slice, times one plus its fine-tuning's share of its own training, plus the slice of each member
+    (plans ``members``, timed in the same round over the same samples: a member trains the same data)."""
+    s, load = timings.seconds["train_time"], timings.load.get("train_time")
+    cost = [s[i][r] * (1.0 + finetune) + sum(s[m][r] for m in members) for r in range(len(s[i]))]
+    # A round is as loaded as the busiest of the measurements it sums.
+    cand_load = [max((load[j][r] for j in (i, *members) if load[j][r] is not None), default=None)
+                 for r in range(len(s[i]))] if load else None
+    r = paired_ratio(s[ref], cost, base_load=load[ref] if load else None, cand_load=cand_load)
+    return {o: {**r.to_json(), "source": BEYOND} for o in timed if o in TRAINING_OBJECTIVES}
+
+
 class Finisher:
     """The end of a search: finalists re-measured, one answer per goal chosen, checked and made minimal.
 
@@ -74,30 +92,47 @@ class Finisher:
         return self.summary
 
     def compare(self, trials: list[int], ref: int = 0, timed: list[str] | None = None) -> dict[int, dict[str, dict[str, Any]]] | None:
-        """Time the trials' plans interleaved; speedup of each over ``trials[ref]``. None when it failed."""
+        """Time the trials' plans interleaved; speedup of each over ``trials[ref]``. None when it failed.
+
+        A trial whose model needs training beyond its own run (ensemble members, fine-tuning) has that training
+        re-measured too: its members' recipes are timed in the same rounds (``_beyond``)."""
         timed = self.timed if timed is None else timed
-        plans = [self.search.plan_of(self.study, t) for t in trials]
+        training = any(o in TRAINING_OBJECTIVES for o in timed)
+        points = {t: self.point(t) for t in trials}
+        members = list(dict.fromkeys(int(m["trial"]) for t in trials for m in points[t].members)) if training else []
+        extra = [m for m in members if m not in trials]
+        everyone = [*trials, *extra]
+        plans = [self.search.plan_of(self.study, t) for t in everyone]
         samples = train_samples(self.summary.baseline, plans)
-        if any(o in TRAINING_OBJECTIVES for o in timed):
+        if training:
             self.slice = evidence.speed_slice(samples, plans[0].batch_size, self.rounds)
         try:
+            # Members' serving is timed along (unused): their training is what the plans that serve them pay.
             timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed, samples)
         except TrialFailure as failure:
             self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
             return None
-        return {t: _speedups(timings, timed, ref, i) for i, t in enumerate(trials) if i != ref}
+        found = {t: _speedups(timings, timed, ref, i) for i, t in enumerate(trials) if i != ref}
+        for i, t in enumerate(trials):
+            p = points[t]
+            if i == ref or not training or not (p.finetune_s or p.members):
+                continue
+            own = p.metrics["train_time"] - p.finetune_s - sum(float(m["train_time"]) for m in p.members)
+            parts = [everyone.index(int(m["trial"])) for m in p.members]
+            found[t].update(_beyond(timings, timed, ref, i, parts, p.finetune_s / own if own > 0 else 0.0))
+        return found
 
     def remeasure(self, trials: list[int]) -> bool:
         """Re-measure ``trials`` against the baseline and record their speedups in the study.
 
         Serving variants of the user's own trained model train exactly as the baseline does (the same
         checkpoint): their training is not timed again, and their training speedup is recorded as unchanged,
-        unless they fine-tune after training, whose extra cost stays as their trial measured it.
+        unless they fine-tune after training or serve ensemble members, whose training is re-measured as well.
         """
         self.refresh()  # trials may have just run (ablation variants, the combined answer)
         base = self.summary.baseline.trial
         key = self.training_key(base)
-        same = [t for t in trials if self.training_key(t) == key]
+        same = [t for t in trials if self.training_key(t) == key and not self.point(t).finetune_s and not self.point(t).members]
         serving = [o for o in self.timed if o not in TRAINING_OBJECTIVES]
         found: dict[int, dict[str, dict[str, Any]]] = {}
         for group, timed in (([t for t in trials if t not in same], self.timed), (same, serving)):
@@ -107,15 +142,8 @@ class Finisher:
             if measured is None:
                 return False
             found.update(measured)
-        for t in trials:
-            point = self.point(t)
-            training = [o for o in self.timed if o in TRAINING_OBJECTIVES]
-            if point.finetune_s or point.members:
-                # Fine-tuning and ensemble members are training beyond the plan's own run, which is all a
-                # re-measurement times: the trial's own measurement, which paid for them, stands.
-                found.setdefault(t, {}).update({o: dict(point.speedup[o]) for o in training if o in point.speedup})
-            elif t in same:
-                found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in training})
+        for t in same:
+            found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in self.timed if o in TRAINING_OBJECTIVES})
         for t, speedup in found.items():
             self.entries[str(t)] = {"objectives": speedup}
         self.study.set_user_attr("remeasure", {"baseline": base, "rounds": self.rounds, "trials": self.entries})

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -104,12 +105,16 @@ def forking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
 
 
 def scratch_folders() -> set[str]:
-    import tempfile
-
     return {p.name for p in Path(tempfile.gettempdir()).glob(f"{PREFIX}*")}
 
 
-def test_a_normal_end_leaves_no_process_and_no_temp_folder(tmp_path: Path, tiny_task_file: Path) -> None:
+def test_a_normal_end_leaves_no_process_and_no_temp_folder(tmp_path: Path, tiny_task_file: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # A temp folder of its own (this process's and its workers'): tests running beside it make theirs elsewhere.
+    private = tmp_path / "tmp"
+    private.mkdir()
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
     before = scratch_folders()
     assert main(["optimize", str(tiny_task_file), "--target", "cpu", "--trials", "3", "--out", str(tmp_path / "out"),
                  "--mode", "inference", "--strategies", "runtime,quantization", "--remeasure-rounds", "2", "--quiet"]) == 0

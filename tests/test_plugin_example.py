@@ -46,10 +46,15 @@ def test_a_search_measures_them_and_a_training_trial_trains_its_own_model(tmp_pa
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'study.db'}")
     trials = [record.read(t) for t in study.get_trials(deepcopy=False)]
     baseline = next(t for t in trials if t.role == "baseline")
-    kernels = [t for t in trials if t.measured and any(k.startswith("optimizer_kernels.") for k in t.settings)]
+    tried = [t for t in trials if any(k.startswith("optimizer_kernels.") for k in t.settings)]
     serving = [t for t in trials if t.measured and any(k.startswith("torch_inference.") for k in t.settings)]
-    assert kernels and serving, [t.settings for t in trials]
-    for t in kernels:  # a training technique: its own training, never the baseline's checkpoint
-        assert t.details["cached_training"] is False and t.details["checkpoint"] != baseline.details["checkpoint"]
+    assert tried and serving, [t.settings for t in trials]
+    # A training technique trains its own model: to the end (its own checkpoint, never the baseline's), or until
+    # the speed bar stops it part-way, which on a shared machine it may (fused kernels on a tiny MLP are noise).
+    for t in tried:
+        if t.measured:
+            assert t.details["cached_training"] is False and t.details["checkpoint"] != baseline.details["checkpoint"]
+        else:
+            assert t.failure_kind == "too_slow" and "stopped early after" in (t.reason or ""), (t.failure_kind, t.reason)
     for t in serving:  # a serving technique: the baseline's trained model, reused
         assert t.details["checkpoint"] == baseline.details["checkpoint"]
