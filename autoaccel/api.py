@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,39 @@ def optimize(task: Task | str | Path, pm: pluggy.PluginManager | None = None, **
         task_obj = load_task(task)
     else:
         path, task_obj = None, validate_task(task)
-    search = Search(task_obj, path, opts, pm or plugin_manager())
+    pm = pm or plugin_manager()
+    search = Search(task_obj, path, opts, pm)
     study, summary = search.run()
+    if opts.confirm and search.finished_by is None:
+        summary = confirm_within(search, study, summary, task_obj, path, pm)
     return Result(summary.baseline, summary.pareto, summary.recommended, summary, study, search.out_dir, search.finished_by)
+
+
+# A whole training is estimated from the probe's projection; the confirmation starts only if this many times its
+# estimate fits in what is left of the budget (a training's own start-up, the serve answer's evaluation).
+CONFIRM_MARGIN = 1.2
+
+
+def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: Task, path: str | Path | None,
+                   pm: pluggy.PluginManager) -> Summary:
+    """--confirm: `autoaccel confirm` at the end of the run, when the rest of the budget affords the whole
+    trainings it takes (your recipe's and each train or combined answer's); otherwise say what it would take."""
+    from autoaccel.confirm import confirm, to_confirm
+    from autoaccel.fidelity import duration
+
+    fid, say = search.fidelity, search.progress.info
+    goals = to_confirm(study)
+    if not fid.compressed:
+        say("--confirm: every training trial trained your whole recipe; the answers already stand on full-length runs")
+        return summary
+    if not goals:
+        say("--confirm: no answer to confirm (each goal says keep your recipe)")
+        return summary
+    trainings = 1 + sum(1 for g in goals if g != "serve")
+    needed = CONFIRM_MARGIN * trainings * fid.full_s
+    left = search.budget_end - time.monotonic() if search.budget_end is not None else None
+    if left is not None and needed > left:
+        say(f"--confirm: {trainings} whole trainings take about {duration(needed)} here and {duration(max(0.0, left))} "
+            f"of the budget is left; run `autoaccel confirm {search.out_dir}` when you can")
+        return summary
+    return confirm(search.out_dir, pm, None, search.options.storage, study.study_name, search.options.quiet, task=task)

@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--fidelity", default="auto", metavar="SHARE",
                      help="share of your schedule each search trial trains, compressed (e.g. 1/16): auto (default) plans "
                           "it from the budget and one probed training; 1 trains every trial whole")
+    opt.add_argument("--confirm", action="store_true",
+                     help="at the end, train the train and combined answers and your recipe whole (as autoaccel confirm "
+                          "does) when the rest of the budget affords it")
+    opt.add_argument("--val-fraction", default="1", metavar="SHARE",
+                     help="share of the validation set quality is measured on, the same seeded rows for every trial "
+                          "(e.g. 1/10 for a huge set; default 1: all of it)")
     opt.add_argument("--no-isolation", action="store_true", help="run trials in this process (faster start, no crash protection)")
     opt.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     opt.add_argument("--json", action="store_true", help="print the final result as JSON on stdout (progress stays on stderr)")
@@ -141,7 +147,8 @@ def _optimize(args: argparse.Namespace) -> int:
         "storage": args.storage, "study": args.study, "heartbeat": args.heartbeat, "cache_dir": args.cache_dir,
         "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
-        "quiet": args.quiet, "choices": _choices(args.choices), "fidelity": args.fidelity,
+        "quiet": args.quiet, "choices": _choices(args.choices), "fidelity": args.fidelity, "val_fraction": args.val_fraction,
+        "confirm": args.confirm,
     }
     # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
     result = optimize(args.model, **options)

@@ -27,6 +27,7 @@ from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
 from autoaccel.record import TrialRecord, read
 from autoaccel.results import Summary, accuracy_drop, summarize_study
+from autoaccel.task import Task
 
 GOALS = ("train", "serve", "combined")  # serve costs an evaluation: it reuses the recipe's whole training
 
@@ -46,27 +47,37 @@ def load_run(out: Path, storage: str | None, name: str | None) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=store)
 
 
+def to_confirm(study: optuna.Study) -> dict[str, dict[str, Any]]:
+    """The run's given answers that a confirmation trains (or, for serve, evaluates) at full length."""
+    stored = study.user_attrs.get("answers") or {}
+    return {g: a for g, a in (stored.get("goals") or {}).items() if g in GOALS and a.get("given")}
+
+
 def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None, storage: str | None = None,
-            study_name: str | None = None, quiet: bool = False) -> Summary:
-    """Train the run's answers and the user's recipe at full length (serve: evaluated on it); update, publish."""
+            study_name: str | None = None, quiet: bool = False, task: Task | None = None) -> Summary:
+    """Train the run's answers and the user's recipe at full length (serve: evaluated on it); update, publish.
+    ``task``: the Task itself (optimize --confirm from Python), instead of loading the model file."""
     from autoaccel.loading import load_task
     from autoaccel.search import Search
 
     out = Path(out)
     study = load_run(out, storage, study_name)
     stored = study.user_attrs.get("answers") or {}
-    goals = {g: a for g, a in (stored.get("goals") or {}).items() if g in GOALS and a.get("given")}
+    goals = to_confirm(study)
     if not goals:
         raise AutoaccelError(f"confirm: study '{study.study_name}' has no answer to confirm "
                              "(they say keep your recipe, or the run did not finish)")
     path = model or study.user_attrs.get("task_path")
-    if not path:
+    if not path and task is None:
         raise AutoaccelError("--model: the study does not name its model file; pass --model MODEL.py")
-    task = load_task(path)
+    task = task if task is not None else load_task(path)
     names = tuple(sorted({k.partition(".")[0] for a in goals.values() for k in a["params"]}))
     options = Options(out=str(out), storage=storage, study=study.study_name, mode=str(study.user_attrs.get("mode", "both")),
                       objectives=tuple(study.user_attrs["objectives"]), strategies=names or None, remeasure_rounds=0,
-                      quiet=quiet, fidelity=1, max_accuracy_drop=float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+                      quiet=quiet, fidelity=1, val_fraction=float(study.user_attrs.get("val_fraction", 1.0)),
+                      choices={k: tuple(v) for k, v in (study.user_attrs.get("choices") or {}).items()
+                               if k.partition(".")[0] in names} or None,
+                      max_accuracy_drop=float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     search = Search(task, path, options, pm)
     fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
     # A whole training may take much longer than a search trial: allow it (ten projected trainings at most).

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoaccel import fidelity
+from autoaccel import fidelity, val_share
 from autoaccel.errors import AutoaccelError, did_you_mean
 from autoaccel.strategy import MODES
 from autoaccel.trial import OBJECTIVES
@@ -57,6 +57,10 @@ class Options:
     # The share of the schedule search trials train: "auto" (planned from the budget; fidelity.py) or a fraction
     # in (0, 1] ("1/16", 0.25, 1 for whole trainings).
     fidelity: str | float = "auto"
+    # The share of the validation set quality is measured on (val_share.py): 1 for all of it.
+    val_fraction: str | float = 1.0
+    # Train the answers and the recipe whole at the end of the run when the rest of the budget affords it.
+    confirm: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def drop_spec(self) -> tuple[float, bool]:
@@ -122,6 +126,11 @@ class Options:
         except (TypeError, ValueError, ZeroDivisionError):
             raise AutoaccelError(f"--fidelity: must be auto or a share of your schedule in (0, 1], e.g. 1/16 or 0.25, "
                                  f"but got {self.fidelity!r}") from None
+        try:
+            val_share.parse(self.val_fraction)
+        except (TypeError, ValueError, ZeroDivisionError):
+            raise AutoaccelError(f"--val-fraction: must be a share of your validation set in (0, 1], e.g. 0.1, 1/10 or 10%, "
+                                 f"but got {self.val_fraction!r}") from None
         objectives = self.resolved_objectives()
         for name in objectives:
             if name not in OBJECTIVES:

@@ -13,7 +13,7 @@ import torch
 from optuna.trial import TrialState
 from rich.markup import escape
 
-from autoaccel import fidelity, record
+from autoaccel import fidelity, record, val_share
 from autoaccel import study as studies
 from autoaccel.cache import training_key
 from autoaccel.contexts import Guards
@@ -58,7 +58,9 @@ SLOW_TRIAL = 3.0
 
 class Search(Teamwork, Outcomes):
     def __init__(self, task: Task, task_path: str | Path | None, options: Options, pm: pluggy.PluginManager) -> None:
-        self.task, self.task_path, self.options, self.pm = task, task_path, options.validate(), pm
+        self.options, self.pm = options.validate(), pm
+        self.val_share = val_share.parse(options.val_fraction)
+        self.task, self.task_path = val_share.bound(task, self.val_share), task_path
         self.objectives = options.resolved_objectives()
         self.plan = plan_search(task, self.options, pm)
         self.progress = Progress(options.quiet)
@@ -119,7 +121,7 @@ class Search(Teamwork, Outcomes):
         cache = self.options.checkpoints(self.task.name)
         if not self.options.isolate:
             return InProcessRunner(self.task, cache)
-        return IsolatedRunner(TaskSource.of(self.task, self.task_path), self.options.trial_timeout, cache)
+        return IsolatedRunner(TaskSource.of(self.task, self.task_path, self.val_share), self.options.trial_timeout, cache)
 
     def run(self) -> tuple[optuna.Study, Summary]:
         """Run the search; everything temporary (ONNX graphs, ...) lives in one folder removed at the end."""
@@ -141,6 +143,10 @@ class Search(Teamwork, Outcomes):
         storage = studies.open_storage(url, self.options.heartbeat)
         sampler = studies.make_sampler(self.options.sampler, self.options.seed, self.plan.space)
         study = studies.open_study(storage, self.study_name, self.objectives, sampler)
+        # Before anything is added beside the study: its figures were measured on one share of the validation set
+        # (a study with trials but no share recorded was measured, by an older version, on the whole set).
+        measured = bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        val_share.check_study(study.user_attrs.get("val_fraction", 1.0 if measured else None), self.val_share)
         # The workers' claims: in the shared storage when the user gave one (workers on other hosts see them),
         # else in a file beside this run's own study, which then holds exactly one study (optuna-dashboard,
         # optuna.load_study without a name).
@@ -169,6 +175,9 @@ class Search(Teamwork, Outcomes):
         study.set_user_attr("mode", self.options.mode)
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
+        study.set_user_attr("val_fraction", self.val_share)
+        # The space's narrowed parameters: a confirmation asks its trials in the same distributions.
+        study.set_user_attr("choices", {k: list(v) for k, v in (self.options.choices or {}).items()})
         if self.task_path is not None:
             study.set_user_attr("task_path", str(Path(self.task_path).resolve()))  # for `autoaccel confirm OUT`
         study.set_user_attr("hints", {f"{s.name}.{k}": why for s in self.plan.strategies for k, why in s.hints.items()})
@@ -178,6 +187,9 @@ class Search(Teamwork, Outcomes):
             escape(f"study '{self.study_name}' ({done} completed trial(s) kept) on {self.plan.target.name} [{self.plan.target.device}], "
                    f"objectives {', '.join(self.objectives)}, strategies {', '.join(s.name for s in self.plan.strategies) or 'none'}")
         )
+        if self.val_share < 1.0:
+            self.progress.info(f"quality is measured on {len(self.task.val_data)} rows of your validation set "
+                               f"({self.val_share:g} of it, --val-fraction), the same rows for every trial")
         for name, why_skipped in self.plan.skipped.items():
             self.progress.info(escape(f"  skipped {name}: {why_skipped}"))
         runner = self._runner()

@@ -40,19 +40,21 @@ class TaskSource:
 
     path: str | None = None
     blob: bytes | None = None
+    val_share: float = 1.0  # of the file's validation set (--val-fraction); a pickled Task carries its own cut
 
     @classmethod
-    def of(cls, task: Task, path: str | Path | None) -> "TaskSource":
+    def of(cls, task: Task, path: str | Path | None, val_share: float = 1.0) -> "TaskSource":
         if path is not None:
-            return cls(path=str(path))
+            return cls(path=str(path), val_share=val_share)
         by_value(task)  # the user's script or notebook: the worker cannot import it by name
         return cls(blob=cloudpickle.dumps(task))
 
     def load(self) -> Task:
         if self.path is not None:
             from autoaccel.loading import load_task
+            from autoaccel.val_share import bound
 
-            return load_task(self.path, validate=False)
+            return bound(load_task(self.path, validate=False), self.val_share)
         assert self.blob is not None
         return cloudpickle.loads(self.blob)
 

@@ -75,6 +75,10 @@ CASES: dict[str, Case] = {
                         args=("--budget", "0")),
     "negative-accuracy-drop": Case(None, r"--max-quality-drop: must be >= 0, .*but got '-0\.5'",
                                    args=("--max-accuracy-drop", "-0.5")),
+    "val-fraction-out-of-range": Case(None, r"--val-fraction: must be a share of your validation set in \(0, 1\], .*but got '1\.5'",
+                                      args=("--val-fraction", "1.5")),
+    "val-fraction-of-another-study": Case(None, r"--val-fraction: this study measured quality on 1 of the validation set, "
+                                                r"not 0\.5; give --val-fraction 1 to continue it", args=("--val-fraction", "1/2")),
     "task-call-fails-multiline": Case(
         STATE_DICT_SOURCE, r"model\.py:6: calling `task\(\)` failed: RuntimeError: Error\(s\) in loading state_dict",
     ),

@@ -101,3 +101,21 @@ def test_search_at_a_quarter_then_confirm_after_a_kill(tmp_path: Path) -> None:
         # At full length its accuracy fell over the budget: withdrawn, saying so with the figures.
         assert "trained at full length" in train["verdict"]
     assert "confirmation" in _study(out).user_attrs
+
+
+def test_optimize_with_confirm_trains_the_answer_whole_at_the_end_of_the_run(tmp_path: Path) -> None:
+    model = write_model(tmp_path, SLOW)
+    out = tmp_path / "out"
+    # A larger batch takes fewer of the model's 40 ms steps: a real training answer; a loose budget keeps it.
+    autoaccel.optimize(model, trials=3, fidelity="1/4", confirm=True, out=str(out), target="cpu",
+                       strategies=("batch_size",), choices={"batch_size.size": (128,)}, mode="train",
+                       remeasure_rounds=2, ablation=False, max_accuracy_drop=0.5, quiet=True)
+    study = _study(out)
+    train = study.user_attrs["answers"]["goals"]["train"]
+    assert train["given"], train
+    # Confirmed in the same run: whole trainings of the recipe and the answer, the evidence full-length.
+    assert train["evidence"]["speed"]["kind"] == "full" and train["evidence"]["quality"]["fraction"] == 1.0
+    confirms = [read(t) for t in study.get_trials() if read(t).role == "confirm"]
+    assert len(confirms) == 2 and {r.fraction for r in confirms} == {1.0}
+    published = json.loads((out / "pareto.json").read_text())["answers"]
+    assert next(a for a in published if a["goal"] == "train")["evidence"]["speed"]["kind"] == "full"
