@@ -3,6 +3,7 @@ or reused from an earlier trial of the same plan; observers (reporters, loggers)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import optuna
@@ -12,6 +13,7 @@ from optuna.trial import TrialState
 from autoaccel import record, sanity
 from autoaccel import study as studies
 from autoaccel.record import TrialRecord
+from autoaccel.results import accuracy_drop, over_budget
 from autoaccel.trial import TrialResult
 
 
@@ -66,7 +68,11 @@ class Outcomes:
         drop = self.max_drop(study, base_acc)
         if base is None:
             study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
-        constraint = base_acc - result.metrics["accuracy"] - drop
+        if base is None:
+            constraint = -drop
+        else:
+            mine = dataclasses.replace(me, metrics=result.metrics, ci95=result.ci95, details=result.details)
+            constraint = over_budget(accuracy_drop(base, mine), drop, me.fraction)
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)
         trial.set_constraint("accuracy_drop", constraint)

@@ -122,6 +122,15 @@ def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTri
     return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
 
 
+def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None) -> float:
+    """How far a quality drop is over the budget (<= 0: within it). On a compressed run (a low rung of the
+    schedule, where a barely trained recipe's accuracy moves by points between runs of the same math) successive
+    halving keeps what can still win: the drop is over only beyond noise, by the low end of its paired 95%
+    interval. At full length, and for the answer at its own rung (Finisher.promote), by its value."""
+    compressed = fraction is not None and fraction < 1.0
+    return (float(drop["ci95"][0]) if compressed else float(drop["value"])) - max_drop
+
+
 def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
     """Whether ``a`` is at least as good as ``b`` on every objective and better on one: exactly when ``a`` alone
     is the front of the pair (one definition of dominance, Optuna's, for the front and this test alike)."""
@@ -171,8 +180,8 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
         metrics_ci95={k: list(v) for k, v in t.ci95.items()},
         speedup=single_speedups(t.metrics, base.metrics),
         accuracy_drop=drop,
-        # Judged on the point estimate, as the constraint was; the interval is shown beside it.
-        feasible=drop["value"] <= max_drop + 1e-12,
+        # Judged as the constraint was (over_budget); the interval is shown beside it.
+        feasible=over_budget(drop, max_drop, t.fraction) <= 1e-12,
         plan=dict(t.plan),
         goal=t.goal or ("baseline" if t.role == "baseline" else "combined"),
         members=t.members,
@@ -184,7 +193,7 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
 
 def _apply_remeasure(point: Point, entry: Mapping[str, Any], objectives: Sequence[str]) -> None:
     for objective, r in entry.get("objectives", {}).items():
-        point.speedup[objective] = {**r, "source": "interleaved re-measurement"}
+        point.speedup[objective] = {"source": "interleaved re-measurement", **r}
     # A point's label speaks for its own goal's metrics only; other metrics carry their own labels.
     labels = {point.speedup[o].get("label") for o in judging(point.goal, objectives) if o in point.speedup}
     if labels:

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scipy import stats  # noqa: E402
 
+from autoaccel.errors import TrialFailure  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.options import Options  # noqa: E402
 from autoaccel.planning import plan_search  # noqa: E402
@@ -48,7 +49,7 @@ BUDGET = 0.01  # quality drop allowed: absolute for a metric in [0, 1] (accuracy
 NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts as near
 
 
-def record(model: str, fractions: list[float]) -> dict[str, Any]:
+def record(model: str, fractions: list[float], out: Path | None = None) -> dict[str, Any]:
     task = load_task(model)
     pm = plugin_manager()
     names = sorted({k.partition(".")[0] for c in CONFIGS for k in c})
@@ -63,21 +64,30 @@ def record(model: str, fractions: list[float]) -> dict[str, Any]:
             base = plan.base.replace(fraction=fraction)
             pipeline = apply_all(plan.strategies, base, {**plan.defaults, **config})
             started = time.perf_counter()
-            result = run_trial(task, pipeline, seed=task.seed, timing_budget_s=0.05)
+            try:
+                result = run_trial(task, pipeline, seed=task.seed, timing_budget_s=0.05)
+            except TrialFailure as failure:  # a configuration this task cannot run: recorded, left out of the figures
+                row["at"][str(fraction)] = {"failed": f"{failure.kind}: {failure.reason}"}
+                print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: failed ({failure.kind})", flush=True)
+                break
             row["at"][str(fraction)] = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
                                         "wall_s": time.perf_counter() - started}
             print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: train_time "
                   f"{result.metrics['train_time']:.1f} s, accuracy {result.metrics['accuracy']:.4f}, "
                   f"{time.perf_counter() - started:.1f} s wall", flush=True)
         rows.append(row)
+        table = {"task": task.name, "model": model, "fractions": fractions, "rows": rows}
+        if out is not None:  # after every configuration: a long recording killed midway keeps what it measured
+            out.write_text(json.dumps(table, indent=1) + "\n")
     return {"task": task.name, "model": model, "fractions": fractions, "rows": rows}
 
 
 def summarize(table: dict[str, Any]) -> list[str]:
-    rows = table["rows"]
+    rows = [r for r in table["rows"] if not any("failed" in at for at in r["at"].values())]
+    failed = [r["config"] for r in table["rows"] if r not in rows]
     base = rows[0]["at"]
     out = [f"{table['task']}: {len(rows)} configurations; full-length recipe {base['1.0']['train_time']:.1f} s, "
-           f"accuracy {base['1.0']['accuracy']:.4f}"]
+           f"accuracy {base['1.0']['accuracy']:.4f}" + (f"; failed to run: {json.dumps(failed)}" if failed else "")]
 
     def speedup(row: dict[str, Any], f: str) -> float:
         return base[f]["train_time"] / row["at"][f]["train_time"]
@@ -119,9 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     tables = [json.loads(Path(t).read_text()) for t in args.table or []]
     if args.model:
-        table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")])
-        if args.out:
-            Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
+        table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")], Path(args.out) if args.out else None)
         tables.append(table)
     for table in tables:
         print("\n".join(summarize(table)))

@@ -54,3 +54,24 @@ def test_record_table_refuses_no_evaluation_per_row_in_one_line(tmp_path: Path) 
                            "--repeats", "0", "--out", str(tmp_path / "t.json")], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "--repeats: expected at least 1 evaluation per row, got 0" in done.stderr.splitlines()[-1]
+
+
+def test_the_fidelity_benchmark_ranks_proxies_and_names_their_answer(tmp_path: Path) -> None:
+    import json
+
+    def at(t: float, acc: float) -> dict[str, float]:
+        return {"train_time": t, "accuracy": acc, "wall_s": t}
+
+    # At 1/4 the proxy ranks speed right and its answer (row 2) holds at full length; row 3 fails to run.
+    rows = [{"config": {}, "at": {"1.0": at(10, 0.99), "0.25": at(10, 0.90)}},
+            {"config": {"a": 1}, "at": {"1.0": at(5, 0.99), "0.25": at(5, 0.91)}},
+            {"config": {"b": 1}, "at": {"1.0": at(4, 0.985), "0.25": at(4, 0.90)}},
+            {"config": {"c": 1}, "at": {"1.0": {"failed": "unsupported: no"}}}]
+    table = tmp_path / "t.json"
+    table.write_text(json.dumps({"task": "t", "model": "m.py", "fractions": [0.25], "rows": rows}))
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "fidelity.py"), "--table", str(table)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert 'failed to run: [{"c": 1}]' in done.stdout
+    assert 'full-length answer: {"b": 1} at 2.50x' in done.stdout
+    assert "at 1/4: Spearman speed 1.00" in done.stdout and 'its answer {"b": 1} is the same' in done.stdout

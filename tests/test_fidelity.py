@@ -177,3 +177,13 @@ def test_a_speed_only_change_takes_the_same_maths_quality_once_its_loss_agrees()
     assert not sanity.inherit(drifted.metrics, drifted.ci95, drifted.details, source, 0.25)
     assert drifted.metrics["accuracy"] == kept and drifted.details["quality"]["sanity"] == "failed"
     assert drifted.details["quality"]["loss_gap"] > 0.9
+
+
+def test_at_a_low_rung_only_a_drop_over_budget_beyond_noise_rules_a_trial_out() -> None:
+    from autoaccel.results import over_budget
+
+    noisy = {"value": 0.011, "ci95": [-0.02, 0.042]}  # a point over a 0.01 budget, well within noise
+    clear = {"value": 0.139, "ci95": [0.10, 0.18]}
+    assert over_budget(noisy, 0.01, 1 / 16) < 0 < over_budget(clear, 0.01, 1 / 16)
+    # At full length (and the answer's own rung, judged by the finish) the value decides.
+    assert over_budget(noisy, 0.01, None) > 0 and over_budget(noisy, 0.01, 1.0) > 0
