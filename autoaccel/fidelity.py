@@ -71,6 +71,18 @@ class Fidelity:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def affordable(low: float, high: float, full_s: float, base_wall_s: float, seconds_left: float | None) -> float | None:
+    """The highest rung above ``low``, at most ``high``, at which the promotion's two trainings (the answer's and
+    the recipe's) fit in ``seconds_left``: each estimated as the baseline's trial at ``low`` (``base_wall_s``,
+    start-up and evaluation included) plus the extra share of one full training. None: none fits."""
+    if seconds_left is None:
+        return high
+    for rung in RUNGS:
+        if low < rung <= high and 2.0 * (base_wall_s + full_s * (rung - low)) <= seconds_left:
+            return rung
+    return None
+
+
 def share(fraction: float) -> str:
     """'1/16 of your schedule' style: the fraction as 1/k when it is one, else a percentage."""
     if fraction >= 1.0:

@@ -5,6 +5,7 @@ and re-measured. Each step records what it found in the study, so `autoaccel rep
 from __future__ import annotations
 
 import math
+import time
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -13,7 +14,7 @@ from rich.markup import escape
 from autoaccel.answers import Answer, agrees, describe_speed, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
 from autoaccel import evidence
 from autoaccel.cache import training_key
-from autoaccel.fidelity import share
+from autoaccel.fidelity import affordable, share
 from autoaccel.errors import TrialFailure
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
@@ -228,13 +229,20 @@ class Finisher:
         low, high = self.fidelity.search, self.fidelity.answer
         if not answer.given or high <= low:
             return answer
+        # The rung was planned from the finish's share of the budget; what is left of it now decides.
+        left = self.search.budget_end - time.monotonic() if self.search.budget_end is not None else None
+        wall = read(self.study.get_trials(deepcopy=False)[self.summary.baseline.trial]).seconds or 0.0
+        rung = affordable(low, high, self.fidelity.full_s, wall, left)
+        if rung is None:
+            return self.unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
+                                           f"schedule than the search's {share(low)}")
+        high = rung
         self.search.progress.info(f"train answer: training it and your recipe at {share(high)} of your schedule "
                                   f"(the search judged quality at {share(low)}) ...")
         base = self.search.run_fixed(self.study, self.runner, {}, "promotion", high)
         mine = self.search.run_fixed(self.study, self.runner, answer.params, "promotion", high)
         if base is None or mine is None:
-            answer.notes.append(f"its training at {share(high)} of your schedule failed; its quality stands at {share(low)}")
-            return answer
+            return self.unpromoted(answer, f"its training at {share(high)} of your schedule failed")
         b, c = read(base), read(mine)
         shown = self.summary.baseline.shown
         drop = accuracy_drop(b, c)
@@ -251,6 +259,18 @@ class Finisher:
         answer.accuracy_drop = {**drop, "fraction": high, "trials": [c.number, b.number]}
         answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
                             f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
+        return answer
+
+    def unpromoted(self, answer: Answer, why: str) -> Answer:
+        """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
+        where a drop within noise kept it in the running; given only if the drop itself is within the budget."""
+        low, drop = self.fidelity.search, answer.accuracy_drop
+        if float(drop.get("value", 0.0)) > self.max_drop + 1e-12:
+            return keep("train", self.summary.baseline, {
+                "trial": answer.trial, "params": answer.params,
+                "reason": f"{why}, and at {share(low)} of your schedule its accuracy drop {drop['value']:.4g} is over the "
+                          f"budget of {self.max_drop:g} (within noise: it could still have won at a higher share)"})
+        answer.notes.append(f"{why}; its quality stands at {share(low)}")
         return answer
 
     def check(self, p: Point, judged: list[str]) -> str:

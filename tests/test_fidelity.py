@@ -187,3 +187,13 @@ def test_at_a_low_rung_only_a_drop_over_budget_beyond_noise_rules_a_trial_out() 
     assert over_budget(noisy, 0.01, 1 / 16) < 0 < over_budget(clear, 0.01, 1 / 16)
     # At full length (and the answer's own rung, judged by the finish) the value decides.
     assert over_budget(noisy, 0.01, None) > 0 and over_budget(noisy, 0.01, 1.0) > 0
+
+
+def test_the_promotion_takes_the_highest_rung_the_rest_of_the_budget_affords() -> None:
+    from autoaccel.fidelity import affordable
+
+    # One full training of 37 s, the baseline's 1/8 trial 8 s of wall time: two trainings at 1/2 need 2 x 19 s.
+    assert affordable(1 / 8, 1 / 2, 37.0, 8.0, 60.0) == 0.5
+    assert affordable(1 / 8, 1 / 2, 37.0, 8.0, 30.0) == 0.25
+    assert affordable(1 / 8, 1 / 2, 37.0, 8.0, 10.0) is None
+    assert affordable(1 / 8, 1 / 2, 37.0, 8.0, None) == 0.5  # no budget: the planned rung
