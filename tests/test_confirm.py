@@ -16,24 +16,10 @@ from optuna.trial import TrialState
 import autoaccel
 from autoaccel.record import read
 from study_snapshot import sqlite_url
-from tiny_digits import task_source, write_model
+from tiny_digits import slow_training_source, write_model
 
 # 4 epochs of 45 steps, 40 ms a step: a whole training takes over 7 s, a quarter of it about 2 s.
-SLOW = task_source(
-    prelude='''
-        class SlowToTrain(nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
-
-            def forward(self, x):
-                if self.training:
-                    time.sleep(0.04)
-                return self.net(x)
-    ''',
-    model="SlowToTrain()",
-    epochs="4",
-)
+SLOW = slow_training_source(0.04, epochs=4)
 
 STUDY = "tiny-cpu-train"  # --mode train
 

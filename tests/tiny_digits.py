@@ -144,7 +144,7 @@ def train_with(task: Task, plan: Pipeline) -> TrialResult:
     return result
 
 
-def slow_training_source(step_sleep_s: float) -> str:
+def slow_training_source(step_sleep_s: float, epochs: int = 1) -> str:
     """The tiny task's model.py with a model that sleeps ``step_sleep_s`` per training step (45 steps an epoch):
     a trial that takes seconds while mostly waiting, so a kill lands mid-trial and several workers overlap on
     two cores."""
@@ -161,4 +161,5 @@ def slow_training_source(step_sleep_s: float) -> str:
                     return self.net(x)
         ''',
         model="SlowToTrain()",
+        epochs=str(epochs),
     )
