@@ -45,7 +45,9 @@ def words(evidence: Mapping[str, Any] | None, goal: str) -> str:
     if speed.get("kind") == "slice":
         parts.append(f"training speed from {speed['rounds']} paired {speed['steps']}-step slices")
     elif speed.get("kind") == "full":
-        parts.append(f"training speed from {speed.get('rounds', 1)} paired whole trainings")
+        rounds = int(speed.get("rounds", 1))
+        parts.append("training speed from one whole training each, back to back" if rounds == 1 else
+                     f"training speed from {rounds} paired rounds of whole trainings")
     fraction = float(quality.get("fraction", 1.0))
     if fraction >= 1.0:
         parts.append("quality at full length")

@@ -7,10 +7,10 @@ A real, longer training on real data shipped offline with scikit-learn: the 1,79
 BatchNorm, 32/64/128 channels) and the usual recipe: SGD with momentum 0.9 and weight decay 5e-4, lr 0.05, batch
 32, cosine schedule stepped per epoch.
 
-AUTOACCEL_EPOCHS sets the number of epochs (default 16). One full training at 16 epochs (720 steps) took 70 s
-on a 2-core CPU (Intel Xeon, torch 2.13, 2 threads) and reached 99.7% validation accuracy (359/360).
-AUTOACCEL_EPOCHS=80 makes one training five times as long (about 6 min), longer than the whole default
-5-minute budget: the search then trains every candidate on the schedule compressed to a small share of its steps
+AUTOACCEL_EPOCHS sets the number of epochs (default 16). One full training at 16 epochs (720 steps) took 37 s to
+70 s on 2-core CPUs (Intel Xeon, torch 2.13, 2 threads; the machines these were measured on differ) and reached
+99.7% validation accuracy (359/360). AUTOACCEL_EPOCHS=80 makes one training five times as long (4 to 6 min),
+AUTOACCEL_EPOCHS=120 over 5 min on the faster of them; either is longer than the whole default 5-minute budget: the search then trains every candidate on the schedule compressed to a small share of its steps
 (see the README, "Trainings longer than a few seconds: fidelity").
 """
 

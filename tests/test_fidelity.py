@@ -123,7 +123,7 @@ def test_evidence_says_what_stands_behind_each_claim() -> None:
                                               "schedule, not yet at full length (autoaccel confirm)")
     full = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5})
     assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0
-    assert evidence.words(full, "train") == "training speed from 1 paired whole trainings; quality at full length"
+    assert evidence.words(full, "train") == "training speed from one whole training each, back to back; quality at full length"
     assert evidence.words(evidence.of("serve", None, 1.0, 1.0), "serve") == "quality at full length"
 
 
