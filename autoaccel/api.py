@@ -67,7 +67,7 @@ def optimize(task: Task | str | Path, pm: pluggy.PluginManager | None = None, **
     search = Search(task_obj, path, opts, pm)
     study, summary = search.run()
     if opts.confirm and search.finished_by is None:
-        summary = confirm_within(search, study, summary, task_obj, path, pm)
+        summary = confirm_within(search, study, summary, task_obj, pm)
     return Result(summary.baseline, summary.pareto, summary.recommended, summary, study, search.out_dir, search.finished_by)
 
 
@@ -76,7 +76,7 @@ def optimize(task: Task | str | Path, pm: pluggy.PluginManager | None = None, **
 CONFIRM_MARGIN = 1.2
 
 
-def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: Task, path: str | Path | None,
+def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: Task,
                    pm: pluggy.PluginManager) -> Summary:
     """--confirm: `autoaccel confirm` at the end of the run, when the rest of the budget affords the whole
     trainings it takes (your recipe's and each train or combined answer's); otherwise say what it would take."""
