@@ -133,5 +133,6 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
 
 
 def fixed(fraction: float, full_s: float = 0.0, full_steps: int = 0, step_s: float = 0.0) -> Fidelity:
-    """The fidelity a user set with --fidelity: search and answer at that share."""
-    return Fidelity(fraction, fraction, full_s, full_steps, step_s, "set by --fidelity")
+    """The fidelity a user set with --fidelity: the search at that share, the answer promoted to PROMOTION times
+    it (as far as the budget affords when the finish comes; full length at most)."""
+    return Fidelity(fraction, min(1.0, fraction * PROMOTION), full_s, full_steps, step_s, "set by --fidelity")

@@ -101,6 +101,9 @@ def test_optimize_with_confirm_trains_the_answer_whole_at_the_end_of_the_run(tmp
     assert train["given"], train
     # Confirmed in the same run: whole trainings of the recipe and the answer, the evidence full-length.
     assert train["evidence"]["speed"]["kind"] == "full" and train["evidence"]["quality"]["fraction"] == 1.0
+    # Promoted first (a quarter times four: full length), beside the recipe; the confirmation reuses those runs.
+    promoted = [read(t) for t in study.get_trials() if read(t).role == "promotion"]
+    assert len(promoted) == 2 and {r.fraction for r in promoted} == {1.0}, [(r.role, r.fraction) for r in promoted]
     confirms = [read(t) for t in study.get_trials() if read(t).role == "confirm"]
     assert len(confirms) == 2 and {r.fraction for r in confirms} == {1.0}
     published = json.loads((out / "pareto.json").read_text())["answers"]

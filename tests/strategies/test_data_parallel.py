@@ -94,6 +94,9 @@ CRASHING = task_source(
 )
 
 
+# Alone: beside another test's load the surviving rank may die of the broken process group within the same 50 ms
+# poll as the crashing one, and which rank is named then depends on the load (the trial fails as a crash either way).
+@pytest.mark.alone
 def test_a_rank_that_crashes_fails_the_trial_and_leaves_no_process(tmp_path: Path) -> None:
     from autoaccel.loading import load_task
 
