@@ -184,9 +184,11 @@ class Finisher:
                 # No paired evidence: the answers stay on single measurements and say so (no study attribute).
                 self.study.set_user_attr("ablation", importances(self.study, self.objectives))
                 return
-        answers = {goal: self.decide(goal, finalists[goal]) for goal in finalists}
-        if "train" in answers:
-            answers["train"] = self.promote(answers["train"])
+        answers: dict[str, Answer] = {}
+        for goal in finalists:
+            answers[goal] = self.decide(goal, finalists[goal])
+            if goal == "train":  # promoted at once: the other goals' ablations must not spend its time
+                answers[goal] = self.promote(answers[goal])
         if "combined" in goals:
             answers["combined"] = self.combine(answers)
         for goal, answer in answers.items():
@@ -231,8 +233,7 @@ class Finisher:
             return answer
         # The rung was planned from the finish's share of the budget; what is left of it now decides.
         left = self.search.budget_end - time.monotonic() if self.search.budget_end is not None else None
-        wall = read(self.study.get_trials(deepcopy=False)[self.summary.baseline.trial]).seconds or 0.0
-        rung = affordable(low, high, self.fidelity.full_s, wall, left)
+        rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), left)
         if rung is None:
             return self.unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
                                            f"schedule than the search's {share(low)}")
@@ -260,6 +261,21 @@ class Finisher:
         answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
                             f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
         return answer
+
+    def baseline_wall(self) -> float:
+        """Wall seconds of the baseline's search trial (a training at the search's rung, start-up and evaluation)."""
+        return read(self.study.get_trials(deepcopy=False)[self.summary.baseline.trial]).seconds or 0.0
+
+    def crowds_out_promotion(self, trainings: int) -> bool:
+        """Whether ``trainings`` more runs at the search's rung (an ablation's variants) would leave no time in the
+        budget for the train answer's promotion that the budget affords now. Quality at a higher rung is worth
+        more than a minimal answer: evidence, not tidiness."""
+        low, high = self.fidelity.search, self.fidelity.answer
+        if high <= low or self.search.budget_end is None:
+            return False
+        left, wall = self.search.budget_end - time.monotonic(), self.baseline_wall()
+        possible = affordable(low, high, self.fidelity.full_s, wall, left)
+        return possible is not None and affordable(low, high, self.fidelity.full_s, wall, left - trainings * wall) is None
 
     def unpromoted(self, answer: Answer, why: str) -> Answer:
         """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
@@ -298,6 +314,9 @@ class Finisher:
         names = list(split_params(p.params))
         if len(names) < 2 or not self.search.options.ablation:
             return p, []
+        if goal == "train" and self.crowds_out_promotion(len(names) + 1):
+            return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
+                       f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
         self.search.progress.info(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
         variants: dict[str, int] = {}
         for name in names:
