@@ -19,7 +19,7 @@ from autoaccel.errors import TrialFailure
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
 from autoaccel.remeasure import Ratio, paired_ratio, train_samples
-from autoaccel.results import Point, Summary, accuracy_drop, single_speedups, summarize_study
+from autoaccel.results import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
 from autoaccel.strategy import split_params
 from autoaccel.trial import REMEASURED, TRAINING_OBJECTIVES
 
@@ -249,9 +249,12 @@ class Finisher:
         drop = accuracy_drop(b, c)
         figures = (f"{shown.name} {shown.fmt(c.metrics['accuracy'])} vs {shown.fmt(b.metrics['accuracy'])} "
                    f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
-        if drop["value"] > self.max_drop + 1e-12:
+        # Still a share of the schedule (unless full length): out only when over the budget beyond noise, as at the
+        # search's rung. It has now survived two rungs; confirm judges it whole.
+        if over_budget(drop, self.max_drop, high) > 1e-12:
+            beyond = " beyond noise" if high < 1.0 else ""
             why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
-                   f"{self.max_drop:g} ({figures})")
+                   f"{self.max_drop:g}{beyond} ({figures})")
             return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
         self.promoted = True
         # The answer's quality is now the one measured at the higher rung, its evidence says which.
