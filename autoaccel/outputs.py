@@ -168,7 +168,10 @@ def sweep(out_dir: Path, spare: Path | None = None) -> list[str]:
             continue
         # A generation a writer has just created may not hold its .writer file yet: judged as this host's, so
         # a live writer's fresh folder is never swept away under it (its pid is in the folder's name).
-        host = (gen / ".writer").read_text(encoding="utf-8").strip() if (gen / ".writer").is_file() else socket.gethostname()
+        try:
+            host = (gen / ".writer").read_text(encoding="utf-8").strip() if (gen / ".writer").is_file() else socket.gethostname()
+        except FileNotFoundError:
+            continue  # another writer on this --out swept it between the listing and the read
         if _writer_alive(gen.name.split("_")[1] if gen.name.count("_") == 2 else "", host):
             continue
         shutil.rmtree(gen, ignore_errors=True)

@@ -21,6 +21,11 @@ from autoaccel.cli import main
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
+# Alone: each run needs an answer, a speedup beyond noise in 4 trials, which another test's load beside it can
+# hide (the README's test command runs these after the rest, by themselves).
+pytestmark = pytest.mark.alone
+
+
 def _run(tmp_path: Path, example: str, *flags: str) -> dict[str, Any]:
     out = tmp_path / "out"
     # Fewer re-measurement rounds and no ablation than a user's run: the suite checks the path, not the figures.

@@ -155,6 +155,8 @@ for i in range(int(sys.argv[2])):
 """
 
 
+# Alone: a race of three processes whose interleaving another test's load beside it stretches.
+@pytest.mark.alone
 def test_concurrent_writers_never_show_a_reader_half_a_file(tmp_path: Path) -> None:
     """Two runs publishing into one --out while a third process reads: every read is a whole file, and the
     names always agree on one generation."""
