@@ -284,7 +284,7 @@ class Finisher:
         """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
         where a drop within noise kept it in the running; given only if the drop itself is within the budget."""
         low, drop = self.fidelity.search, answer.accuracy_drop
-        if float(drop.get("value", 0.0)) > self.max_drop + 1e-12:
+        if over_budget(drop, self.max_drop, None) > 1e-12:  # by its value, as at full length: nothing more to go on
             return keep("train", self.summary.baseline, {
                 "trial": answer.trial, "params": answer.params,
                 "reason": f"{why}, and at {share(low)} of your schedule its accuracy drop {drop['value']:.4g} is over the "
