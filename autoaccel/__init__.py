@@ -3,7 +3,14 @@
 The public API is what this module exports; everything else is internal and may change.
 """
 
+import os
 from typing import TYPE_CHECKING
+
+# ONNX Runtime (1.29 on) collects telemetry: importing it writes a session file `.ses` into the temp dir and a
+# device id and usage database under ~/.cache/Microsoft/DeveloperTools/.onnxruntime/. Off unless the user opts
+# back in (AUTOACCEL_ORT_TELEMETRY=1); set before anything imports onnxruntime, inherited by trial workers.
+if os.environ.get("AUTOACCEL_ORT_TELEMETRY") != "1":
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.hookspecs import hookimpl

@@ -15,6 +15,7 @@ from autoaccel.loading import load_task
 from autoaccel.options import Options
 from autoaccel.registry import plugin_manager
 from autoaccel.results import Point, Summary
+from autoaccel.scratch import run_scratch
 from autoaccel.search import Search
 from autoaccel.task import Task, validate_task
 
@@ -58,16 +59,18 @@ def optimize(task: Task | str | Path, pm: pluggy.PluginManager | None = None, **
     """
     opts = make_options(**options)
     opts.validate()
-    if isinstance(task, (str, Path)):
-        path: str | Path | None = task
-        task_obj = load_task(task)
-    else:
-        path, task_obj = None, validate_task(task)
-    pm = pm or plugin_manager()
-    search = Search(task_obj, path, opts, pm)
-    study, summary = search.run()
-    if opts.confirm and search.finished_by is None:
-        summary = confirm_within(search, study, summary, task_obj, pm)
+    # The run's temp folder first: the user's model.py and the libraries it loads may write there on import.
+    with run_scratch():
+        if isinstance(task, (str, Path)):
+            path: str | Path | None = task
+            task_obj = load_task(task)
+        else:
+            path, task_obj = None, validate_task(task)
+        pm = pm or plugin_manager()
+        search = Search(task_obj, path, opts, pm)
+        study, summary = search.run()
+        if opts.confirm and search.finished_by is None:
+            summary = confirm_within(search, study, summary, task_obj, pm)
     return Result(summary.baseline, summary.pareto, summary.recommended, summary, study, search.out_dir, search.finished_by)
 
 
@@ -91,7 +94,9 @@ def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: 
     if not goals:
         say("--confirm: no answer to confirm (each goal says keep your recipe)")
         return summary
-    trainings = 1 + sum(1 for g in goals if g != "serve")
+    # Your recipe is not trained again when its trained weights, or its metric, are known (known_recipe.py).
+    known = bool(task.weights) or (search.options.baseline_metric is not None and "serve" not in goals)
+    trainings = (0 if known else 1) + sum(1 for g in goals if g != "serve")
     needed = CONFIRM_MARGIN * trainings * fid.full_s
     left = search.budget_end - time.monotonic() if search.budget_end is not None else None
     if left is not None and needed > left:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import warnings
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--confirm", action="store_true",
                      help="at the end, train the train and combined answers and your recipe whole (as autoaccel confirm "
                           "does) when the rest of the budget affords it")
+    opt.add_argument("--baseline-metric", type=float, default=None, metavar="VALUE",
+                     help="your recipe's metric on the validation set after its whole training, as you measured it "
+                          "(e.g. 0.953): the confirmation then does not train your recipe whole again (with Task.weights set, "
+                          "it evaluates them instead)")
     opt.add_argument("--val-fraction", default="1", metavar="SHARE",
                      help="share of the validation set quality is measured on, the same seeded rows for every trial "
                           "(e.g. 1/10 for a huge set; default 1: all of it)")
@@ -129,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--model", default=None, help="the run's MODEL.py (default: the file the run was started with)")
     con.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
     con.add_argument("--study", default=None, help="study name (needed when the storage holds several)")
+    con.add_argument("--baseline-metric", type=float, default=None, metavar="VALUE",
+                     help="your recipe's metric on the validation set after its whole training, as you measured it "
+                          "(e.g. 0.953): the confirmation then does not train your recipe whole again (with Task.weights set, "
+                          "it evaluates them instead)")
     con.add_argument("--quiet", action="store_true", help="no progress lines")
     plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
     plugins.add_argument("--target", default="auto")
@@ -148,7 +157,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": _choices(args.choices), "fidelity": args.fidelity, "val_fraction": args.val_fraction,
-        "confirm": args.confirm,
+        "confirm": args.confirm, "baseline_metric": args.baseline_metric,
     }
     # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
     result = optimize(args.model, **options)
@@ -218,7 +227,10 @@ def _confirm(args: argparse.Namespace) -> int:
     from autoaccel.console import make_console, print_summary
     from autoaccel.registry import plugin_manager
 
-    summary = confirm(args.out, plugin_manager(), args.model, args.storage, args.study, args.quiet)
+    if args.baseline_metric is not None and not math.isfinite(args.baseline_metric):
+        raise AutoaccelError(f"--baseline-metric: must be a finite number, but got {args.baseline_metric!r}")
+    summary = confirm(args.out, plugin_manager(), args.model, args.storage, args.study, args.quiet,
+                      baseline_metric=args.baseline_metric)
     console = make_console()
     print_summary(console, summary, summary.baseline.params)
     console.print(escape(f"wrote {Path(args.out) / 'report.html'}, pareto.json and recipe.yaml"))

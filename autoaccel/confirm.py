@@ -7,6 +7,10 @@ whole training and costs an evaluation), as trials of the same study: a
 confirmation killed midway keeps the trainings it finished, and running it again reuses them. The answers are
 then updated (their evidence becomes ``full``, or the answer is withdrawn when its quality does not hold at full
 length) and published as a new generation of OUT.
+
+A user who trained their recipe already saves its whole training (known_recipe.py): with Task.weights set, the
+weights are evaluated instead (and the serve answer is evaluated on them); with --baseline-metric, the stated value
+stands for the recipe's quality. The recipe's time is then the one the search projected from its steady steps.
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ from typing import Any
 import optuna
 import pluggy
 
-from autoaccel import evidence
+from autoaccel import evidence, known_recipe
 from autoaccel import study as studies
 from autoaccel.answers import Answer, describe_speed, keep
 from autoaccel.errors import AutoaccelError
 from autoaccel.fidelity import Fidelity, duration
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
+from autoaccel.errors import TrialFailure
 from autoaccel.record import TrialRecord, read
 from autoaccel.results import Summary, accuracy_drop, summarize_study
+from autoaccel.scratch import run_scratch
 from autoaccel.task import Task
 
 GOALS = ("train", "serve", "combined")  # serve costs an evaluation: it reuses the recipe's whole training
@@ -54,13 +60,20 @@ def to_confirm(study: optuna.Study) -> dict[str, dict[str, Any]]:
 
 
 def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None, storage: str | None = None,
-            study_name: str | None = None, quiet: bool = False, task: Task | None = None) -> Summary:
+            study_name: str | None = None, quiet: bool = False, task: Task | None = None,
+            baseline_metric: float | None = None) -> Summary:
     """Train the run's answers and the user's recipe at full length (serve: evaluated on it); update, publish.
-    ``task``: the Task itself (optimize --confirm from Python), instead of loading the model file."""
+    ``task``: the Task itself (optimize --confirm from Python), instead of loading the model file;
+    ``baseline_metric``: the recipe's full-length metric as the user measured it (else the run's, if it was given)."""
+    with run_scratch():  # before the model file is loaded: what it imports may write to the temp dir
+        return _confirm(Path(out), pm, model, storage, study_name, quiet, task, baseline_metric)
+
+
+def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: str | None, study_name: str | None,
+             quiet: bool, task: Task | None, baseline_metric: float | None) -> Summary:
     from autoaccel.loading import load_task
     from autoaccel.search import Search
 
-    out = Path(out)
     study = load_run(out, storage, study_name)
     stored = study.user_attrs.get("answers") or {}
     goals = to_confirm(study)
@@ -82,16 +95,25 @@ def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None,
     fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
     # A whole training may take much longer than a search trial: allow it (ten projected trainings at most).
     search.options.trial_timeout = max(options.trial_timeout, 10 * fid.full_s + 600)
-    search.progress.info(f"confirming {', '.join(goals)} at full length: your recipe and {len(goals)} answer(s), one whole "
-                         f"training each (about {duration(fid.full_s)} each for your recipe)")
-    trials = search.confirm_trials(study, [{}] + [a["params"] for a in goals.values()])
-    base = trials[0]
+    if baseline_metric is None and study.user_attrs.get("baseline_metric") is not None:
+        baseline_metric = float(study.user_attrs["baseline_metric"])
+    base, served = _known_recipe(search, study, task, goals, baseline_metric)
+    trained = {g: a for g, a in goals.items() if g not in served}
+    whole = sum(g != "serve" for g in trained) + (base is None)  # the serve answer reuses the recipe's training
+    search.progress.info(f"confirming {', '.join(goals)} at full length: {whole} whole training(s)"
+                         + (f" (about {duration(fid.full_s)} for your recipe)" if base is None else
+                            f"; your recipe's quality from {known_recipe.label(base)}, its time as the search projected it"))
+    trials = search.confirm_trials(study, ([{}] if base is None else []) + [a["params"] for a in trained.values()])
     if base is None:
-        raise AutoaccelError("confirm: your recipe failed to train at full length; see the study's last trial for why")
+        base, trials = trials[0], trials[1:]
+        if base is None:
+            raise AutoaccelError("confirm: your recipe failed to train at full length; see the study's last trial for why")
+    judged_by = dict(zip(trained, trials)) | served
     summary = summarize_study(study, options.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     updated = dict(stored["goals"])
-    record: dict[str, Any] = {"baseline": base.number, "goals": {}}
-    for (goal, answer), trial in zip(goals.items(), trials[1:]):
+    record: dict[str, Any] = {"baseline": base.number if base.number >= 0 else known_recipe.label(base), "goals": {}}
+    for goal, answer in goals.items():
+        trial = judged_by[goal]
         judged = _judge(Answer.from_json(answer), base, trial, fid, summary)
         updated[goal] = judged.to_json()
         record["goals"][goal] = judged.evidence.get("speed", {})
@@ -109,6 +131,38 @@ def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None,
     return summary
 
 
+def _known_recipe(search: Any, study: optuna.Study, task: Task, goals: dict[str, dict[str, Any]],
+                  stated: float | None) -> tuple[TrialRecord | None, dict[str, TrialRecord | None]]:
+    """The recipe at full length without training it (known_recipe.py), and the serve answer evaluated on its
+    weights; (None, {}) when it must be trained whole: no weights, and no stated metric or a serve answer to
+    evaluate on the recipe's whole training."""
+    searched = studies.baseline_of(study)
+    if searched is None or (not task.weights and (stated is None or "serve" in goals)):
+        if stated is not None:
+            search.progress.info("--baseline-metric: the serve answer is evaluated on your recipe trained whole here, so "
+                                 "your recipe is trained and measured (set Task.weights to evaluate your own weights instead)")
+        return None, {}
+    served: dict[str, TrialRecord | None] = {}
+    if task.weights:
+        configs = [{}] + ([goals["serve"]["params"]] if "serve" in goals else [])
+        results = search.evaluate_weights(configs)
+        if isinstance(results[0], TrialFailure):
+            raise AutoaccelError(f"Task.weights: evaluating {task.weights} failed: {results[0].reason}")
+        base = known_recipe.from_weights(results[0], searched)
+        if stated is not None:
+            search.progress.info(f"--baseline-metric: Task.weights is set; its evaluation here stands for your recipe, "
+                                 f"not the value {stated:g}")
+        if "serve" in goals:
+            one = results[1]
+            served["serve"] = None if isinstance(one, TrialFailure) else known_recipe.served(one, goals["serve"]["params"])
+        return base, served
+    assert stated is not None
+    if float(study.user_attrs.get("val_fraction", 1.0)) < 1.0:
+        search.progress.info("--baseline-metric: this run measures quality on a share of the validation set "
+                             "(--val-fraction); the value you stated should come from the same rows")
+    return known_recipe.stated(stated, searched), served
+
+
 def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fidelity, summary: Summary) -> Answer:
     """The answer with its full-length evidence, or withdrawn when its quality does not hold at full length."""
     if trial is None:
@@ -117,7 +171,7 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
     shown = summary.baseline.shown
     drop = accuracy_drop(base, trial)
     figures = (f"{shown.name} {shown.fmt(trial.metrics['accuracy'])} vs {shown.fmt(base.metrics['accuracy'])} at full "
-               f"length (trials {trial.number} and {base.number})")
+               f"length ({known_recipe.label(trial)} and {known_recipe.label(base)})")
     if drop["value"] > summary.max_accuracy_drop + 1e-12:
         return keep(answer.goal, summary.baseline, {
             "trial": answer.trial, "params": answer.params,
@@ -136,8 +190,14 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
     projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
     confirmed = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
                  "trial": trial.number, "baseline_s": base.metrics["train_time"], "answer_s": trial.metrics["train_time"]}
-    speed = (f"training {ratio:.2f}x faster in one whole training each ({trial.metrics['train_time']:.1f} s vs "
-             f"{base.metrics['train_time']:.1f} s; the paired slices said {projected:.2f}x)")
+    if base.number < 0:  # the recipe was not trained here: its time is the search's projection
+        confirmed["baseline"] = "projected"
+        speed = (f"training {ratio:.2f}x faster: its whole training {trial.metrics['train_time']:.1f} s against your "
+                 f"recipe's {base.metrics['train_time']:.1f} s as projected from its steady steps (the paired slices said "
+                 f"{projected:.2f}x)")
+    else:
+        speed = (f"training {ratio:.2f}x faster in one whole training each ({trial.metrics['train_time']:.1f} s vs "
+                 f"{base.metrics['train_time']:.1f} s; the paired slices said {projected:.2f}x)")
     verdict = f"{describe_speed(answer.speedup, summary.objectives)}; {figures}{noise}"
     return dataclasses.replace(answer, verdict=verdict, accuracy_drop={**drop, "fraction": 1.0},
                                notes=[*answer.notes, f"confirmed at full length: {speed}"],

@@ -13,7 +13,7 @@ import torch
 from scipy import stats
 from torch import nn
 
-from autoaccel.batches import call, map_tensors
+from autoaccel.batches import call, map_tensors, prediction
 from autoaccel.batches import size as batch_size
 from autoaccel.data import eval_batches, sample_batch
 from autoaccel.errors import TrialFailure
@@ -49,8 +49,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def metric_rows(model: Callable[..., Any], task: Any, plan: Pipeline, metric: Metric) -> np.ndarray:
-    """The metric's rows over the validation set, batch by batch under the plan's inference contexts (autocast,
-    ...): only rows of sums are kept, never all the outputs at once."""
+    """A metric of rows (metrics.Metric) over the validation set, batch by batch under the plan's inference
+    contexts (autocast, ...): only rows of sums are kept, never all the outputs at once (quality.py evaluates
+    the other kinds)."""
     rows: list[np.ndarray] = []
     if hasattr(model, "eval"):
         model.eval()
@@ -60,15 +61,14 @@ def metric_rows(model: Callable[..., Any], task: Any, plan: Pipeline, metric: Me
         size = max(1, min(size, -(-len(task.val_data) // PER_BATCH_ROWS)))
     with inference(plan):
         for batch in eval_batches(task.val_data, size):
-            predicted, targets, loss, value = evaluation_batch(
-                task, model, batch, lambda inputs: prepare_input(inputs, plan), metric.needs_loss)
-            if value is not None:  # the user's evaluation_step gave the batch's metric value: weighted by its size
+            one = evaluation_batch(task, model, batch, lambda inputs: prepare_input(inputs, plan), metric.needs_loss)
+            if one.value is not None:  # the user's evaluation_step gave the batch's metric value: weighted by its size
                 n = batch_size(batch)
-                rows.append(np.array([[value * n, n]], dtype=np.float64))
+                rows.append(np.array([[one.value * n, n]], dtype=np.float64))
                 continue
-            assert predicted is not None
-            targets = map_tensors(lambda t: t.cpu(), targets)
-            rows.append(metric.rows(predicted.float().cpu(), targets, None if loss is None else loss.float().cpu()))
+            targets = map_tensors(lambda t: t.cpu(), one.targets)
+            loss = None if one.loss is None else one.loss.float().cpu()
+            rows.append(metric.rows(prediction(one.outputs).float().cpu(), targets, loss))
     return np.concatenate(rows) if rows else np.zeros((0, 2))
 
 

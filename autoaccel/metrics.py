@@ -159,19 +159,41 @@ accuracy = BUILTIN_METRICS["accuracy"]
 TOPK = re.compile(r"^top[-_ ]?(\d+)[-_ ]accuracy$")
 
 
+def _label(fn: Any) -> str:
+    label = getattr(fn, "__name__", type(fn).__name__)
+    return "metric" if label == "<lambda>" else label
+
+
 def custom_metric(fn: MetricFn, direction: str, name: str | None = None) -> Metric:
-    """The user's callable ``(outputs, targets) -> float``, evaluated on each validation batch and averaged
-    weighted by the batch's size (a mean over samples, streamed); its interval bootstraps over batches."""
-    label = name or getattr(fn, "__name__", type(fn).__name__)
-    return Metric("metric" if label == "<lambda>" else label, direction, _value_rows(fn), _ratio, per_batch=True)
+    """The user's callable ``(outputs, targets) -> float`` as a batch average (``Task.metric_reduction="mean"``):
+    evaluated on each validation batch, weighted by the batch's size, streamed; its interval bootstraps over
+    batches. Without that reduction a callable is a whole-set metric (whole_set.py)."""
+    return Metric(name or _label(fn), direction, _value_rows(fn), _ratio, per_batch=True)
 
 
-def resolve_metric(metric: str | MetricFn | Metric, direction: str | None = None) -> Metric:
-    """Turn ``Task.metric`` (and ``Task.direction``) into a Metric, or raise one clear line naming the field."""
+REDUCTIONS = ("whole", "mean")
+
+
+def resolve_metric(metric: Any, direction: str | None = None, reduction: str | None = None) -> Any:
+    """Turn ``Task.metric`` (and ``Task.direction``, ``Task.metric_reduction``) into a metric: a Metric of rows,
+    a whole-set metric (a callable, a named scorer), or a torchmetrics Metric; or raise one clear line naming
+    the field."""
+    from autoaccel.torchmetric import TorchMetric, is_torchmetric
+    from autoaccel.whole_set import SCORERS, WholeSetMetric, scorer
+
     if direction is not None and direction not in DIRECTIONS:
         raise AutoaccelError(f"Task.direction: expected 'maximize' or 'minimize', but got {direction!r}")
-    if isinstance(metric, Metric):
+    if reduction is not None and reduction not in REDUCTIONS:
+        raise AutoaccelError(f"Task.metric_reduction: expected 'whole' (the default: a callable sees the whole "
+                             f"validation set) or 'mean' (averaged over batches), but got {reduction!r}")
+    if isinstance(metric, (Metric, WholeSetMetric, TorchMetric)):
         return metric
+    if is_torchmetric(metric):
+        return TorchMetric.of(metric, direction)
+    if isinstance(metric, str) and (key := metric.strip().lower().replace(" ", "_").replace("-", "_")) in SCORERS:
+        if direction is not None and direction != "maximize":
+            raise AutoaccelError(f"Task.direction: {key} is always maximized; leave Task.direction unset")
+        return scorer(key)
     if isinstance(metric, str):
         key = metric.strip().lower().replace(" ", "_").replace("-", "_")
         key = ALIASES.get(key, key)
@@ -180,19 +202,21 @@ def resolve_metric(metric: str | MetricFn | Metric, direction: str | None = None
         elif key in BUILTIN_METRICS:
             found = BUILTIN_METRICS[key]
         else:
-            known = ", ".join(sorted(BUILTIN_METRICS))
-            raise AutoaccelError(f"Task.metric: unknown metric '{metric}'{did_you_mean(metric, BUILTIN_METRICS)} (built in: "
-                                 f"{known}, topK_accuracy; or pass a callable (outputs, targets) -> float with Task.direction)")
+            names = sorted([*BUILTIN_METRICS, *SCORERS])
+            raise AutoaccelError(f"Task.metric: unknown metric '{metric}'{did_you_mean(metric, names)} (built in: "
+                                 f"{', '.join(names)}, topK_accuracy; or pass a callable (outputs, targets) -> float with "
+                                 "Task.direction, or a torchmetrics Metric)")
         if direction is not None and direction != found.direction:
             raise AutoaccelError(f"Task.direction: {found.name} is always {found.direction}d; leave Task.direction unset "
                                  f"for a built-in metric")
         return found
     if callable(metric):
         # Higher is better unless the task says otherwise (the contract before directions existed).
-        return custom_metric(metric, direction or "maximize")
-    raise AutoaccelError(
-        f"Task.metric: expected a metric name or a callable (outputs, targets) -> float, but got {type(metric).__name__}"
-    )
+        if reduction == "mean":
+            return custom_metric(metric, direction or "maximize")
+        return WholeSetMetric(_label(metric), direction or "maximize", metric)
+    raise AutoaccelError(f"Task.metric: expected a metric name, a callable (outputs, targets) -> float or a "
+                         f"torchmetrics Metric, but got {type(metric).__name__}")
 
 
 

@@ -61,6 +61,9 @@ class Options:
     val_fraction: str | float = 1.0
     # Train the answers and the recipe whole at the end of the run when the rest of the budget affords it.
     confirm: bool = False
+    # The user's recipe's metric at full length, as they measured it (confirm.py: its whole training is then not
+    # repeated); None: measured here (from Task.weights when set, else by training the recipe whole).
+    baseline_metric: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     def drop_spec(self) -> tuple[float, bool]:
@@ -131,6 +134,10 @@ class Options:
         except (TypeError, ValueError, ZeroDivisionError):
             raise AutoaccelError(f"--val-fraction: must be a share of your validation set in (0, 1], e.g. 0.1, 1/10 or 10%, "
                                  f"but got {self.val_fraction!r}") from None
+        if self.baseline_metric is not None and (isinstance(self.baseline_metric, bool) or not isinstance(self.baseline_metric, (int, float))
+                                                 or not math.isfinite(self.baseline_metric)):
+            raise AutoaccelError("--baseline-metric: must be a finite number, your recipe's metric on the validation set "
+                                 f"after its whole training (e.g. 0.953), but got {self.baseline_metric!r}")
         objectives = self.resolved_objectives()
         for name in objectives:
             if name not in OBJECTIVES:

@@ -114,12 +114,27 @@ def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTri
     elif len(b_rows) > 1 and b_rows.shape == c_rows.shape and Shown.of(c_det.get("metric")) == shown:
         lo, hi = paired_drop(b_rows, c_rows, shown.name, shown.direction)
         lo, hi = min(lo, drop), max(hi, drop)
+    elif (pair := _replicate_drops(b_det, c_det, shown)) is not None:
+        # Whole-set and torchmetrics metrics: both trials scored on the same bootstrap resamples; each
+        # resample's difference is one paired draw of the drop (quality slot: oriented by the metric's sign).
+        lo, hi = (float(v) for v in np.percentile(pair, [2.5, 97.5]))
+        lo, hi = min(lo, drop), max(hi, drop)
     else:
         bl, bh = base.ci95.get("accuracy", [b_acc, b_acc])
         cl, ch = cand.ci95.get("accuracy", [c_acc, c_acc])
         half = math.hypot((bh - bl) / 2, (ch - cl) / 2)
         lo, hi = drop - half, drop + half
     return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
+
+
+def _replicate_drops(base: Mapping[str, Any], cand: Mapping[str, Any], shown: Shown) -> np.ndarray | None:
+    """The drop on each bootstrap resample both trials were scored on, where both stored them; None otherwise."""
+    b, c = np.asarray(base.get("metric_replicates", []), float), np.asarray(cand.get("metric_replicates", []), float)
+    if len(b) < 2 or b.shape != c.shape or Shown.of(cand.get("metric")) != shown:
+        return None
+    drops = shown.sign * (b - c)
+    drops = drops[np.isfinite(drops)]
+    return drops if len(drops) >= 2 else None
 
 
 def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None) -> float:

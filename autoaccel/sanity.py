@@ -18,7 +18,7 @@ from autoaccel.record import TrialRecord
 
 # Loss points before this share of the run are left out: the first steps' losses are noisy for everyone.
 SKIP = 0.1
-QUALITY_DETAILS = ("correct", "correct_n", "metric_rows")  # what paired intervals of the drop are computed from
+QUALITY_DETAILS = ("correct", "correct_n", "metric_rows", "metric_replicates")  # what paired intervals of the drop are computed from
 
 
 def twin(records: Sequence[TrialRecord], me: TrialRecord) -> TrialRecord | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from autoaccel.pids import alive
 
 PREFIX = "autoaccel-run-"
-
+_active: list[Path] = []  # the run folder this process is inside (run_scratch is re-entrant)
 
 
 def sweep_scratch(root: Path) -> list[str]:
@@ -29,16 +29,23 @@ def sweep_scratch(root: Path) -> list[str]:
 
 @contextlib.contextmanager
 def run_scratch() -> Iterator[Path]:
-    """A fresh temp folder for this run, made the process's (and its workers') TMPDIR while the run lasts."""
+    """A fresh temp folder for this run, made the process's (and its workers') TMPDIR while the run lasts.
+    Entered as early as a command starts (before the user's model.py and libraries that write to the temp dir
+    on import are loaded); a run inside it (Search.run) keeps the same folder."""
+    if _active:
+        yield _active[-1]
+        return
     root = Path(tempfile.gettempdir())
     sweep_scratch(root)
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
     saved = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(folder)  # spawned trial workers inherit it
     tempfile.tempdir = None  # tempfile caches the temp dir: forget it so this process uses the run folder too
+    _active.append(folder)
     try:
         yield folder
     finally:
+        _active.pop()
         if saved is None:
             os.environ.pop("TMPDIR", None)
         else:

@@ -176,6 +176,8 @@ class Search(Teamwork, Outcomes):
         study.set_user_attr("goals", list(goals_for(self.options.mode, self.factors())))
         study.set_user_attr("task", self.task.name)
         study.set_user_attr("val_fraction", self.val_share)
+        if self.options.baseline_metric is not None:  # what `autoaccel confirm OUT` compares with (confirm.py)
+            study.set_user_attr("baseline_metric", float(self.options.baseline_metric))
         # The space's narrowed parameters: a confirmation asks its trials in the same distributions.
         study.set_user_attr("choices", {k: list(v) for k, v in (self.options.choices or {}).items()})
         if self.task_path is not None:
@@ -264,6 +266,23 @@ class Search(Teamwork, Outcomes):
                 self.crew.release_all()
                 self.heartbeat.close()
         return [record.read(t) if t is not None else None for t in done]
+
+    def evaluate_weights(self, configs: list[dict[str, Any]]) -> list[TrialResult | TrialFailure]:
+        """Each configuration served from Task.weights (the recipe as the user trained it whole): evaluation only,
+        nothing trains, not trials of the study (cheap to repeat). Serving changes only; a failure is returned."""
+        out: list[TrialResult | TrialFailure] = []
+        with run_scratch():
+            runner = self._runner()
+            try:
+                for config in configs:
+                    _, plan, _ = self.build({**self.plan.defaults, **config}, fraction=1.0)
+                    try:
+                        out.append(runner.run(plan.replace(train=False), self.task.seed, self.options.timing_budget_s))
+                    except TrialFailure as failure:
+                        out.append(failure)
+            finally:
+                runner.close()
+        return out
 
     def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
         """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value

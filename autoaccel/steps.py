@@ -136,10 +136,28 @@ def training_loss(task: Any, loss: Callable[[Any, Any, Any], torch.Tensor], base
         base.given = None
 
 
-def evaluation_batch(task: Any, model: Callable[..., Any], batch: Batch, prepare: Callable[[Batch], Batch],
-                     with_loss: bool) -> tuple[torch.Tensor | None, Any, torch.Tensor | None, float | None]:
-    """One validation batch: (prediction, targets, loss or None, value or None). ``value`` is set when the user's
+@dataclass
+class EvaluatedBatch:
+    """One validation batch evaluated: the model's outputs as it returned them (a tensor, tuple, dict or
+    ModelOutput), the targets (None for data without one), the loss when asked for, and ``value`` when the user's
     evaluation_step returned the batch's metric value instead of outputs."""
+
+    outputs: Any = None
+    targets: Any = None
+    loss: torch.Tensor | None = None
+    value: float | None = None
+    inputs: Any = None
+
+    @property
+    def reference(self) -> Any:
+        """What the outputs are compared with, as the loss receives it: the targets, else the inputs (an
+        autoencoder's, a VAE's)."""
+        return self.targets if self.targets is not None else self.inputs
+
+
+def evaluation_batch(task: Any, model: Callable[..., Any], batch: Batch, prepare: Callable[[Batch], Batch],
+                     with_loss: bool) -> EvaluatedBatch:
+    """One validation batch through the default step or the user's evaluation_step."""
     step: EvaluationStep | None = getattr(task, "evaluation_step", None)
     if step is None:
         inputs, targets = split(batch)
@@ -148,10 +166,10 @@ def evaluation_batch(task: Any, model: Callable[..., Any], batch: Batch, prepare
     else:
         got = step(model, prepare(batch))
         if isinstance(got, (int, float)) or (isinstance(got, torch.Tensor) and got.ndim == 0):
-            return None, None, None, float(got)
+            return EvaluatedBatch(value=float(got))
         if not (isinstance(got, (tuple, list)) and len(got) == 2):
             raise TypeError(f"Task.evaluation_step must return (outputs, targets) or a number, but returned {type(got).__name__}")
         outputs, targets = got
         inputs = None
     loss = task_loss(task, outputs, targets, inputs).detach() if with_loss else None
-    return prediction(outputs), targets, loss, None
+    return EvaluatedBatch(outputs, targets, loss, None, inputs)

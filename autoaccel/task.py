@@ -46,7 +46,7 @@ class Task:
     train_data: Any
     val_data: Any
     loss: Callable[[Any, Any], torch.Tensor] | None = None
-    metric: str | MetricFn | Metric | None = None
+    metric: Any = None  # a name, a callable (outputs, targets) -> float, or a torchmetrics Metric
     optimizer: OptimizerFactory = sgd_momentum
     epochs: int = 10
     batch_size: int = 32
@@ -69,12 +69,15 @@ class Task:
     kind: str | None = None  # classification, regression, sequence or generative; None: inferred by validate_task
     training_step: Callable[[nn.Module, Any], torch.Tensor] | None = None  # (model, batch) -> loss
     evaluation_step: Callable[[nn.Module, Any], Any] | None = None  # (model, batch) -> (outputs, targets) | value
+    # How a callable metric is reduced: "whole" (None, the default: called once on the whole validation set's
+    # outputs, as scikit-learn's scorers are) or "mean" (called per batch and averaged, weighted by batch size).
+    metric_reduction: str | None = None
 
-    def metric_fn(self) -> Metric:
-        """The task's metric: the one it names, else its kind's (steps.default_metric)."""
+    def metric_fn(self) -> Any:
+        """The task's metric (metrics.resolve_metric): the one it names, else its kind's (steps.default_metric)."""
         if self.metric is None:
             return resolve_metric(default_metric(self.resolved_kind(), self.loss is None and self.training_step is None))
-        return resolve_metric(self.metric, self.direction)
+        return resolve_metric(self.metric, self.direction, self.metric_reduction)
 
     def _default_part(self, value: Any, classification: str) -> str:
         if value is None:
@@ -90,9 +93,10 @@ class Task:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 batch = collate(self.train_data, range(min(2, len(self.train_data))))
-                predicted, targets, _, value = evaluation_batch(self, model, batch, lambda inputs: inputs, with_loss=False)
+                got = evaluation_batch(self, model, batch, lambda inputs: inputs, with_loss=False)
             # A metric value per batch from the user's evaluation_step leaves nothing to tell the kind from.
-            self.kind = "generative" if value is not None or predicted is None else infer_kind(predicted, targets)
+            self.kind = "generative" if got.value is not None or got.outputs is None else \
+                infer_kind(prediction(got.outputs), got.targets)
         return self.kind
 
     def fingerprint(self) -> str:
@@ -106,6 +110,8 @@ class Task:
             self._default_part(self.loss, "torch.nn.modules.loss.CrossEntropyLoss"),
             self._default_part(self.metric, "accuracy"),
             *([f"direction={self.direction}"] if self.direction is not None else []),
+            # A callable metric means the whole set's value unless reduced by batch mean (before: a batch mean).
+            *([f"reduction={self.metric_reduction or 'whole'}"] if callable(self.metric) else []),
             str(self.epochs),
             str(self.batch_size),
             repr(self.lr),
@@ -127,6 +133,7 @@ class Task:
 # Names a user's own file is imported under: they depend on how it was loaded (``autoaccel optimize`` imports
 # model.py under a generated name, a script runs as __main__, a spawned worker as __mp_main__), not on the task.
 USER_MODULES = ("autoaccel_user_", "__main__", "__mp_main__")
+DRY_RUN_VAL = 256  # validation samples a whole-set metric is tried on when the dry run's few samples do not suffice
 
 
 def _qualname(obj: Any) -> str:
@@ -212,7 +219,10 @@ def validate_task(task: Any, source: str = "task") -> Task:
     _check_dataset(task.train_data, "train_data")
     _check_dataset(task.val_data, "val_data")
     if task.metric is not None:
-        resolve_metric(task.metric, task.direction)  # a bad name or direction fails here, before any model is built
+        # A bad name, direction or reduction fails here, before any model is built.
+        resolve_metric(task.metric, task.direction, task.metric_reduction)
+    elif task.metric_reduction is not None:
+        resolve_metric("accuracy", None, task.metric_reduction)  # a bad value is said even without a metric
     try:
         model = task.model()
     except Exception as exc:  # noqa: BLE001
@@ -280,15 +290,40 @@ def _dry_run(task: Task, model: nn.Module) -> None:
                 msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 raise AutoaccelError(f"Task.loss: failed on model outputs of shape {tuple(predicted.shape)} and targets of "
                                      f"shape {target_shape}: {msg}") from exc
-        try:
-            value = metric(predicted, targets, loss)
-            float(value)
-        except Exception as exc:  # noqa: BLE001
-            raise AutoaccelError(f"Task.metric: failed on model outputs of shape {tuple(predicted.shape)} ({metric.name}): "
-                                 f"{describe(exc)}") from exc
+        _try_metric(task, model, metric, outputs, targets, predicted, loss, batch)
         doubt = _batch_axis_doubt(model, batch, predicted) if task.evaluation_step is None else None
     if doubt is not None:  # warned outside the block above, which silences the model's own warnings
         warnings.warn(doubt, TaskWarning, stacklevel=3)
+
+
+def _try_metric(task: Task, model: nn.Module, metric: Any, outputs: Any, targets: Any, predicted: torch.Tensor,
+                loss: torch.Tensor | None, batch: Any) -> None:
+    """The metric on the dry run's outputs, given as a trial gives them: a rows metric the prediction, a whole-set
+    or torchmetrics metric the outputs as the model returned them and the targets (else the inputs) as the loss
+    receives them. A whole-set scorer may need more than a few samples (AUROC of one class): on failure it is
+    tried again on up to DRY_RUN_VAL validation samples before the error is said."""
+    def attempt(outputs: Any, targets: Any, predicted: torch.Tensor, loss: torch.Tensor | None, batch: Any) -> None:
+        if isinstance(metric, Metric):
+            float(metric(predicted, targets, loss))
+        else:
+            float(metric(outputs, targets if targets is not None else split(batch)[0]))
+
+    try:
+        attempt(outputs, targets, predicted, loss, batch)
+        return
+    except Exception as exc:  # noqa: BLE001
+        error = exc
+    if not isinstance(metric, Metric) and task.evaluation_step is None:
+        try:
+            more = collate(task.val_data, range(min(DRY_RUN_VAL, len(task.val_data))))
+            inputs, more_targets = split(more)
+            more_outputs = call(model, inputs)
+            attempt(more_outputs, more_targets, prediction(more_outputs), None, more)
+            return
+        except Exception:  # noqa: BLE001
+            pass
+    shape = tuple(predicted.shape)
+    raise AutoaccelError(f"Task.metric: failed on model outputs of shape {shape} ({metric.name}): {describe(error)}") from error
 
 
 def _batch_axis_doubt(model: nn.Module, batch: Any, predicted: torch.Tensor) -> str | None:

@@ -296,7 +296,7 @@ class StrategyContract:
         assert second.details.get("correct") == first.details.get("correct"), "the off values predict differently"
 
     def test_apply_and_export_reproduce_the_trial(self) -> None:
-        from autoaccel.evaluate import metric_rows
+        from autoaccel.quality import evaluate
         from autoaccel.export import export_model
         from autoaccel.recipe import apply
         from autoaccel.trial import run_trial
@@ -322,7 +322,7 @@ class StrategyContract:
             qualified = {f"{s.name}.{k}": v for k, v in params.items()}
             applied = apply(task, {"params": qualified, "task": task.name}, registry=self.registry(s))
             metric = task.metric_fn()
-            correct = metric.sign * metric.value(metric_rows(applied.model, task, applied.plan, metric).sum(axis=0))
+            correct = metric.sign * evaluate(applied.model, task, applied.plan, metric).value
             assert abs(correct - result.metrics["accuracy"]) < 1e-9, f"{params}: apply gives accuracy {correct}, the trial {result.metrics['accuracy']}"
             with tempfile.TemporaryDirectory() as out:
                 written = export_model(task, plan, Path(out), task.seed)

@@ -17,15 +17,8 @@ from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.contexts import Guards, ServeContext, Stage, TrainStats, TransformContext
 from autoaccel.data import sample_batch, targets_of
 from autoaccel.errors import TrialFailure, describe
-from autoaccel.evaluate import (
-    hits,
-    latency_input,
-    metric_rows,
-    peak_memory_mb,
-    reset_peak_memory,
-    score,
-    time_inference,
-)
+from autoaccel import quality
+from autoaccel.evaluate import latency_input, peak_memory_mb, reset_peak_memory, time_inference
 from autoaccel.launch import TrainingJob, baseline_loader, launch_training, seed_everything
 from autoaccel.load import LoadProbe
 from autoaccel.pipeline import Pipeline
@@ -50,7 +43,6 @@ SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "
 REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
 TRAINING_OBJECTIVES = ("train_time", "train_throughput")
 MAX_WARNINGS = 10
-MAX_STORED_ROWS = 4_000  # metric row cells kept in a trial's record for paired intervals (under 100 kB of JSON)
 
 
 @dataclass
@@ -158,7 +150,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     ci["train_throughput"] = rate_ci
     if cache is not None:
         metric = task.metric_fn()
-        raw = score(metric_rows(model, task, plan, metric), metric, seed)
+        raw = quality.evaluate(model, task, plan, metric, seed)
         cache.put(key, model, {"train_time": stats.projected_s, "train_samples_per_s": rate, "accuracy": raw.value * metric.sign,
                                "profile": stats.profile, "fidelity": details["fidelity"]})
     return model, key
@@ -215,24 +207,17 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     metric = task.metric_fn()
     if oof is not None:
         # Stacking is scored on out-of-fold predictions, never on samples its combiner saw.
-        rows = metric.rows(oof, targets_of(task.val_data), None)
+        got = quality.of_outputs(oof, targets_of(task.val_data), metric, seed)
     else:
-        rows = metric_rows(model, task, plan, metric)
-    acc = score(rows, metric, seed)
+        got = quality.evaluate(model, task, plan, metric, seed)
     # The quality slot: higher is better, so a lower-is-better metric is negated (its interval flipped with it).
-    low, high = sorted((acc.ci95[0] * metric.sign, acc.ci95[1] * metric.sign))
-    metrics["accuracy"], ci["accuracy"] = acc.value * metric.sign, (low, high)
+    low, high = sorted((got.ci95[0] * metric.sign, got.ci95[1] * metric.sign))
+    metrics["accuracy"], ci["accuracy"] = got.value * metric.sign, (low, high)
     details["metric"] = {"name": metric.name, "direction": metric.direction}
     if "profile" in details:
         details["profile"] = {**details["profile"], "evaluation": time.perf_counter() - evaluating}
-    correct = hits(rows, metric)
-    if correct is not None:
-        # Per-sample correctness lets the accuracy drop against the baseline get a *paired* interval.
-        details["correct"] = np.packbits(correct).tobytes().hex()
-        details["correct_n"] = len(correct)
-    elif rows.size <= MAX_STORED_ROWS:
-        # The metric's rows (per sample, or per batch) give any other metric's drop a paired interval too.
-        details["metric_rows"] = rows.tolist()
+    # What pairs the drop against the baseline: per-sample correctness, the metric's rows, or its bootstrap replicates.
+    details.update(got.pairing)
     lat = time_inference(model, one, plan, timing_budget_s)
     metrics["latency"] = lat.median * 1000.0
     ci["latency"] = (lat.ci95[0] * 1000.0, lat.ci95[1] * 1000.0)

@@ -24,7 +24,8 @@ sys.path.insert(0, str(ROOT / "examples"))
 
 from autoaccel.cache import training_key  # noqa: E402
 from autoaccel.data import sample_batch  # noqa: E402
-from autoaccel.evaluate import metric_rows, score, time_inference  # noqa: E402
+from autoaccel.evaluate import time_inference  # noqa: E402
+from autoaccel.quality import evaluate  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.pipeline import Pipeline  # noqa: E402
 from autoaccel.registry import default_registry  # noqa: E402
@@ -60,7 +61,7 @@ def main() -> None:
     for name, plan in plans.items():
         model = served_model(task, plan, 0, cache)  # the baseline trains first and becomes the teacher
         models[name] = serve(task, plan, model, one, 0)
-        acc[name] = score(metric_rows(models[name], task, plan, task.metric_fn()), task.metric_fn()).value
+        acc[name] = evaluate(models[name], task, plan, task.metric_fn()).value
     names = list(plans)
     print(f"digits MLP 64-1024-1024-1024-10 on {torch.get_num_threads()} thread(s); {args.rounds} interleaved rounds")
     print(f"{'technique':34s} {'latency b=1 speedup':>26s} {'b=32 speedup':>26s} {'accuracy':>9s} {'change':>8s}")

@@ -2,6 +2,11 @@
 trained at full length and at each proxy fidelity, on real tasks.
 
     python bench/fidelity.py examples/resnet_digits.py --fractions 1/16,1/4 --out bench/results/fidelity_resnet.json
+    python bench/fidelity.py examples/resnet_digits.py --space product --fractions 1/16,1/8,1/4 --out bench/tables/resnet_digits_fidelity.json
+
+``--space pairs`` (the default) records the techniques a CPU run screens first, alone and in the pairs that matter;
+``--space product`` records every combination of a small space (``PRODUCT``): a table that bench/search_replay.py
+replays search methods on under the same multi-fidelity costs.
 
 For each configuration and fidelity it records the training time (at a proxy: projected from the compressed run's
 steady step time, as the search does) and the quality (at a proxy: after the schedule compressed to that share,
@@ -15,6 +20,7 @@ Every figure comes from real trainings in one process, one configuration after t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -45,18 +51,45 @@ CONFIGS: list[dict[str, Any]] = [
     {"batch_size.size": 64, "batch_size.lr_scaling": "sqrt", "precision.dtype": "bf16"},
     {"scheduler.kind": "onecycle"},
 ]
+# The small space recorded whole by --space product: 2 x 2 x 3 x 2 = 24 configurations. Batch sizes other than the
+# recipe's rescale the LR by sqrt (the rule the search tries first); the schedule is the recipe's or one-cycle.
+PRODUCT: dict[str, list[Any]] = {
+    "precision.dtype": ["fp32", "bf16"],
+    "memory_format.format": ["contiguous", "channels_last"],
+    "batch_size.size": [32, 64, 128],
+    "scheduler.kind": ["constant", "onecycle"],
+}
+PRODUCT_FIXED = {"batch_size.lr_scaling": ["sqrt"], "scheduler.warmup": [0.0], "scheduler.lr_factor": [1.0]}
 BUDGET = 0.01  # quality drop allowed: absolute for a metric in [0, 1] (accuracy), else 2% of the recipe's value
 NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts as near
 
 
-def record(model: str, fractions: list[float], out: Path | None = None) -> dict[str, Any]:
+def product_configs(defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every combination of PRODUCT, each spelled as the settings it changes from the recipe (the recipe first)."""
+    configs = []
+    for values in itertools.product(*PRODUCT.values()):
+        config = {k: v for k, v in zip(PRODUCT, values) if v != defaults.get(k)}
+        if config.get("batch_size.size", defaults.get("batch_size.size")) != defaults.get("batch_size.size"):
+            config["batch_size.lr_scaling"] = PRODUCT_FIXED["batch_size.lr_scaling"][0]
+        configs.append(config)
+    return sorted(configs, key=len)
+
+
+def record(model: str, fractions: list[float], out: Path | None = None, space: str = "pairs") -> dict[str, Any]:
     task = load_task(model)
     pm = plugin_manager()
-    names = sorted({k.partition(".")[0] for c in CONFIGS for k in c})
+    keys = PRODUCT if space == "product" else {k for c in CONFIGS for k in c}
+    names = sorted({k.partition(".")[0] for k in keys})
     plan = plan_search(task, Options(target="cpu", mode="train", strategies=tuple(names)), pm)
+    configs = product_configs(plan.defaults) if space == "product" else CONFIGS
     warm_up(task)
     rows = []
-    for config in CONFIGS:
+    meta: dict[str, Any] = {"space": space, "strategies": names, "budget": BUDGET,
+                            "defaults": {k: plan.defaults[k] for k in sorted(keys)}}
+    if space == "product":
+        meta["choices"] = [f"{k}={','.join(str(v).lower() if isinstance(v, bool) else str(v) for v in vs)}"
+                           for k, vs in {**PRODUCT, **PRODUCT_FIXED}.items()]
+    for config in configs:
         if any(k not in plan.space for k in config):
             continue
         row: dict[str, Any] = {"config": config, "at": {}}
@@ -70,16 +103,20 @@ def record(model: str, fractions: list[float], out: Path | None = None) -> dict[
                 row["at"][str(fraction)] = {"failed": f"{failure.kind}: {failure.reason}"}
                 print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: failed ({failure.kind})", flush=True)
                 break
+            fidelity = {k: v for k, v in result.details.get("fidelity", {}).items() if k != "loss_curve"}
             row["at"][str(fraction)] = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
-                                        "wall_s": time.perf_counter() - started}
+                                        "wall_s": time.perf_counter() - started, "metrics": result.metrics,
+                                        "fidelity": fidelity}
+            if not config and fraction == 1.0:  # what the search's probe and its training screens read
+                meta.update(full_steps=fidelity.get("full_steps"), profile=result.details.get("profile") or {})
             print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: train_time "
                   f"{result.metrics['train_time']:.1f} s, accuracy {result.metrics['accuracy']:.4f}, "
                   f"{time.perf_counter() - started:.1f} s wall", flush=True)
         rows.append(row)
-        table = {"task": task.name, "model": model, "fractions": fractions, "rows": rows}
+        table = {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
         if out is not None:  # after every configuration: a long recording killed midway keeps what it measured
             out.write_text(json.dumps(table, indent=1) + "\n")
-    return {"task": task.name, "model": model, "fractions": fractions, "rows": rows}
+    return {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
 
 
 def summarize(table: dict[str, Any]) -> list[str]:
@@ -124,12 +161,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="a model.py to record (omit with --table)")
     parser.add_argument("--fractions", default="1/16,1/4", help="proxy fidelities, comma-separated")
+    parser.add_argument("--space", choices=("pairs", "product"), default="pairs",
+                        help="pairs: the first screens and their pairs; product: every combination of PRODUCT (a replay table)")
     parser.add_argument("--out", default=None, help="write the recorded table here (JSON)")
     parser.add_argument("--table", action="append", default=None, help="summarize a recorded table instead (repeatable)")
     args = parser.parse_args()
     tables = [json.loads(Path(t).read_text()) for t in args.table or []]
     if args.model:
-        table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")], Path(args.out) if args.out else None)
+        table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")], Path(args.out) if args.out else None,
+                       args.space)
         tables.append(table)
     for table in tables:
         print("\n".join(summarize(table)))

@@ -19,6 +19,10 @@ With ``--trials``, each method is also run for exactly that many measurements (o
 ``--trials``), and the median best feasible speedup it found is printed: where every trial is dear (a GPU),
 the budget is counted in trials rather than seconds.
 
+A table recorded at several fidelities (bench/fidelity.py --space product) is replayed by fidelity_replay.py instead:
+the real search at its planned rungs against plain TPE, TPE with Optuna's Hyperband pruner and random, all charged
+the same multi-fidelity costs (see that module).
+
 Every method measures the user's recipe first (speedups are against it). A seed that never reaches a goal within
 the cap (as many measurements as the table has configurations) counts as never: the median is null when more than half never do.
 """
@@ -291,6 +295,15 @@ def main() -> None:
         parser.error(f"--trials: expected counts of at least 1, got {args.trials!r}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
+    if "fractions" in json.loads(Path(args.table).read_text(encoding="utf-8")):
+        from fidelity_replay import METHODS as FIDELITY_METHODS, replay, show
+
+        path = args.table
+        methods = [m for m in args.methods.split(",") if m in FIDELITY_METHODS] if args.methods != ",".join(METHODS) \
+            else list(FIDELITY_METHODS)
+        result = replay(path, args.seeds, methods, load_task(str(ROOT / json.loads(Path(path).read_text())["model"])))
+        print(json.dumps(result) if args.json else "\n".join(show(result)))
+        return
     table = Table(args.table)
     task = load_task(table.model)
     results: dict[str, dict[str, dict[str, Any]]] = {}

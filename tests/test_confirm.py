@@ -98,7 +98,7 @@ def test_optimize_with_confirm_trains_the_answer_whole_at_the_end_of_the_run(tmp
                        remeasure_rounds=2, ablation=False, max_accuracy_drop=0.5, quiet=True)
     study = _study(out)
     train = study.user_attrs["answers"]["goals"]["train"]
-    assert train["given"], train
+    assert train["given"], (train["verdict"], train.get("notes"))
     # Confirmed in the same run: whole trainings of the recipe and the answer, the evidence full-length.
     assert train["evidence"]["speed"]["kind"] == "full" and train["evidence"]["quality"]["fraction"] == 1.0
     # Promoted first (a quarter times four: full length), beside the recipe; the confirmation reuses those runs.

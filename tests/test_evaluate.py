@@ -90,7 +90,7 @@ def test_resolve_metric() -> None:
     assert resolve_metric(mean_first_logit, "minimize").sign == -1.0
     with pytest.raises(AutoaccelError, match=r"^Task\.metric: unknown metric 'acuracy'; did you mean 'accuracy'\?"):
         resolve_metric("acuracy")
-    with pytest.raises(AutoaccelError, match=r"^Task\.metric: expected a metric name or a callable .*but got int"):
+    with pytest.raises(AutoaccelError, match=r"^Task\.metric: expected a metric name, a callable .*but got int"):
         resolve_metric(3)  # type: ignore[arg-type]
     with pytest.raises(AutoaccelError, match=r"^Task\.direction: expected 'maximize' or 'minimize', but got 'up'"):
         resolve_metric(mean_first_logit, "up")

@@ -85,12 +85,13 @@ def test_every_builtin_has_a_direction_and_a_finite_interval_around_its_value() 
         assert s.ci95[0] <= s.value <= s.ci95[1] and all(map(math.isfinite, s.ci95)), name
 
 
-def test_a_callable_metric_is_averaged_over_batches_with_its_direction() -> None:
+def test_a_callable_metric_with_mean_reduction_is_averaged_over_batches_with_its_direction() -> None:
     def error_rate(outputs: torch.Tensor, targets: torch.Tensor) -> float:
         return float((outputs.argmax(1) != targets).float().mean())
 
     data = TensorDataset(SCORES, CLASSES)
-    task = Task(model=nn.Identity, train_data=data, val_data=data, metric=error_rate, direction="minimize")
+    task = Task(model=nn.Identity, train_data=data, val_data=data, metric=error_rate, direction="minimize",
+                metric_reduction="mean")
     metric = task.metric_fn()
     assert metric.name == "error_rate" and metric.sign == -1.0
     rows = metric_rows(nn.Identity(), task, Pipeline(device="cpu", batch_size=8, lr=0.1, epochs=1), metric)
