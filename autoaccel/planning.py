@@ -87,6 +87,10 @@ def _narrow(space: dict[str, Param], name: str, values: tuple[object, ...]) -> P
     bad = [v for v in values if not param.contains(v)]
     if bad or not values:
         raise AutoaccelError(f"--choices: {name} takes values inside {param}, but got {list(values)!r}")
+    if param.when and param.default not in values:
+        # A conditional parameter is inactive in the user's recipe (lr_scaling applies only to a changed batch
+        # size): the baseline stays reachable without its default, so the choices are exactly those given.
+        return Categorical(tuple(dict.fromkeys(values)), values[0], param.when)
     kept = tuple(dict.fromkeys([param.default, *values]))  # the off value stays: the baseline must be reachable
     return Categorical(kept, param.default, param.when)
 

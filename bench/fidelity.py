@@ -37,6 +37,7 @@ from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.options import Options  # noqa: E402
 from autoaccel.planning import plan_search  # noqa: E402
 from autoaccel.registry import plugin_manager  # noqa: E402
+from autoaccel.sanity import QUALITY_DETAILS  # noqa: E402
 from autoaccel.strategy import apply_all  # noqa: E402
 from autoaccel.trial import run_trial, warm_up  # noqa: E402
 
@@ -51,14 +52,15 @@ CONFIGS: list[dict[str, Any]] = [
     {"batch_size.size": 64, "batch_size.lr_scaling": "sqrt", "precision.dtype": "bf16"},
     {"scheduler.kind": "onecycle"},
 ]
-# The small space recorded whole by --space product: 2 x 2 x 3 x 2 = 24 configurations. Batch sizes other than the
-# recipe's rescale the LR by sqrt (the rule the search tries first); the schedule is the recipe's or one-cycle.
+# The small space recorded whole by --space product: 2 x 2 x 3 x 2 = 24 configurations. Batch sizes (the recipe's,
+# twice and four times it) other than the recipe's rescale the LR by sqrt (the rule the search tries first); the schedule is the recipe's or one-cycle.
 PRODUCT: dict[str, list[Any]] = {
     "precision.dtype": ["fp32", "bf16"],
     "memory_format.format": ["contiguous", "channels_last"],
-    "batch_size.size": [32, 64, 128],
+    "batch_size.size": [1, 2, 4],  # multiples of the recipe's own batch size
     "scheduler.kind": ["constant", "onecycle"],
 }
+MULTIPLES = {"batch_size.size"}
 PRODUCT_FIXED = {"batch_size.lr_scaling": ["sqrt"], "scheduler.warmup": [0.0], "scheduler.lr_factor": [1.0]}
 BUDGET = 0.01  # quality drop allowed: absolute for a metric in [0, 1] (accuracy), else 2% of the recipe's value
 NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts as near
@@ -67,8 +69,9 @@ NEAR = 0.05  # a proxy's answer within 5% of the best full-length speedup counts
 def product_configs(defaults: dict[str, Any]) -> list[dict[str, Any]]:
     """Every combination of PRODUCT, each spelled as the settings it changes from the recipe (the recipe first)."""
     configs = []
-    for values in itertools.product(*PRODUCT.values()):
-        config = {k: v for k, v in zip(PRODUCT, values) if v != defaults.get(k)}
+    space = {k: [v * defaults[k] for v in vs] if k in MULTIPLES else vs for k, vs in PRODUCT.items()}
+    for values in itertools.product(*space.values()):
+        config = {k: v for k, v in zip(space, values) if v != defaults.get(k)}
         if config.get("batch_size.size", defaults.get("batch_size.size")) != defaults.get("batch_size.size"):
             config["batch_size.lr_scaling"] = PRODUCT_FIXED["batch_size.lr_scaling"][0]
         configs.append(config)
@@ -87,8 +90,9 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
     meta: dict[str, Any] = {"space": space, "strategies": names, "budget": BUDGET,
                             "defaults": {k: plan.defaults[k] for k in sorted(keys)}}
     if space == "product":
+        resolved = {k: [v * plan.defaults[k] for v in vs] if k in MULTIPLES else vs for k, vs in PRODUCT.items()}
         meta["choices"] = [f"{k}={','.join(str(v).lower() if isinstance(v, bool) else str(v) for v in vs)}"
-                           for k, vs in {**PRODUCT, **PRODUCT_FIXED}.items()]
+                           for k, vs in {**resolved, **PRODUCT_FIXED}.items()]
     for config in configs:
         if any(k not in plan.space for k in config):
             continue
@@ -104,9 +108,12 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
                 print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: failed ({failure.kind})", flush=True)
                 break
             fidelity = {k: v for k, v in result.details.get("fidelity", {}).items() if k != "loss_curve"}
+            # What pairs a quality drop (per-sample correctness, rows or replicates): a replay's search judges with it.
+            pairing = {k: result.details[k] for k in (*QUALITY_DETAILS, "metric") if k in result.details}
             row["at"][str(fraction)] = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
                                         "wall_s": time.perf_counter() - started, "metrics": result.metrics,
-                                        "fidelity": fidelity}
+                                        "ci95": {k: list(v) for k, v in result.ci95.items()},
+                                        "fidelity": fidelity, "pairing": pairing}
             if not config and fraction == 1.0:  # what the search's probe and its training screens read
                 meta.update(full_steps=fidelity.get("full_steps"), profile=result.details.get("profile") or {})
             print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: train_time "

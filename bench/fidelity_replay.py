@@ -11,7 +11,7 @@ the table's full-length truth: its full-length speedup when its full-length qual
 is a wrong answer (counted as no speedup). Methods:
 
 - autoaccel: the real search (stages, sampler, early stopping), its fidelity planned as a default 5-minute run
-  plans it from the table's recipe (search rung and answer rung; fidelity.plan). Its incumbent is the fastest
+  (or ``--budget`` minutes) plans it from the table's recipe (search rung and answer rung; fidelity.plan). Its incumbent is the fastest
   configuration within budget at the search rung; it is charged, once, the promotion the finish runs before it
   answers (the incumbent and the recipe at the answer rung);
 - tpe, random: plain Optuna over the flat space, every trial a whole training;
@@ -20,7 +20,9 @@ is a wrong answer (counted as no speedup). Methods:
   that rung when its quality drop there is within budget, else 0. Its incumbent is the best trial completed at
   full length.
 
-Quality at a rung is judged by value (the table keeps no per-sample predictions for the search's paired intervals).
+The table keeps each run's per-sample correctness, so the real search judges quality with its own paired rule (at
+a compressed rung, a drop rules a configuration out only beyond noise); plain Optuna's methods judge by value, as
+a user's objective would.
 """
 
 from __future__ import annotations
@@ -221,16 +223,17 @@ class FidelityRunner:
         self.out.charge(at["wall_s"])
         self.measured.append((row, fraction))
         details: dict[str, Any] = {"checkpoint": key(row["config"]) + str(fraction), "cached_training": False,
-                                   "fidelity": at.get("fidelity", {"fraction": fraction})}
+                                   "fidelity": at.get("fidelity", {"fraction": fraction}), **at.get("pairing", {})}
         if not row["config"] and self.table.data.get("profile"):
             details["profile"] = dict(self.table.data["profile"])
-        return TrialResult(dict(at.get("metrics") or {"train_time": at["train_time"], "accuracy": at["accuracy"]}), {}, details)
+        metrics = dict(at.get("metrics") or {"train_time": at["train_time"], "accuracy": at["accuracy"]})
+        return TrialResult(metrics, {k: tuple(v) for k, v in at.get("ci95", {}).items()}, details)
 
     def close(self) -> None:
         pass
 
 
-def ours(table: FidelityTable, seed: int, cap: int, task: Any) -> Trajectory:
+def ours(table: FidelityTable, seed: int, cap: int, task: Any, budget_min: float = DEFAULT_BUDGET_MIN) -> Trajectory:
     out = Trajectory(table)
     with tempfile.TemporaryDirectory() as folder:
         options = Options(strategies=tuple(table.data["strategies"]), mode="train", seed=seed, isolate=False,
@@ -239,7 +242,7 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any) -> Trajectory:
         # Plan the fidelity as the default run does (fidelity.plan, from the recipe's full training and the search's
         # share of the budget), then search at the recorded rung at or below the planned one (as --fidelity).
         probe = FidelityRunner(table, None, out).probe(None, seed)
-        budget = DEFAULT_BUDGET_MIN * 60.0
+        budget = budget_min * 60.0
         techniques = len(Search(task, table.model, options, plugin_manager()).stages.techniques("train"))
         planned = fidelities.plan(probe["full_s"], int(probe["full_steps"]), probe["step_s"], budget * (1 - FINISH_SHARE),
                                   budget * FINISH_SHARE, techniques)
@@ -254,15 +257,13 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any) -> Trajectory:
         studies.ensure_baseline(study, search.plan.defaults)
         search.attach(study)
         proposals = repeats = 0
-        best: dict[str, Any] | None = None
+        best: dict[str, Any] | None
         while proposals < 4 * cap and len(runner.measured) < cap:
             proposals += 1
             number = search.next_trial(study, runner, proposals)
             done = record.read(study.get_trials(deepcopy=False)[number])
             repeats = repeats + 1 if done.duplicate_of is not None or done.not_run else 0
-            for row, fraction in runner.measured:
-                if fraction == rung and table.within(row, rung) and (best is None or table.speedup(row, rung) > table.speedup(best, rung)):
-                    best = row
+            best = _incumbent(study, runner, rung, table)
             # Before it answers, the finish trains the incumbent and the recipe at the answer rung.
             promotion = 0.0 if best is None or answer_rung <= rung else (
                 table.at(best, answer_rung)["wall_s"] + table.at(table.base, answer_rung)["wall_s"])
@@ -273,16 +274,31 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any) -> Trajectory:
     return out
 
 
+def _incumbent(study: optuna.Study, runner: FidelityRunner, rung: float, table: FidelityTable) -> dict[str, Any] | None:
+    """The answer the search would give now: the fastest configuration it measured at its rung and judged within
+    the quality budget itself (its paired rule: at a compressed rung, over the budget only beyond noise)."""
+    best: dict[str, Any] | None = None
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        done = record.read(trial)
+        if done.duplicate_of is not None or not done.feasible or done.fingerprint not in runner.plans:
+            continue
+        row, fraction = runner.plans[done.fingerprint]
+        if fraction == rung and (best is None or table.speedup(row, rung) > table.speedup(best, rung)):
+            best = row
+    return best
+
+
 def _choices(items: list[str]) -> dict[str, tuple[object, ...]] | None:
     from autoaccel.cli import _choices as parse
 
     return parse(items)
 
 
-def run_method(method: str, table: FidelityTable, seed: int, task: Any) -> Trajectory:
+def run_method(method: str, table: FidelityTable, seed: int, task: Any,
+               budget_min: float = DEFAULT_BUDGET_MIN) -> Trajectory:
     cap = 2 * len(table.rows)  # a search that has not found it in twice the space's size has failed
     if method == "autoaccel":
-        return ours(table, seed, cap, task)
+        return ours(table, seed, cap, task, budget_min)
     if method == "tpe+hyperband":
         return hyperband(table, seed, cap)
     sampler = optuna.samplers.TPESampler(seed=seed) if method == "tpe" else optuna.samplers.RandomSampler(seed=seed)
@@ -294,19 +310,19 @@ def median_or_none(costs: list[float | None]) -> float | None:
     return None if math.isinf(m) else m
 
 
-def replay(path: str, seeds: int, methods: list[str], task: Any) -> dict[str, Any]:
+def replay(path: str, seeds: int, methods: list[str], task: Any, budget_min: float = DEFAULT_BUDGET_MIN) -> dict[str, Any]:
     table = FidelityTable(path)
     budgets = [table.whole * f for f in ANYTIME]
     results: dict[str, Any] = {}
     for method in methods:
-        runs = [run_method(method, table, seed, task) for seed in range(seeds)]
+        runs = [run_method(method, table, seed, task, budget_min) for seed in range(seeds)]
         results[method] = {"cost_to_95": median_or_none([r.reached for r in runs]),
                            "reached": sum(r.reached is not None for r in runs) / len(runs),
                            "wrong": sum(r.wrong for r in runs) / len(runs),
                            "anytime": [statistics.median(r.best_at(b) for r in runs) for b in budgets]}
         if method == "autoaccel":
             results[method]["rungs"] = list(getattr(runs[0], "rungs", ()))
-    return {"table": table.data["task"], "configurations": len(table.rows), "best": table.best,
+    return {"table": table.data["task"], "configurations": len(table.rows), "best": table.best, "budget_min": budget_min,
             "whole_s": table.whole, "budgets_s": budgets, "methods": results}
 
 
@@ -318,7 +334,7 @@ def show(result: dict[str, Any]) -> list[str]:
     if "autoaccel" in methods and methods["autoaccel"].get("rungs"):
         search, answer = methods["autoaccel"]["rungs"]
         lines.append(f"autoaccel searches at {Fraction(search).limit_denominator()} of the schedule and promotes its "
-                     f"answer to {Fraction(answer).limit_denominator()} (planned as a default 5-minute run)")
+                     f"answer to {Fraction(answer).limit_denominator()} (planned as a {result['budget_min']:g}-minute run plans them)")
     lines.append(f"{'method':<15}{'cost to 95%':>13}{'reached':>9}{'vs tpe':>8}{'wrong':>7}   median worth of the "
                  f"answer at {', '.join(f'{f:.0%}' for f in ANYTIME)} of that cost")
     base = methods.get("tpe", {}).get("cost_to_95")

@@ -284,6 +284,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--budget", type=float, default=5.0, help="a table with fidelities: the run's budget in minutes "
+                        "that plans the search's rungs (default 5, the default run's)")
     parser.add_argument("--trials", default="", help="also: the best each method finds within these fixed trial "
                         "budgets (comma-separated counts, as a user's --trials): every trial is dear on a GPU")
     args = parser.parse_args()
@@ -301,7 +303,10 @@ def main() -> None:
         path = args.table
         methods = [m for m in args.methods.split(",") if m in FIDELITY_METHODS] if args.methods != ",".join(METHODS) \
             else list(FIDELITY_METHODS)
-        result = replay(path, args.seeds, methods, load_task(str(ROOT / json.loads(Path(path).read_text())["model"])))
+        if not args.budget > 0:
+            parser.error(f"--budget: expected a positive number of minutes, got {args.budget!r}")
+        result = replay(path, args.seeds, methods, load_task(str(ROOT / json.loads(Path(path).read_text())["model"])),
+                        args.budget)
         print(json.dumps(result) if args.json else "\n".join(show(result)))
         return
     table = Table(args.table)
