@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,8 @@ class TorchAccumulator:
 
 def _computed(metric: Any) -> float:
     try:
-        return float(metric.compute())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "compute called before update" on a resample that drew no sample
+            return float(metric.compute())
     except (ValueError, RuntimeError, ZeroDivisionError):
         return float("nan")  # a resample the metric cannot score: left out of the interval

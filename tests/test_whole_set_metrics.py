@@ -211,3 +211,21 @@ def test_an_onnx_runtime_study_leaves_its_tmpdir_and_home_empty(tmp_path: Path) 
     trials = optuna.load_study(study_name=None, storage=f"sqlite:///{study}").trials
     assert any(t.state == optuna.trial.TrialState.COMPLETE and t.params.get("runtime.engine") == "onnxruntime"
                for t in trials), "an ONNX Runtime session was measured"
+
+
+@pytest.mark.parametrize("classes", [1, 2, 3])
+def test_auroc_on_every_resample_at_once_is_scikit_learns_on_each(classes: int) -> None:
+    from autoaccel.whole_set import _auroc_resampled, resamples
+
+    if classes == 1:  # one score per sample (a binary logit), with ties
+        outputs, targets = torch.round(SCORES[:, 1] - SCORES[:, 0]), BINARY
+    elif classes == 2:
+        outputs, targets = SCORES[:, :2], BINARY
+    else:
+        outputs, targets = SCORES, TARGETS
+    indices = resamples(len(targets), 5)
+    fast = _auroc_resampled(outputs, targets, indices)
+    metric = autoaccel.metrics.resolve_metric("auroc")
+    for value, idx in zip(fast, indices):
+        index = torch.from_numpy(idx)
+        assert value == pytest.approx(metric(outputs.index_select(0, index), targets.index_select(0, index)), abs=1e-12)
