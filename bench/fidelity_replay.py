@@ -139,12 +139,20 @@ class Trajectory:
         return self.incumbent is not None and not self.table.within(self.incumbent, 1.0)
 
 
+def _plain(table: FidelityTable, seed: int, sampler: optuna.samplers.BaseSampler,
+           pruner: optuna.pruners.BasePruner | None = None) -> tuple[optuna.Study, dict[str, Any]]:
+    """A single-objective study over the table's flat space, the user's recipe queued first (speedups are
+    against it), as a user of Optuna would write it. Named after the seed: Hyperband assigns trials to brackets
+    by a hash of the study's name, so an unnamed (random) study would not replay the same twice."""
+    study = optuna.create_study(study_name=f"replay-{seed}", direction="maximize", sampler=sampler, pruner=pruner)
+    study.enqueue_trial({k: table.defaults[k] for k in table.space})
+    return study, {k: optuna.distributions.CategoricalDistribution(v) for k, v in table.space.items()}
+
+
 def full_length(table: FidelityTable, seed: int, sampler: optuna.samplers.BaseSampler, cap: int) -> Trajectory:
     """Plain Optuna: every trial trains the whole recipe; the incumbent is the fastest within budget."""
     out = Trajectory(table)
-    study = optuna.create_study(direction="maximize", sampler=sampler)
-    space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in table.space.items()}
-    study.enqueue_trial({k: table.defaults[k] for k in table.space})
+    study, space = _plain(table, seed, sampler)
     best: dict[str, Any] | None = None
     for _ in range(cap):
         trial = study.ask(space)
@@ -164,9 +172,7 @@ def hyperband(table: FidelityTable, seed: int, cap: int) -> Trajectory:
     rungs = [table.snap(f) for f in HYPERBAND_RUNGS]
     units = [round(f / rungs[0]) for f in rungs]
     pruner = optuna.pruners.HyperbandPruner(min_resource=units[0], max_resource=units[-1], reduction_factor=4)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed), pruner=pruner)
-    space = {k: optuna.distributions.CategoricalDistribution(v) for k, v in table.space.items()}
-    study.enqueue_trial({k: table.defaults[k] for k in table.space})
+    study, space = _plain(table, seed, optuna.samplers.TPESampler(seed=seed), pruner)
     best: dict[str, Any] | None = None
     for _ in range(cap):
         trial = study.ask(space)
