@@ -44,6 +44,9 @@ def words(evidence: Mapping[str, Any] | None, goal: str) -> str:
     parts = []
     if speed.get("kind") == "slice":
         parts.append(f"training speed from {speed['rounds']} paired {speed['steps']}-step slices")
+    elif speed.get("kind") == "full" and speed.get("baseline") == "projected":
+        # Your recipe was not trained here (its weights or metric were given): its time is the search's projection.
+        parts.append("training speed from its whole training against your recipe's projected time")
     elif speed.get("kind") == "full":
         rounds = int(speed.get("rounds", 1))
         parts.append("training speed from one whole training each, back to back" if rounds == 1 else

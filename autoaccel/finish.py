@@ -85,7 +85,7 @@ class Finisher:
         self.rows: list[dict[str, Any]] = []
         self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
         self.fidelity = search.fidelity
-        self.promoted = False  # the train answer's quality held at the answer's rung (promote)
+        self.promoted: float | None = None  # the rung the train answer's quality held at (promote), if any
         self.summary = self.refresh()
 
     def refresh(self) -> Summary:
@@ -193,7 +193,8 @@ class Finisher:
             answers["combined"] = self.combine(answers)
         for goal, answer in answers.items():
             if answer.given:
-                quality = self.fidelity.answer if goal == "train" and self.promoted else self.fidelity.search
+                # The rung the promotion reached (what the rest of the budget afforded), not the one planned.
+                quality = self.promoted if goal == "train" and self.promoted is not None else self.fidelity.search
                 answer.evidence = evidence.of(goal, self.slice, quality, self.fidelity.search)
         self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
                                              "goals": {g: a.to_json() for g, a in answers.items()}})
@@ -227,7 +228,7 @@ class Finisher:
         """Successive halving's promotion, for the one finalist that won: the train answer and the user's recipe
         trained again at the answer's rung (a larger share of the schedule than the search's, same seed and data
         order), and the answer given only if its quality still holds there."""
-        self.promoted = False
+        self.promoted = None
         low, high = self.fidelity.search, self.fidelity.answer
         if not answer.given or high <= low:
             return answer
@@ -256,7 +257,7 @@ class Finisher:
             why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
                    f"{self.max_drop:g}{beyond} ({figures})")
             return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
-        self.promoted = True
+        self.promoted = high
         # The answer's quality is now the one measured at the higher rung, its evidence says which.
         noise = " (the difference is within noise)" if drop["within_noise"] else ""
         answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"

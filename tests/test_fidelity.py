@@ -124,6 +124,9 @@ def test_evidence_says_what_stands_behind_each_claim() -> None:
     full = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5})
     assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0
     assert evidence.words(full, "train") == "training speed from one whole training each, back to back; quality at full length"
+    known = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5, "baseline": "projected"})
+    assert evidence.words(known, "train") == ("training speed from its whole training against your recipe's projected "
+                                              "time; quality at full length")
     assert evidence.words(evidence.of("serve", None, 1.0, 1.0), "serve") == "quality at full length"
 
 

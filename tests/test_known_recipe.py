@@ -80,6 +80,7 @@ def test_confirm_evaluates_task_weights_instead_of_training_the_recipe_whole(tmp
     assert train["evidence"]["speed"]["kind"] == "full" and train["evidence"]["speed"]["baseline"] == "projected"
     assert abs(train["evidence"]["speed"]["baseline_s"] - base.metrics["train_time"]) < 1e-9
     assert "as projected from its steady steps" in " ".join(train["notes"])
+    assert "against your recipe's projected time" in done.stdout  # the evidence line says it too
     serve = answers["serve"]
     assert serve["evidence"]["quality"]["fraction"] == 1.0
     assert "the answer served from your trained weights" in " ".join(serve["notes"]) + serve["verdict"]
