@@ -12,18 +12,24 @@ from typing import TYPE_CHECKING
 if os.environ.get("AUTOACCEL_ORT_TELEMETRY") != "1":
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-from autoaccel.errors import AutoaccelError, TrialFailure
-from autoaccel.hookspecs import hookimpl
-from autoaccel.metrics import Metric
-from autoaccel.pipeline import Pipeline, Section
-from autoaccel.strategy import Capability, Phase, Strategy
-from autoaccel.target import Target
-from autoaccel.task import Task, TaskWarning
+from autoaccel.errors import AutoaccelError, TaskWarning, TrialFailure
+from autoaccel.markers import hookimpl
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from autoaccel.api import Result
+    from autoaccel.metrics import Metric
+    from autoaccel.pipeline import Pipeline, Section
+    from autoaccel.strategy import Capability, Phase, Strategy
+    from autoaccel.target import Target
+    from autoaccel.task import Task
+
+# The public classes, imported on first use: `import autoaccel` (and `autoaccel --help`) does not pay for torch,
+# while `from autoaccel import Task` works as always (PEP 562).
+_LAZY = {"Metric": "autoaccel.metrics", "Pipeline": "autoaccel.pipeline", "Section": "autoaccel.pipeline",
+         "Capability": "autoaccel.strategy", "Phase": "autoaccel.strategy", "Strategy": "autoaccel.strategy",
+         "Target": "autoaccel.target", "Task": "autoaccel.task", "Result": "autoaccel.api"}
 
 
 def optimize(task: "Task | str", **options: object) -> "Result":
@@ -41,12 +47,17 @@ def apply(model_or_task: object, recipe: object, **options: object) -> object:
 
 
 def __getattr__(name: str) -> object:
-    # Result pulls in the search machinery (optuna); imported lazily so `import autoaccel` stays light for plugins.
-    if name == "Result":
-        from autoaccel.api import Result
+    if name in _LAZY:
+        import importlib
 
-        return Result
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # once: later lookups find it directly
+        return value
     raise AttributeError(f"module 'autoaccel' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = [

@@ -21,11 +21,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from autoaccel.errors import AutoaccelError, Interrupted, exit_status, interrupt_reason
+from autoaccel.errors import AutoaccelError, Interrupted, TaskWarning, exit_status, interrupt_reason
 from autoaccel.options import DEFAULT_OBJECTIVES, SAMPLERS
-from autoaccel.strategy import MODES
-from autoaccel.task import TaskWarning
-from autoaccel.trial import OBJECTIVES
+from autoaccel.vocab import MODE_NAMES as MODES
+from autoaccel.vocab import OBJECTIVES
 
 
 def _csv(text: str) -> tuple[str, ...]:

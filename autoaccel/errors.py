@@ -60,3 +60,7 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """Return " (did you mean 'x'?)" for the closest candidate, or "" when nothing is close."""
     close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+class TaskWarning(UserWarning):
+    """Something in the Task that runs but is probably not what its author meant (validate_task warns)."""

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from autoaccel import fidelity, val_share
 from autoaccel.errors import AutoaccelError, did_you_mean
-from autoaccel.strategy import MODES
-from autoaccel.trial import OBJECTIVES
+from autoaccel.vocab import MODE_NAMES as MODES
+from autoaccel.vocab import OBJECTIVES
 
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 # With neither --trials nor --budget nor --timeout, a run is bounded by minutes, not trials: a user's patience.

@@ -15,7 +15,7 @@ from torch import nn
 
 from autoaccel.batches import call, collate, map_tensors, prediction, size, split
 from autoaccel.batches import describe as describe_batch
-from autoaccel.errors import AutoaccelError, describe
+from autoaccel.errors import AutoaccelError, TaskWarning, describe  # noqa: F401 (TaskWarning: re-exported)
 from autoaccel.metrics import Metric, MetricFn, resolve_metric
 from autoaccel.steps import KINDS, default_metric, evaluation_batch, infer_kind, task_loss
 
@@ -143,10 +143,6 @@ def _qualname(obj: Any) -> str:
     module = str(getattr(target, "__module__", "?"))
     name = str(getattr(target, "__qualname__", repr(target)))
     return name if module.startswith(USER_MODULES) else f"{module}.{name}"
-
-
-class TaskWarning(UserWarning):
-    """Something in the Task that runs but is probably not what its author meant (validate_task warns)."""
 
 
 def _check_dataset(value: Any, field: str) -> None:

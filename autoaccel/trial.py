@@ -26,22 +26,9 @@ from autoaccel.remeasure import TRAIN_SAMPLES
 from autoaccel.steps import BaseLoss, training_loss
 from autoaccel.task import Task
 from autoaccel.train import train
+from autoaccel.vocab import METRICS, OBJECTIVES, REMEASURED, SPEED_OBJECTIVES, TRAINING_OBJECTIVES  # noqa: F401
 
-# Metrics every trial reports; the objectives are chosen among them. True = higher is better. "accuracy" is the
-# quality slot: the task's metric oriented so that higher is better (Metric.sign), whatever the metric is; every
-# output shows it under the metric's own name and sign (results.MetricInfo).
-METRICS: dict[str, bool] = {
-    "accuracy": True,
-    "train_time": False,
-    "train_throughput": True,
-    "latency": False,
-    "throughput": True,
-    "memory": False,
-}
-OBJECTIVES = tuple(METRICS)
-SPEED_OBJECTIVES = ("train_time", "train_throughput", "latency", "throughput", "memory")
-REMEASURED = ("train_time", "train_throughput", "latency", "throughput")
-TRAINING_OBJECTIVES = ("train_time", "train_throughput")
+# The shared vocabulary of objectives lives in vocab.py (light to import); re-exported here for the runner's users.
 MAX_WARNINGS = 10
 
 

@@ -13,11 +13,12 @@ import dataclasses
 import math
 import random
 from fractions import Fraction
-
-from torch.utils.data import Subset
+from typing import TYPE_CHECKING
 
 from autoaccel.errors import AutoaccelError
-from autoaccel.task import Task
+
+if TYPE_CHECKING:
+    from autoaccel.task import Task
 
 
 def parse(value: str | float) -> float:
@@ -36,6 +37,8 @@ def bound(task: Task, share: float) -> Task:
     n = len(task.val_data)
     k = max(1, math.ceil(share * n))
     rows = sorted(random.Random(task.seed).sample(range(n), k))
+    from torch.utils.data import Subset  # here, not at import: the options import this module (a quick --help)
+
     return dataclasses.replace(task, val_data=Subset(task.val_data, rows))
 
 

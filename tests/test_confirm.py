@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 import autoaccel
@@ -89,6 +90,9 @@ def test_search_at_a_quarter_then_confirm_after_a_kill(tmp_path: Path) -> None:
     assert "confirmation" in _study(out).user_attrs
 
 
+# Its answer must be given: a speedup beyond noise in 2 re-measurement rounds, which a machine loaded by the
+# parallel part of the suite did not always show (twice in four runs on 2026-12-06). Run with the others alone.
+@pytest.mark.alone
 def test_optimize_with_confirm_trains_the_answer_whole_at_the_end_of_the_run(tmp_path: Path) -> None:
     model = write_model(tmp_path, SLOW)
     out = tmp_path / "out"
