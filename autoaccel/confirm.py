@@ -25,12 +25,11 @@ import pluggy
 from autoaccel import evidence, known_recipe
 from autoaccel import study as studies
 from autoaccel.answers import Answer, describe_speed, keep
-from autoaccel.errors import AutoaccelError
+from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.fidelity import Fidelity, duration
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
-from autoaccel.errors import TrialFailure
-from autoaccel.record import TrialRecord, read
+from autoaccel.record import TrialRecord
 from autoaccel.results import Summary, accuracy_drop, summarize_study
 from autoaccel.scratch import run_scratch
 from autoaccel.task import Task

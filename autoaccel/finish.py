@@ -11,11 +11,23 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from rich.markup import escape
 
-from autoaccel.answers import Answer, agrees, describe_speed, give, goal_score, goals_for, judging, keep, qualifies, ranked, rejection
 from autoaccel import evidence
+from autoaccel.answers import (
+    Answer,
+    agrees,
+    describe_speed,
+    give,
+    goal_score,
+    goals_for,
+    judging,
+    keep,
+    qualifies,
+    ranked,
+    rejection,
+)
 from autoaccel.cache import training_key
-from autoaccel.fidelity import affordable, share
 from autoaccel.errors import TrialFailure
+from autoaccel.fidelity import affordable, share
 from autoaccel.finalists import Searching, importances
 from autoaccel.record import read
 from autoaccel.remeasure import Ratio, paired_ratio, train_samples
@@ -393,7 +405,9 @@ class Finisher:
         judged = judging("combined", self.objectives)
         why = self.check(p, judged) if qualifies(p, judged, remeasured=True) else ""
         p = self.point(trial.number)
-        at = (lambda d: f" at {share(d['fraction'])} of your schedule" if d.get("fraction", 1.0) < 1.0 else "")
+        def at(d: dict[str, Any]) -> str:
+            return f" at {share(d['fraction'])} of your schedule" if d.get("fraction", 1.0) < 1.0 else ""
+
         here = {"fraction": self.fidelity.search}
         attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}{at(here)}; with the training change alone "
                        f"{train.accuracy_drop['value']:+.4f}{at({**here, **train.accuracy_drop})}, with the serving "

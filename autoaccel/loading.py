@@ -59,7 +59,7 @@ def load_task(path: str | Path, validate: bool = True) -> Task:
     module = import_task_module(path)
     if not hasattr(module, "task"):
         raise AutoaccelError(f"{path}: defines no `task`; expected `task = Task(...)` or `def task() -> Task`")
-    task = getattr(module, "task")
+    task = module.task
     if callable(task) and not isinstance(task, Task):
         try:
             task = task()

@@ -17,8 +17,8 @@ from typing import Any
 import optuna
 
 from autoaccel.answers import goal_score, judging
-from autoaccel.evidence import words as evidence_words
 from autoaccel.console import fmt_metric, fmt_params
+from autoaccel.evidence import words as evidence_words
 from autoaccel.metrics import Shown
 from autoaccel.report_search import search_section
 from autoaccel.results import Point, Summary, speed_objectives

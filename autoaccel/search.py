@@ -15,11 +15,11 @@ from rich.markup import escape
 
 from autoaccel import fidelity, record, val_share
 from autoaccel import study as studies
-from autoaccel.cache import training_key
-from autoaccel.contexts import Guards
 from autoaccel.answers import goal_score, goals_for, judging
+from autoaccel.cache import training_key
 from autoaccel.configuration import FACTORS, configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.console import Progress, fmt_metric, fmt_params
+from autoaccel.contexts import Guards
 from autoaccel.errors import AutoaccelError, TrialFailure, interrupt_reason
 from autoaccel.finalists import environment, export_recommended
 from autoaccel.finish import finalize

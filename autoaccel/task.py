@@ -16,7 +16,7 @@ from torch import nn
 from autoaccel.batches import call, collate, map_tensors, prediction, size, split
 from autoaccel.batches import describe as describe_batch
 from autoaccel.errors import AutoaccelError, TaskWarning, describe  # noqa: F401 (TaskWarning: re-exported)
-from autoaccel.metrics import Metric, MetricFn, resolve_metric
+from autoaccel.metrics import Metric, resolve_metric
 from autoaccel.steps import KINDS, default_metric, evaluation_batch, infer_kind, task_loss
 
 OptimizerFactory = Callable[[Any, float], torch.optim.Optimizer]

@@ -61,7 +61,9 @@ class Teamwork:
         if others or self.options.storage is not None:
             study.sampler = studies.make_sampler(self.options.sampler, seed, self.plan.space, shared=True)
         deadline, why = self._deadline()
-        wall = (lambda t: None if t is None else time.time() + (t - time.monotonic()))
+        def wall(t: float | None) -> float | None:  # a monotonic deadline as wall-clock time other hosts can read
+            return None if t is None else time.time() + (t - time.monotonic())
+
         me = self.crew.register(seed, wall(deadline), wall(self.budget_end))
         founder = self.crew.founder()
         if founder is not None:

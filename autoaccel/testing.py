@@ -296,8 +296,8 @@ class StrategyContract:
         assert second.details.get("correct") == first.details.get("correct"), "the off values predict differently"
 
     def test_apply_and_export_reproduce_the_trial(self) -> None:
-        from autoaccel.quality import evaluate
         from autoaccel.export import export_model
+        from autoaccel.quality import evaluate
         from autoaccel.recipe import apply
         from autoaccel.trial import run_trial
 

@@ -7,17 +7,15 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from autoaccel import lifecycle
+from autoaccel import lifecycle, quality
 from autoaccel.batches import call, features
 from autoaccel.cache import CheckpointCache, training_key
 from autoaccel.contexts import Guards, ServeContext, Stage, TrainStats, TransformContext
 from autoaccel.data import sample_batch, targets_of
 from autoaccel.errors import TrialFailure, describe
-from autoaccel import quality
 from autoaccel.evaluate import latency_input, peak_memory_mb, reset_peak_memory, time_inference
 from autoaccel.launch import TrainingJob, baseline_loader, launch_training, seed_everything
 from autoaccel.load import LoadProbe

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from autoaccel.cache import training_key  # noqa: E402
 from autoaccel.data import sample_batch  # noqa: E402
 from autoaccel.evaluate import time_inference  # noqa: E402
-from autoaccel.quality import evaluate  # noqa: E402
 from autoaccel.loading import load_task  # noqa: E402
 from autoaccel.pipeline import Pipeline  # noqa: E402
+from autoaccel.quality import evaluate  # noqa: E402
 from autoaccel.registry import default_registry  # noqa: E402
 from autoaccel.remeasure import interleave, paired_ratio  # noqa: E402
 from autoaccel.strategy import apply_all  # noqa: E402

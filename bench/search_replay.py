@@ -298,7 +298,8 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore")
     if "fractions" in json.loads(Path(args.table).read_text(encoding="utf-8")):
-        from fidelity_replay import METHODS as FIDELITY_METHODS, replay, show
+        from fidelity_replay import METHODS as FIDELITY_METHODS
+        from fidelity_replay import replay, show
 
         path = args.table
         methods = [m for m in args.methods.split(",") if m in FIDELITY_METHODS] if args.methods != ",".join(METHODS) \

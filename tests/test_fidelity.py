@@ -15,8 +15,8 @@ from autoaccel.course import Course
 from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.options import Options
 from autoaccel.record import TrialRecord
-from autoaccel.trial import run_trial
 from autoaccel.train import setup_for, train
+from autoaccel.trial import run_trial
 from tiny_digits import base_plan, make_mlp, make_task, with_params
 
 

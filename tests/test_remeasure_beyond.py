@@ -10,10 +10,10 @@ import autoaccel
 from autoaccel import study as studies
 from autoaccel.confirm import load_run
 from autoaccel.finish import BEYOND, Finisher
-from autoaccel.options import Options
 from autoaccel.loading import load_task
-from autoaccel.registry import plugin_manager
+from autoaccel.options import Options
 from autoaccel.record import read
+from autoaccel.registry import plugin_manager
 from autoaccel.search import Search
 from autoaccel.worker import InProcessRunner
 from tiny_digits import task_source, write_model

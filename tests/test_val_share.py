@@ -9,9 +9,9 @@ import pytest
 
 import autoaccel
 from autoaccel.confirm import load_run
+from autoaccel.loading import load_task
 from autoaccel.record import read
 from autoaccel.val_share import bound, parse
-from autoaccel.loading import load_task
 from tiny_digits import make_task, task_source, write_model
 
 
