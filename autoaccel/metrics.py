@@ -1,6 +1,8 @@
-"""Task metrics: built in by name (with their direction) or the user's callable, accumulated batch by batch.
+"""Task metrics of sums: built in by name (with their direction), accumulated batch by batch; and resolving
+``Task.metric`` into one of the three kinds quality.py evaluates (these rows; a whole-set metric, whole_set.py; a
+torchmetrics Metric, torchmetric.py).
 
-A metric turns each evaluation batch into *rows* of sums (one row per sample, or one per batch for metrics of
+A metric of sums turns each evaluation batch into *rows* of sums (one row per sample, or one per batch for metrics of
 a whole batch, such as a sequence model's loss); its value is a function of the column totals. Holding rows,
 not outputs, keeps evaluation memory bounded (torchmetrics-style state), and the rows are what the confidence
 interval resamples: Wilson's interval for proportions (accuracy), a bootstrap over rows for anything else.
@@ -222,7 +224,7 @@ def resolve_metric(metric: Any, direction: str | None = None, reduction: str | N
 
 def finisher(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """How a metric of this name turns column totals into its value: a built-in's own, else a ratio (a
-    top-k accuracy, a callable's batch-weighted mean)."""
+    top-k accuracy, a callable's batch-weighted mean under Task.metric_reduction="mean")."""
     key = ALIASES.get(name, name)
     return BUILTIN_METRICS[key].finish if key in BUILTIN_METRICS else _ratio
 
