@@ -35,7 +35,7 @@ def is_torchmetric(metric: Any) -> bool:
     return module is not None and isinstance(metric, module.Metric)
 
 
-def preds_and_target(metric: Any, outputs: Any, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def preds_and_target(outputs: Any, targets: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """What ``update(preds, target)`` takes: the prediction in the model's outputs (logits of a ModelOutput, the
     first item of a tuple), a trailing axis of one dropped when the targets have none."""
     preds = prediction(outputs).detach()
@@ -88,7 +88,7 @@ class TorchMetric:
 
     def __call__(self, outputs: Any, targets: Any, loss: torch.Tensor | None = None) -> float:
         one = _fresh(self.template)
-        one.update(*preds_and_target(self.template, outputs, targets))
+        one.update(*preds_and_target(outputs, targets))
         return float(one.compute())
 
     def accumulator(self, n: int) -> "TorchAccumulator":
@@ -116,7 +116,7 @@ class TorchAccumulator:
             self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def add(self, outputs: Any, targets: Any) -> None:
-        preds, target = preds_and_target(self.metric.template, outputs, targets)
+        preds, target = preds_and_target(outputs, targets)
         self.main.update(preds, target)
         k = preds.shape[0]
         if self.streamed:

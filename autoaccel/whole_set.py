@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from autoaccel.batches import prediction
+from autoaccel.batches import size as batch_size
 
 RESAMPLES = 200
 PAIRING_SEED = 0  # the same resamples for every trial of a run (and every run on the same validation set)
@@ -117,7 +118,7 @@ class WholeSetMetric:
 
     def replicates(self, outputs: Any, targets: Any) -> np.ndarray:
         """The metric on each of the bootstrap's resamples (the same resamples for every trial)."""
-        n = len(targets) if targets is not None and not isinstance(targets, Mapping) else _first_len(outputs)
+        n = len(targets) if targets is not None and not isinstance(targets, Mapping) else batch_size(outputs)
         if self.vectorized is not None:
             return np.asarray(self.vectorized(outputs, targets, resamples(n)), dtype=np.float64)
         return np.array([self._safe(take(outputs, torch.from_numpy(idx)), take(targets, torch.from_numpy(idx)))
@@ -130,13 +131,6 @@ class WholeSetMetric:
             return float(self.fn(outputs, targets))
         except (ValueError, ZeroDivisionError, RuntimeError):
             return float("nan")
-
-
-def _first_len(outputs: Any) -> int:
-    from autoaccel.batches import tensors
-
-    first = next(tensors(outputs))
-    return int(first.shape[0])
 
 
 # The common scorers, on the whole set through scikit-learn. Class scores (N, C) predict their argmax; a single

@@ -126,6 +126,12 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
     return {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
 
 
+def quality_budget(quality: float, budget: float = BUDGET) -> float:
+    """The drop allowed: ``budget`` itself for a metric in [0, 1] (accuracy), else twice it relative to the
+    recipe's value (a perplexity, a loss)."""
+    return budget if abs(quality) <= 1.0 else 2 * budget * abs(quality)
+
+
 def summarize(table: dict[str, Any]) -> list[str]:
     rows = [r for r in table["rows"] if not any("failed" in at for at in r["at"].values())]
     failed = [r["config"] for r in table["rows"] if r not in rows]
@@ -139,8 +145,7 @@ def summarize(table: dict[str, Any]) -> list[str]:
     def drop(row: dict[str, Any], f: str) -> float:
         return base[f]["accuracy"] - row["at"][f]["accuracy"]
 
-    quality = base["1.0"]["accuracy"]
-    budget = BUDGET if abs(quality) <= 1.0 else 2 * BUDGET * abs(quality)
+    budget = quality_budget(base["1.0"]["accuracy"], BUDGET)
 
     def answer(f: str) -> int:
         feasible = [i for i, r in enumerate(rows) if drop(r, f) <= budget]

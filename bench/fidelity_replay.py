@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from fidelity import BUDGET, quality_budget  # bench/fidelity.py, which records these tables
 
 from autoaccel import fidelity as fidelities
 from autoaccel import record
@@ -70,9 +71,7 @@ class FidelityTable:
         self.base = self.by_config[key({})]
         self.fractions = sorted({1.0, *self.data["fractions"]})
         self.defaults: dict[str, Any] = self.data["defaults"]
-        quality = self.base["at"]["1.0"]["accuracy"]
-        budget = float(self.data.get("budget", 0.01))
-        self.budget = budget if abs(quality) <= 1.0 else 2 * budget * abs(quality)
+        self.budget = quality_budget(self.base["at"]["1.0"]["accuracy"], float(self.data.get("budget", BUDGET)))
         self.space = {k: sorted({r["config"].get(k, self.defaults[k]) for r in self.rows}, key=str)
                       for k in self.defaults if k != "batch_size.lr_scaling"}
         self.best = max(self.truth(r) for r in self.rows)
