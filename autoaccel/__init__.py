@@ -19,17 +19,15 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from autoaccel.api import Result
-    from autoaccel.metrics import Metric
-    from autoaccel.pipeline import Pipeline, Section
-    from autoaccel.strategy import Capability, Phase, Strategy
-    from autoaccel.target import Target
-    from autoaccel.task import Task
+    from autoaccel.plugin._pipeline import Pipeline, Section
+    from autoaccel.plugin._strategy import Capability, Phase, Strategy
+    from autoaccel.task import Metric, Target, Task
 
 # The public classes, imported on first use: `import autoaccel` (and `autoaccel --help`) does not pay for torch,
 # while `from autoaccel import Task` works as always (PEP 562).
-_LAZY = {"Metric": "autoaccel.metrics", "Pipeline": "autoaccel.pipeline", "Section": "autoaccel.pipeline",
-         "Capability": "autoaccel.strategy", "Phase": "autoaccel.strategy", "Strategy": "autoaccel.strategy",
-         "Target": "autoaccel.target", "Task": "autoaccel.task", "Result": "autoaccel.api"}
+_LAZY = {"Metric": "autoaccel.task._metrics", "Pipeline": "autoaccel.plugin._pipeline", "Section": "autoaccel.plugin._pipeline",
+         "Capability": "autoaccel.plugin._strategy", "Phase": "autoaccel.plugin._strategy", "Strategy": "autoaccel.plugin._strategy",
+         "Target": "autoaccel.task._target", "Task": "autoaccel.task._task", "Result": "autoaccel.api"}
 
 
 def optimize(task: "Task | str", **options: object) -> "Result":
@@ -40,8 +38,8 @@ def optimize(task: "Task | str", **options: object) -> "Result":
 
 
 def apply(model_or_task: object, recipe: object, **options: object) -> object:
-    """Apply a recipe (recipe.yaml path or dict) to a trained model or a Task; see :func:`autoaccel.recipe.apply`."""
-    from autoaccel.recipe import apply as _apply
+    """Apply a recipe (recipe.yaml path or dict) to a trained model or a Task; see :func:`autoaccel.outputs._recipe.apply`."""
+    from autoaccel.outputs import apply as _apply
 
     return _apply(model_or_task, recipe, **options)  # type: ignore[arg-type]
 

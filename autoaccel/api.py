@@ -11,13 +11,12 @@ import optuna
 import pluggy
 
 from autoaccel.errors import AutoaccelError, did_you_mean
-from autoaccel.loading import load_task
+from autoaccel.finish import Point, Summary
 from autoaccel.options import Options
-from autoaccel.registry import plugin_manager
-from autoaccel.results import Point, Summary
+from autoaccel.plugin._registry import plugin_manager
 from autoaccel.scratch import run_scratch
 from autoaccel.search import Search
-from autoaccel.task import Task, validate_task
+from autoaccel.task import Task, load_task, validate_task
 
 
 @dataclass
@@ -84,7 +83,7 @@ def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: 
     """--confirm: `autoaccel confirm` at the end of the run, when the rest of the budget affords the whole
     trainings it takes (your recipe's and each train or combined answer's); otherwise say what it would take."""
     from autoaccel.confirm import confirm, to_confirm
-    from autoaccel.fidelity import duration
+    from autoaccel.trial import duration
 
     fid, say = search.fidelity, search.progress.info
     goals = to_confirm(study)

@@ -31,7 +31,7 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _choices(items: list[str] | None) -> dict[str, tuple[object, ...]] | None:
+def parse_choices(items: list[str] | None) -> dict[str, tuple[object, ...]] | None:
     if not items:
         return None
     out: dict[str, tuple[object, ...]] = {}
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _optimize(args: argparse.Namespace) -> int:
     from autoaccel.api import optimize
-    from autoaccel.console import make_console, print_summary
+    from autoaccel.outputs import make_console, print_summary
 
     options = {
         "trials": args.trials, "budget": args.budget, "timeout": args.timeout, "trial_timeout": args.trial_timeout, "seed": args.seed,
@@ -155,7 +155,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "storage": args.storage, "study": args.study, "heartbeat": args.heartbeat, "cache_dir": args.cache_dir,
         "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
-        "quiet": args.quiet, "choices": _choices(args.choices), "fidelity": args.fidelity, "val_fraction": args.val_fraction,
+        "quiet": args.quiet, "choices": parse_choices(args.choices), "fidelity": args.fidelity, "val_fraction": args.val_fraction,
         "confirm": args.confirm, "baseline_metric": args.baseline_metric,
     }
     # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
@@ -177,11 +177,11 @@ def _optimize(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     import optuna
 
-    from autoaccel.console import make_console, print_summary
-    from autoaccel.outputs import Generation, publish
-    from autoaccel.results import summarize_study
-    from autoaccel.study import mask_url, open_storage
-    from autoaccel.workers import is_companion
+    from autoaccel.finish import summarize_study
+    from autoaccel.options import mask_url
+    from autoaccel.outputs import Generation, make_console, print_summary, publish
+    from autoaccel.search import open_storage
+    from autoaccel.search.team import is_companion
 
     if args.storage is None and args.out is None:
         raise AutoaccelError("report: give --out (the folder of an optimize run) or --storage URL")
@@ -223,8 +223,8 @@ def _report(args: argparse.Namespace) -> int:
 
 def _confirm(args: argparse.Namespace) -> int:
     from autoaccel.confirm import confirm
-    from autoaccel.console import make_console, print_summary
-    from autoaccel.registry import plugin_manager
+    from autoaccel.outputs import make_console, print_summary
+    from autoaccel.plugin._registry import plugin_manager
 
     if args.baseline_metric is not None and not math.isfinite(args.baseline_metric):
         raise AutoaccelError(f"--baseline-metric: must be a finite number, but got {args.baseline_metric!r}")
@@ -237,10 +237,9 @@ def _confirm(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from autoaccel.batches import move
-    from autoaccel.evaluate import latency_input
-    from autoaccel.loading import load_task
-    from autoaccel.recipe import apply, export
+    from autoaccel.outputs import apply, export
+    from autoaccel.task import load_task, move
+    from autoaccel.trial import latency_input
 
     task = load_task(args.model)
     target = args.target
@@ -251,9 +250,9 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _plugins(args: argparse.Namespace) -> int:
-    from autoaccel.registry import collect_strategies, plugin_manager
-    from autoaccel.strategy import ordered
-    from autoaccel.target import hypothetical_target
+    from autoaccel.plugin._registry import collect_strategies, plugin_manager
+    from autoaccel.plugin._strategy import ordered
+    from autoaccel.task import hypothetical_target
 
     pm = plugin_manager()
     try:

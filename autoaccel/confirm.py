@@ -22,24 +22,21 @@ from typing import Any
 import optuna
 import pluggy
 
-from autoaccel import evidence, known_recipe
-from autoaccel import study as studies
-from autoaccel.answers import Answer, describe_speed, keep
 from autoaccel.errors import AutoaccelError, TrialFailure
-from autoaccel.fidelity import Fidelity, duration
+from autoaccel.finish import Answer, Summary, accuracy_drop, describe_speed, evidence, keep, known_recipe, summarize_study
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
-from autoaccel.record import TrialRecord
-from autoaccel.results import Summary, accuracy_drop, summarize_study
 from autoaccel.scratch import run_scratch
+from autoaccel.search import study as studies
 from autoaccel.task import Task
+from autoaccel.trial import Fidelity, TrialRecord, duration
 
 GOALS = ("train", "serve", "combined")  # serve costs an evaluation: it reuses the recipe's whole training
 
 
 def load_run(out: Path, storage: str | None, name: str | None) -> optuna.Study:
     """The study of an optimize run: OUT/study.db, or --storage and --study."""
-    from autoaccel.workers import is_companion
+    from autoaccel.search.team import is_companion
 
     if storage is None and not (out / "study.db").exists():
         raise AutoaccelError(f"confirm: {out / 'study.db'} does not exist; give the folder of an optimize run (OUT), or --storage")
@@ -70,8 +67,8 @@ def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None,
 
 def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: str | None, study_name: str | None,
              quiet: bool, task: Task | None, baseline_metric: float | None) -> Summary:
-    from autoaccel.loading import load_task
     from autoaccel.search import Search
+    from autoaccel.task import load_task
 
     study = load_run(out, storage, study_name)
     stored = study.user_attrs.get("answers") or {}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
-from autoaccel import fidelity, val_share
 from autoaccel.errors import AutoaccelError, did_you_mean
 from autoaccel.vocab import MODE_NAMES as MODES
 from autoaccel.vocab import OBJECTIVES
@@ -125,12 +126,12 @@ class Options:
             raise AutoaccelError("--max-quality-drop: must be >= 0, an absolute drop in the metric's units (e.g. 0.01) or "
                                  f"relative to your recipe's value (e.g. 2%), but got {self.max_accuracy_drop!r}")
         try:
-            fidelity.parse(self.fidelity)
+            parse_fidelity(self.fidelity)
         except (TypeError, ValueError, ZeroDivisionError):
             raise AutoaccelError(f"--fidelity: must be auto or a share of your schedule in (0, 1], e.g. 1/16 or 0.25, "
                                  f"but got {self.fidelity!r}") from None
         try:
-            val_share.parse(self.val_fraction)
+            parse_val_fraction(self.val_fraction)
         except (TypeError, ValueError, ZeroDivisionError):
             raise AutoaccelError(f"--val-fraction: must be a share of your validation set in (0, 1], e.g. 0.1, 1/10 or 10%, "
                                  f"but got {self.val_fraction!r}") from None
@@ -152,3 +153,32 @@ class Options:
             if self.mode == "inference" and name in objectives:
                 raise AutoaccelError(f"--objectives: {name} means nothing in --mode inference (no training); drop it")
         return self
+
+
+def parse_fidelity(text: str | float | None) -> float | None:
+    """--fidelity: 'auto' (None), or a fraction of the schedule in (0, 1]: '1/16', '0.25', '1'."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == "auto"):
+        return None
+    value = float(Fraction(str(text).strip())) if isinstance(text, str) else float(text)
+    if not (0.0 < value <= 1.0) or not math.isfinite(value):
+        raise ValueError(value)
+    return value
+
+
+def parse_val_fraction(value: str | float) -> float:
+    """A share in (0, 1]: 0.1, '1/10', '10%'; ValueError otherwise."""
+    text = str(value).strip()
+    share = float(text[:-1]) / 100.0 if text.endswith("%") else float(Fraction(text))
+    if isinstance(value, bool) or not math.isfinite(share) or not 0.0 < share <= 1.0:
+        raise ValueError(value)
+    return share
+
+
+def mask_url(url: str) -> str:
+    """The storage URL with its password hidden, as it may be printed, stored and reported."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy can parse: hide anything between ':' and '@'
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -22,16 +22,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 
-from autoaccel.cache import training_key  # noqa: E402
-from autoaccel.data import sample_batch  # noqa: E402
-from autoaccel.evaluate import time_inference  # noqa: E402
-from autoaccel.loading import load_task  # noqa: E402
-from autoaccel.pipeline import Pipeline  # noqa: E402
-from autoaccel.quality import evaluate  # noqa: E402
-from autoaccel.registry import default_registry  # noqa: E402
-from autoaccel.remeasure import interleave, paired_ratio  # noqa: E402
-from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import serve, served_model  # noqa: E402
+from autoaccel.plugin._pipeline import Pipeline  # noqa: E402
+from autoaccel.plugin._registry import default_registry  # noqa: E402
+from autoaccel.plugin._strategy import apply_all  # noqa: E402
+from autoaccel.task import load_task, sample_batch
+from autoaccel.trial import evaluate, interleave, paired_ratio, serve, served_model, time_inference, training_key
 
 TECHNIQUES = {
     "dynamic int8": {"quantization.method": "dynamic_int8"},

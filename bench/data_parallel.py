@@ -13,12 +13,10 @@ import statistics
 import time
 from pathlib import Path
 
-from autoaccel.launch import TrainingJob, launch_training
-from autoaccel.loading import load_task
-from autoaccel.planning import base_pipeline
 from autoaccel.plugins.data_parallel import DataParallelStrategy
-from autoaccel.target import autoaccel_detect_target
-from autoaccel.trial import remeasure_plans
+from autoaccel.search import base_pipeline
+from autoaccel.task import autoaccel_detect_target, load_task
+from autoaccel.trial import TrainingJob, launch_training, remeasure_plans
 
 ROOT = Path(__file__).resolve().parent.parent
 

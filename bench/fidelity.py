@@ -32,14 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scipy import stats  # noqa: E402
 
-from autoaccel.errors import TrialFailure  # noqa: E402
-from autoaccel.loading import load_task  # noqa: E402
-from autoaccel.options import Options  # noqa: E402
-from autoaccel.planning import plan_search  # noqa: E402
-from autoaccel.registry import plugin_manager  # noqa: E402
-from autoaccel.sanity import QUALITY_DETAILS  # noqa: E402
-from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import run_trial, warm_up  # noqa: E402
+from autoaccel.errors import TrialFailure
+from autoaccel.options import Options
+from autoaccel.plugin._registry import plugin_manager  # noqa: E402
+from autoaccel.plugin._strategy import apply_all  # noqa: E402
+from autoaccel.search import QUALITY_DETAILS, plan_search
+from autoaccel.task import load_task
+from autoaccel.trial import run_trial, warm_up
 
 # The restricted training space: the techniques a CPU run screens first, alone and in the pairs that matter.
 CONFIGS: list[dict[str, Any]] = [

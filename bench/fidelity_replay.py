@@ -39,15 +39,14 @@ from typing import Any
 import optuna
 from fidelity import BUDGET, quality_budget  # bench/fidelity.py, which records these tables
 
-from autoaccel import fidelity as fidelities
-from autoaccel import record
-from autoaccel import study as studies
-from autoaccel.contexts import Guards
 from autoaccel.errors import TrialFailure
 from autoaccel.options import FINISH_SHARE, Options
-from autoaccel.registry import plugin_manager
+from autoaccel.plugin._contexts import Guards
+from autoaccel.plugin._registry import plugin_manager
 from autoaccel.search import Search
-from autoaccel.trial import TrialResult
+from autoaccel.search import study as studies
+from autoaccel.trial import TrialResult, record
+from autoaccel.trial import fidelity as fidelities
 
 REACH = 0.95
 METHODS = ("autoaccel", "tpe", "tpe+hyperband", "random")
@@ -294,7 +293,7 @@ def _incumbent(study: optuna.Study, runner: FidelityRunner, rung: float, table: 
 
 
 def _choices(items: list[str]) -> dict[str, tuple[object, ...]] | None:
-    from autoaccel.cli import _choices as parse
+    from autoaccel.cli import parse_choices as parse
 
     return parse(items)
 

@@ -28,11 +28,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 
 import autoaccel  # noqa: E402
-from autoaccel.loading import load_task  # noqa: E402
-from autoaccel.pipeline import Pipeline  # noqa: E402
-from autoaccel.registry import default_registry  # noqa: E402
-from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import run_trial  # noqa: E402
+from autoaccel.plugin._pipeline import Pipeline  # noqa: E402
+from autoaccel.plugin._registry import default_registry  # noqa: E402
+from autoaccel.plugin._strategy import apply_all  # noqa: E402
+from autoaccel.task import load_task
+from autoaccel.trial import run_trial
 
 SMOKE_TASK = '''
 import torch

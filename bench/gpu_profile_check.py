@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 
-from autoaccel.loading import load_task
-from autoaccel.pipeline import Pipeline
-from autoaccel.profile import describe
-from autoaccel.trial import run_trial
+from autoaccel.plugin._pipeline import Pipeline
+from autoaccel.task import load_task
+from autoaccel.trial import describe, run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
 

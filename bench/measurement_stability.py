@@ -20,7 +20,7 @@ import textwrap
 CHILD = textwrap.dedent(
     """
     import json, sys, time, torch
-    from autoaccel.measure import measure
+    from autoaccel.measure._timing import measure
     torch.manual_seed(0)
     n = int(sys.argv[1])
     model = torch.nn.Sequential(torch.nn.Linear(n, n), torch.nn.ReLU(), torch.nn.Linear(n, n)).eval()
@@ -94,7 +94,7 @@ def aa(width: int, rounds: int) -> str:
     import torch
 
     from autoaccel.measure import measure
-    from autoaccel.remeasure import interleave, paired_ratio
+    from autoaccel.trial import interleave, paired_ratio
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(width, width), torch.nn.ReLU(), torch.nn.Linear(width, width)).eval()

@@ -23,7 +23,7 @@ from torch import nn  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 from autoaccel import Pipeline, Task  # noqa: E402
-from autoaccel.quality import evaluate  # noqa: E402
+from autoaccel.trial import evaluate
 
 
 def balanced_accuracy(outputs: torch.Tensor, targets: torch.Tensor) -> float:

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from autoaccel.evaluate import score
-from autoaccel.metrics import custom_metric
+from autoaccel.task import custom_metric
+from autoaccel.trial import score
 
 
 def nll(outputs: torch.Tensor, targets: torch.Tensor) -> float:

@@ -28,18 +28,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from autoaccel.cache import training_key  # noqa: E402
-from autoaccel.cli import _choices  # noqa: E402
-from autoaccel.configuration import configuration, goal_of  # noqa: E402
-from autoaccel.errors import TrialFailure  # noqa: E402
-from autoaccel.loading import load_task  # noqa: E402
-from autoaccel.options import Options  # noqa: E402
-from autoaccel.pipeline import Pipeline  # noqa: E402
-from autoaccel.planning import plan_search  # noqa: E402
-from autoaccel.registry import plugin_manager  # noqa: E402
-from autoaccel.space import Categorical, Param, active  # noqa: E402
-from autoaccel.strategy import apply_all  # noqa: E402
-from autoaccel.trial import TrialResult, run_trial, warm_up  # noqa: E402
+from autoaccel.cli import parse_choices  # noqa: E402
+from autoaccel.errors import TrialFailure
+from autoaccel.options import Options
+from autoaccel.plugin._configuration import configuration, goal_of  # noqa: E402
+from autoaccel.plugin._pipeline import Pipeline  # noqa: E402
+from autoaccel.plugin._registry import plugin_manager  # noqa: E402
+from autoaccel.plugin._space import Categorical, Param, active  # noqa: E402
+from autoaccel.plugin._strategy import apply_all  # noqa: E402
+from autoaccel.search import plan_search
+from autoaccel.task import load_task
+from autoaccel.trial import TrialResult, run_trial, training_key, warm_up
 
 TABLE_VERSION = 1
 
@@ -97,7 +96,7 @@ def main() -> None:
     if args.repeats < 1:
         parser.error(f"--repeats: expected at least 1 evaluation per row, got {args.repeats}")
     task = load_task(args.model)
-    options = Options(strategies=tuple(args.strategies.split(",")), choices=_choices(args.choices), mode=args.mode,
+    options = Options(strategies=tuple(args.strategies.split(",")), choices=parse_choices(args.choices), mode=args.mode,
                       objectives=tuple(args.objectives.split(",")) if args.objectives else None, target="cpu")
     options.validate()
     plan = plan_search(task, options, plugin_manager())

@@ -45,16 +45,16 @@ import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 
-from autoaccel import record  # noqa: E402
-from autoaccel import study as studies  # noqa: E402
-from autoaccel.contexts import Guards  # noqa: E402
-from autoaccel.errors import TrialFailure  # noqa: E402
-from autoaccel.loading import load_task  # noqa: E402
-from autoaccel.options import Options  # noqa: E402
-from autoaccel.registry import plugin_manager  # noqa: E402
-from autoaccel.search import Search  # noqa: E402
-from autoaccel.space import active, parse_space  # noqa: E402
-from autoaccel.trial import METRICS, TrialResult  # noqa: E402
+from autoaccel.errors import TrialFailure
+from autoaccel.options import Options
+from autoaccel.plugin._contexts import Guards  # noqa: E402
+from autoaccel.plugin._registry import plugin_manager  # noqa: E402
+from autoaccel.plugin._space import active, parse_space  # noqa: E402
+from autoaccel.search import Search
+from autoaccel.search import study as studies
+from autoaccel.task import load_task
+from autoaccel.trial import TrialResult, record
+from autoaccel.vocab import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 GOALS = {"train": "train_time", "serve": "latency"}
@@ -243,7 +243,7 @@ def ours(table: Table, seed: int, cap: int, task: Any, trials: int | None = None
 
 
 def _choices(items: list[str]) -> dict[str, tuple[object, ...]] | None:
-    from autoaccel.cli import _choices as parse
+    from autoaccel.cli import parse_choices as parse
 
     return parse(items)
 

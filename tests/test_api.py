@@ -12,8 +12,8 @@ import pytest
 
 import autoaccel
 from autoaccel import AutoaccelError, Task, hookimpl
-from autoaccel.record import TrialRecord
-from autoaccel.registry import plugin_manager
+from autoaccel.plugin._registry import plugin_manager
+from autoaccel.trial._record import TrialRecord
 
 STRATEGIES = "precision,batch_size,dataloader,scheduler"
 
@@ -48,7 +48,7 @@ def test_optimize_a_task_object(tiny_task: Task, tmp_path: Path) -> None:
     data = json.loads((out / "pareto.json").read_text())
     assert data["baseline"]["trial"] == 0
     # One record per trial the worker ran, in order, each with the documented keys: the stored trial record
-    # (autoaccel.record.TrialRecord.describe()), whose state is complete or failed.
+    # (autoaccel.trial._record.TrialRecord.describe()), whose state is complete or failed.
     assert [r["number"] for r in recorder.records] == [t.number for t in counted]
     for r in recorder.records:
         assert set(r) == {f.name for f in dataclasses.fields(TrialRecord)}

@@ -14,10 +14,10 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 
 from autoaccel.cli import main
-from autoaccel.loading import load_task
 from autoaccel.options import Options
-from autoaccel.planning import plan_search
-from autoaccel.registry import plugin_manager
+from autoaccel.plugin._registry import plugin_manager
+from autoaccel.search._setup import plan_search
+from autoaccel.task._loading import load_task
 from study_snapshot import TINY_STUDY, sqlite_url
 from tiny_digits import task_source, write_model
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # two real searches of 4 trials each, with interl
 
 # The four core strategies only. The default set also compiles (torch.compile), exports to ONNX, ensembles and
 # prunes: minutes per 4-trial run on 2 cores, which this test (about the CLI, the study and its outputs) does
-# not need; the strategies themselves are tested in tests/strategies/.
+# not need; the strategies themselves are tested in tests/plugins/<name>//.
 STRATEGIES = ("precision", "batch_size", "dataloader", "scheduler")
 
 # The four core built-ins at their off values with the tiny task's batch size: the user's own recipe.

@@ -20,7 +20,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from autoaccel import Pipeline, Strategy, Task
-from autoaccel.trial import TrialResult, run_trial
+from autoaccel.trial._run import TrialResult, run_trial
 
 TASK_NAME = "tiny"
 BATCH_SIZE = 32
@@ -120,7 +120,7 @@ def base_plan(task: Task, device: str = "cpu") -> Pipeline:
 @functools.lru_cache(maxsize=1)
 def builtin_strategies() -> dict[str, Strategy]:
     """The strategies autoaccel ships (entry points of the `autoaccel` distribution itself), by name."""
-    from autoaccel.registry import default_registry
+    from autoaccel.plugin._registry import default_registry
 
     registry = default_registry()
     return {name: s for name, s in registry.strategies.items() if registry.origins[name] == "autoaccel"}
@@ -129,7 +129,7 @@ def builtin_strategies() -> dict[str, Strategy]:
 def with_params(plan: Pipeline, params: Mapping[str, Any]) -> Pipeline:
     """``plan`` with settings ``{"<strategy>.<param>": value}`` applied by the built-in strategies, in their
     declared order, exactly as a trial applies the parameters Optuna suggested."""
-    from autoaccel.strategy import apply_all
+    from autoaccel.plugin._strategy import apply_all
 
     return apply_all(list(builtin_strategies().values()), plan, params)
 

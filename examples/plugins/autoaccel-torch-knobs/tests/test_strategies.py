@@ -8,8 +8,8 @@ from autoaccel_torch_knobs.optimizer_kernels import OptimizerKernelsStrategy
 from autoaccel_torch_knobs.torch_inference import InferenceSection, TorchInferenceStrategy, torch_inference
 
 from autoaccel.plugin import Pipeline, StrategyContract, TrainingSetup
-from autoaccel.testing import contract_task
-from autoaccel.train import setup_for
+from autoaccel.plugin.testing import contract_task
+from autoaccel.trial import setup_for
 
 
 class TestOptimizerKernelsContract(StrategyContract):
@@ -36,8 +36,8 @@ def test_the_optimizer_is_rebuilt_with_the_kernel_and_keeps_its_hyper_parameters
 
 
 def test_it_acts_before_the_scheduler_which_then_drives_the_rebuilt_optimizer() -> None:
-    from autoaccel.registry import default_registry
-    from autoaccel.strategy import apply_all
+    from autoaccel.plugin._registry import default_registry
+    from autoaccel.plugin._strategy import apply_all
 
     registry = default_registry()
     task = contract_task()

@@ -1,0 +1,435 @@
+"""The end of a search: the finalists of each goal re-measured against the baseline, one answer per goal chosen,
+checked for consistency across its measurements and made minimal (an ablation), and the combined answer run
+and re-measured. Each step records what it found in the study, so `autoaccel report` rebuilds it from storage."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+import optuna
+from rich.markup import escape
+
+from autoaccel.errors import TrialFailure
+from autoaccel.finish import _evidence as evidence
+from autoaccel.finish._answers import (
+    Answer,
+    agrees,
+    describe_speed,
+    give,
+    goal_score,
+    goals_for,
+    judging,
+    keep,
+    qualifies,
+    ranked,
+    rejection,
+)
+from autoaccel.finish._study_facts import Searching, importances
+from autoaccel.finish._summary import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
+from autoaccel.plugin._strategy import split_params
+from autoaccel.trial import Ratio, affordable, paired_ratio, read, share, train_samples, training_key
+from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
+
+if TYPE_CHECKING:
+    from autoaccel.trial import InProcessRunner, IsolatedRunner, Timings
+
+    Runner = IsolatedRunner | InProcessRunner
+
+
+def timed_objectives(search: Searching) -> list[str]:
+    return [o for o in search.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or search.base.train)]
+
+
+# The training speedup of a serving variant: it trains nothing new (the user's own checkpoint).
+UNCHANGED = {"value": 1.0, "ci95": [1.0, 1.0], "label": "unchanged (same trained model)", "source": "same checkpoint"}
+
+
+def _speedups(timings: "Timings", timed: list[str], ref: int, i: int) -> dict[str, dict[str, Any]]:
+    """Paired speedups of plan ``i`` over plan ``ref`` per timed objective, rounds of unequal load discarded;
+    both training objectives read the one training timing (seconds for the same samples)."""
+    out = {}
+    for o in timed:
+        key = "train_time" if o in TRAINING_OBJECTIVES else o
+        s, load = timings.seconds[key], timings.load.get(key)
+        r = paired_ratio(s[ref], s[i], base_load=load[ref] if load else None, cand_load=load[i] if load else None)
+        out[o] = {**r.to_json(), "source": "interleaved re-measurement"}
+    return out
+
+
+# How a plan whose training goes beyond its own run is re-measured.
+BEYOND = ("interleaved re-measurement: its own training and that of each model it serves beside its own timed in "
+          "the same rounds, fine-tuning at the share of its own training its trial measured")
+
+
+def _beyond(timings: "Timings", timed: list[str], ref: int, i: int, members: list[int], finetune: float) -> dict[str, dict[str, Any]]:
+    """Paired training speedups of plan ``i`` whose model needs more training than its own run: each round's cost
+    is its own slice, times one plus its fine-tuning's share of its own training, plus the slice of each member
+    (plans ``members``, timed in the same round over the same samples: a member trains the same data)."""
+    s, load = timings.seconds["train_time"], timings.load.get("train_time")
+    cost = [s[i][r] * (1.0 + finetune) + sum(s[m][r] for m in members) for r in range(len(s[i]))]
+    # A round is as loaded as the busiest of the measurements it sums.
+    cand_load = [max((load[j][r] for j in (i, *members) if load[j][r] is not None), default=None)
+                 for r in range(len(s[i]))] if load else None
+    r = paired_ratio(s[ref], cost, base_load=load[ref] if load else None, cand_load=cand_load)
+    return {o: {**r.to_json(), "source": BEYOND} for o in timed if o in TRAINING_OBJECTIVES}
+
+
+class Finisher:
+    """The end of a search: finalists re-measured, one answer per goal chosen, checked and made minimal.
+
+    Every figure it produces is stored in the study (``remeasure``, ``answers``, ``ablation``), so that
+    `autoaccel report` rebuilds the same answers from storage alone.
+    """
+
+    def __init__(self, search: Searching, study: optuna.Study, runner: "Runner") -> None:
+        self.search, self.study, self.runner = search, study, runner
+        self.objectives = search.objectives
+        self.max_drop = search.max_drop(study)
+        self.rounds = search.options.remeasure_rounds
+        self.timed = timed_objectives(search)
+        self.entries: dict[str, dict[str, Any]] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
+        self.fidelity = search.fidelity
+        self.promoted: float | None = None  # the rung the train answer's quality held at (promote), if any
+        self.summary = self.refresh()
+
+    def refresh(self) -> Summary:
+        self.summary = summarize_study(self.study, self.objectives, self.max_drop)
+        return self.summary
+
+    def compare(self, trials: list[int], ref: int = 0, timed: list[str] | None = None) -> dict[int, dict[str, dict[str, Any]]] | None:
+        """Time the trials' plans interleaved; speedup of each over ``trials[ref]``. None when it failed.
+
+        A trial whose model needs training beyond its own run (ensemble members, fine-tuning) has that training
+        re-measured too: its members' recipes are timed in the same rounds (``_beyond``)."""
+        timed = self.timed if timed is None else timed
+        training = any(o in TRAINING_OBJECTIVES for o in timed)
+        points = {t: self.point(t) for t in trials}
+        members = list(dict.fromkeys(int(m["trial"]) for t in trials for m in points[t].members)) if training else []
+        extra = [m for m in members if m not in trials]
+        everyone = [*trials, *extra]
+        plans = [self.search.plan_of(self.study, t) for t in everyone]
+        samples = train_samples(self.summary.baseline, plans)
+        if training:
+            self.slice = evidence.speed_slice(samples, plans[0].batch_size, self.rounds)
+        try:
+            # Members' serving is timed along (unused): their training is what the plans that serve them pay.
+            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed, samples)
+        except TrialFailure as failure:
+            self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
+            return None
+        found = {t: _speedups(timings, timed, ref, i) for i, t in enumerate(trials) if i != ref}
+        for i, t in enumerate(trials):
+            p = points[t]
+            if i == ref or not training or not (p.finetune_s or p.members):
+                continue
+            own = p.metrics["train_time"] - p.finetune_s - sum(float(m["train_time"]) for m in p.members)
+            parts = [everyone.index(int(m["trial"])) for m in p.members]
+            found[t].update(_beyond(timings, timed, ref, i, parts, p.finetune_s / own if own > 0 else 0.0))
+        return found
+
+    def remeasure(self, trials: list[int]) -> bool:
+        """Re-measure ``trials`` against the baseline and record their speedups in the study.
+
+        Serving variants of the user's own trained model train exactly as the baseline does (the same
+        checkpoint): their training is not timed again, and their training speedup is recorded as unchanged,
+        unless they fine-tune after training or serve ensemble members, whose training is re-measured as well.
+        """
+        self.refresh()  # trials may have just run (ablation variants, the combined answer)
+        base = self.summary.baseline.trial
+        key = self.training_key(base)
+        same = [t for t in trials if self.training_key(t) == key and not self.point(t).finetune_s and not self.point(t).members]
+        serving = [o for o in self.timed if o not in TRAINING_OBJECTIVES]
+        found: dict[int, dict[str, dict[str, Any]]] = {}
+        for group, timed in (([t for t in trials if t not in same], self.timed), (same, serving)):
+            if not group or not timed:
+                continue
+            measured = self.compare([base, *group], timed=timed)
+            if measured is None:
+                return False
+            found.update(measured)
+        for t in same:
+            found.setdefault(t, {}).update({o: dict(UNCHANGED) for o in self.timed if o in TRAINING_OBJECTIVES})
+        for t, speedup in found.items():
+            self.entries[str(t)] = {"objectives": speedup}
+        self.study.set_user_attr("remeasure", {"baseline": base, "rounds": self.rounds, "trials": self.entries})
+        self.refresh()
+        return True
+
+    def training_key(self, trial: int) -> str:
+        return training_key(self.search.task, self.search.plan_of(self.study, trial))
+
+    def point(self, trial: int) -> Point:
+        found = self.summary.point(trial)
+        assert found is not None, trial
+        return found
+
+    def run(self) -> None:
+        goals = goals_for(self.search.options.mode, self.search.factors())
+        # Answers and re-measurements of an earlier finish no longer hold once trials were added; cleared first,
+        # a finish killed midway leaves the study saying "not re-measured" rather than claiming it was.
+        self.study.set_user_attr("answers", None)
+        self.study.set_user_attr("remeasure", None)
+        self.refresh()
+        if self.rounds == 0 or not self.timed:
+            self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+            return
+        finalists: dict[str, list[int]] = {}
+        own = [g for g in goals if g != "combined"]
+        share = max(1, self.search.options.max_finalists // max(1, len(own)))
+        for goal in own:
+            judged = judging(goal, self.objectives)
+            mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
+            finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
+        everyone = list(dict.fromkeys(t for ts in finalists.values() for t in ts))
+        if everyone:
+            self.search.progress.info(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
+                                      f"{self.rounds} rounds ...")
+            if not self.remeasure(everyone):
+                # No paired evidence: the answers stay on single measurements and say so (no study attribute).
+                self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+                return
+        answers: dict[str, Answer] = {}
+        for goal in finalists:
+            answers[goal] = self.decide(goal, finalists[goal])
+            if goal == "train":  # promoted at once: the other goals' ablations must not spend its time
+                answers[goal] = self.promote(answers[goal])
+        if "combined" in goals:
+            answers["combined"] = self.combine(answers)
+        for goal, answer in answers.items():
+            if answer.given:
+                # The rung the promotion reached (what the rest of the budget afforded), not the one planned.
+                quality = self.promoted if goal == "train" and self.promoted is not None else self.fidelity.search
+                answer.evidence = evidence.of(goal, self.slice, quality, self.fidelity.search)
+        self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
+                                             "goals": {g: a.to_json() for g, a in answers.items()}})
+        if self.rows:
+            self.study.set_user_attr("ablation", {"method": "ablation", "rows": self.rows})
+        else:
+            self.study.set_user_attr("ablation", importances(self.study, self.objectives))
+
+    def decide(self, goal: str, finalists: list[int]) -> Answer:
+        """The first finalist (fastest on the goal's own metrics) that stays faster beyond noise, agrees with
+        itself across measurements and is within the accuracy budget, made minimal; else keep the recipe."""
+        base, judged = self.summary.baseline, judging(goal, self.objectives)
+        if not judged:
+            return keep(goal, base, None, f"no requested objective judges this goal (add one of "
+                                          f"{', '.join(judging(goal, REMEASURED))} to --objectives)")
+        rejected = None
+        for p in sorted((self.point(t) for t in finalists), key=lambda p: -goal_score(p, judged)):
+            if qualifies(p, judged, remeasured=True):
+                why = self.check(p, judged)
+                if not why:
+                    point, notes = self.minimise(self.point(p.trial), goal, judged)
+                    return give(goal, point, base, self.objectives, "interleaved re-measurement", notes)
+                rejected = rejected or rejection(p, judged, self.max_drop, why)
+            rejected = rejected or rejection(self.point(p.trial), judged, self.max_drop)
+        if rejected is None:
+            mine = ranked(self.summary.points, goal, judged)
+            rejected = rejection(mine[0], judged, self.max_drop) if mine else None
+        return keep(goal, base, rejected)
+
+    def promote(self, answer: Answer) -> Answer:
+        """Successive halving's promotion, for the one finalist that won: the train answer and the user's recipe
+        trained again at the answer's rung (a larger share of the schedule than the search's, same seed and data
+        order), and the answer given only if its quality still holds there."""
+        self.promoted = None
+        low, high = self.fidelity.search, self.fidelity.answer
+        if not answer.given or high <= low:
+            return answer
+        # The rung was planned from the finish's share of the budget; what is left of it now decides.
+        left = self.search.budget_end - time.monotonic() if self.search.budget_end is not None else None
+        rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), left)
+        if rung is None:
+            return self.unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
+                                           f"schedule than the search's {share(low)}")
+        high = rung
+        self.search.progress.info(f"train answer: training it and your recipe at {share(high)} of your schedule "
+                                  f"(the search judged quality at {share(low)}) ...")
+        base = self.search.run_fixed(self.study, self.runner, {}, "promotion", high)
+        mine = self.search.run_fixed(self.study, self.runner, answer.params, "promotion", high)
+        if base is None or mine is None:
+            return self.unpromoted(answer, f"its training at {share(high)} of your schedule failed")
+        b, c = read(base), read(mine)
+        shown = self.summary.baseline.shown
+        drop = accuracy_drop(b, c)
+        figures = (f"{shown.name} {shown.fmt(c.metrics['accuracy'])} vs {shown.fmt(b.metrics['accuracy'])} "
+                   f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
+        # Still a share of the schedule (unless full length): out only when over the budget beyond noise, as at the
+        # search's rung. It has now survived two rungs; confirm judges it whole.
+        if over_budget(drop, self.max_drop, high) > 1e-12:
+            beyond = " beyond noise" if high < 1.0 else ""
+            why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
+                   f"{self.max_drop:g}{beyond} ({figures})")
+            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
+        self.promoted = high
+        # The answer's quality is now the one measured at the higher rung, its evidence says which.
+        noise = " (the difference is within noise)" if drop["within_noise"] else ""
+        answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"
+        answer.accuracy_drop = {**drop, "fraction": high, "trials": [c.number, b.number]}
+        answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
+                            f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
+        return answer
+
+    def baseline_wall(self) -> float:
+        """Wall seconds of the baseline's search trial (a training at the search's rung, start-up and evaluation)."""
+        return read(self.study.get_trials(deepcopy=False)[self.summary.baseline.trial]).seconds or 0.0
+
+    def crowds_out_promotion(self, trainings: int) -> bool:
+        """Whether ``trainings`` more runs at the search's rung (an ablation's variants) would leave no time in the
+        budget for the train answer's promotion that the budget affords now. Quality at a higher rung is worth
+        more than a minimal answer: evidence, not tidiness."""
+        low, high = self.fidelity.search, self.fidelity.answer
+        if high <= low or self.search.budget_end is None:
+            return False
+        left, wall = self.search.budget_end - time.monotonic(), self.baseline_wall()
+        possible = affordable(low, high, self.fidelity.full_s, wall, left)
+        return possible is not None and affordable(low, high, self.fidelity.full_s, wall, left - trainings * wall) is None
+
+    def unpromoted(self, answer: Answer, why: str) -> Answer:
+        """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
+        where a drop within noise kept it in the running; given only if the drop itself is within the budget."""
+        low, drop = self.fidelity.search, answer.accuracy_drop
+        if over_budget(drop, self.max_drop, None) > 1e-12:  # by its value, as at full length: nothing more to go on
+            return keep("train", self.summary.baseline, {
+                "trial": answer.trial, "params": answer.params,
+                "reason": f"{why}, and at {share(low)} of your schedule its accuracy drop {drop['value']:.4g} is over the "
+                          f"budget of {self.max_drop:g} (within noise: it could still have won at a higher share)"})
+        answer.notes.append(f"{why}; its quality stands at {share(low)}")
+        return answer
+
+    def check(self, p: Point, judged: list[str]) -> str:
+        """'' when the trial's own ratio agrees with its re-measurement; otherwise measure again, and say why
+        the measurement is unreliable (with the figures) if it still disagrees."""
+        single = {o: r["value"] for o, r in single_speedups(p.metrics, self.summary.baseline.metrics).items()}
+        first = {o: dict(p.speedup[o]) for o in judged}
+        if all(agrees(single[o], first[o]) for o in judged if o in single):
+            return ""
+        self.search.progress.info(f"trial {p.trial}: its own measurement and its re-measurement disagree; measuring again")
+        if not self.remeasure([p.trial]):
+            return "its re-measurement failed"
+        again = self.point(p.trial)
+        ok = all(agrees(single[o], again.speedup[o]) or _overlap(first[o], again.speedup[o]) for o in judged if o in single)
+        if ok and qualifies(again, judged, remeasured=True):
+            return ""
+        figures = "; ".join(f"{o}: {single[o]:.2f}x in its trial, {first[o]['value']:.2f}x "
+                            f"[{first[o]['ci95'][0]:.2f}, {first[o]['ci95'][1]:.2f}] re-measured, then "
+                            f"{again.speedup[o]['value']:.2f}x" for o in judged if o in single)
+        return f"its measurement is unreliable ({figures})" if not ok else "it was not faster beyond noise when measured again"
+
+    def minimise(self, p: Point, goal: str, judged: list[str]) -> tuple[Point, list[str]]:
+        """Drop each technique of ``p`` in turn; one whose removal does not slow the answer beyond noise (and
+        keeps accuracy within budget) does not earn its place. The slimmer answer is re-measured and returned."""
+        names = list(split_params(p.params))
+        if len(names) < 2 or not self.search.options.ablation:
+            return p, []
+        if goal == "train" and self.crowds_out_promotion(len(names) + 1):
+            return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
+                       f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
+        self.search.progress.info(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
+        variants: dict[str, int] = {}
+        for name in names:
+            config = {k: v for k, v in p.params.items() if not k.startswith(f"{name}.")}
+            trial = self.search.run_fixed(self.study, self.runner, config, "ablation")
+            row: dict[str, Any] = {"goal": goal, "trial": p.trial, "technique": name,
+                                   "dropped": {k: v for k, v in p.params.items() if k.startswith(f"{name}.")}}
+            if trial is None:
+                row["error"] = "the variant without it failed"
+            else:
+                variants[name] = trial.number
+            self.rows.append(row)
+        self.refresh()
+        found = self.compare([p.trial, *variants.values()]) if variants else None
+        useless = []
+        for row in self.rows[-len(names):]:
+            name = row["technique"]
+            if name not in variants:
+                continue
+            variant = self.point(variants[name])
+            row["accuracy"] = variant.metrics["accuracy"]
+            row["accuracy_change"] = p.metrics["accuracy"] - variant.metrics["accuracy"]
+            if found is None:
+                row["error"] = "re-measurement failed"
+                continue
+            # How much faster the answer is *with* the technique than without it (> 1: it pulls its weight).
+            row["speedup"] = _inverse(found[variants[name]])
+            if variant.feasible and all(row["speedup"].get(o, {}).get("label") != "faster" for o in judged):
+                useless.append(name)
+                row["verdict"] = "dropped: removing it did not slow the answer beyond noise"  # unless _kept says otherwise
+            else:
+                row["verdict"] = "kept"
+        rows = {row["technique"]: row for row in self.rows[-len(names):]}
+        if not useless:
+            return p, []
+        if len(useless) == len(names):
+            return p, self._kept(rows, useless, "each alone looked dispensable, but not all of them at once; kept them")
+        slim = {k: v for k, v in p.params.items() if k.partition(".")[0] not in useless}
+        trial = self.search.run_fixed(self.study, self.runner, slim, "ablation")
+        if trial is None or not self.remeasure([trial.number]):
+            return p, self._kept(rows, useless, "the answer without them could not be measured; kept them")
+        lean = self.point(trial.number)
+        if qualifies(lean, judged, remeasured=True):
+            return lean, [f"dropped {name}: removing it did not slow the answer beyond noise" for name in useless]
+        return p, self._kept(rows, useless, "without them together the answer was no longer faster beyond noise; kept them")
+
+    @staticmethod
+    def _kept(rows: dict[str, dict[str, Any]], names: list[str], why: str) -> list[str]:
+        """Mark ablation rows whose technique the answer keeps after all, and say why."""
+        for name in names:
+            rows[name]["verdict"] = f"kept: {why}"
+        return [f"{', '.join(names)}: {why}"]
+
+    def combine(self, answers: dict[str, Answer]) -> Answer:
+        """The train answer's model served by the serve answer, run and re-measured together; its accuracy loss
+        is attributed to the training change alone and the serving change alone."""
+        base = self.summary.baseline
+        train, serve = answers.get("train"), answers.get("serve")
+        if train is None or serve is None or not (train.given and serve.given):
+            missing = [g for g, a in (("train", train), ("serve", serve)) if a is None or not a.given]
+            return keep("combined", base, None, f"a combined answer needs both a train and a serve answer; "
+                                                f"{' and '.join(missing)} said keep your recipe")
+        trial = self.search.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
+        if trial is None:
+            last = read(self.study.get_trials(deepcopy=False)[-1])  # the combination's own trial, just run
+            return keep("combined", base, None, f"the combination failed to run: {last.reason or 'unknown reason'}")
+        self.search.progress.info(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
+        self.remeasure([trial.number])
+        p = self.point(trial.number)
+        judged = judging("combined", self.objectives)
+        why = self.check(p, judged) if qualifies(p, judged, remeasured=True) else ""
+        p = self.point(trial.number)
+        def at(d: dict[str, Any]) -> str:
+            return f" at {share(d['fraction'])} of your schedule" if d.get("fraction", 1.0) < 1.0 else ""
+
+        here = {"fraction": self.fidelity.search}
+        attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}{at(here)}; with the training change alone "
+                       f"{train.accuracy_drop['value']:+.4f}{at({**here, **train.accuracy_drop})}, with the serving "
+                       f"change alone {serve.accuracy_drop['value']:+.4f}{at(here)}")
+        if why or not qualifies(p, judged, remeasured=True):
+            rejected = rejection(p, judged, self.max_drop, why)
+            rejected["reason"] += f" ({attribution})"
+            return keep("combined", base, rejected)
+        return give("combined", p, base, self.objectives, "interleaved re-measurement", [attribution])
+
+
+def _inverse(speedup: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Speedups of the reference over each variant, from the variant-over-reference figures (1/x, bounds swap)."""
+    out = {}
+    for o, r in speedup.items():
+        lo, hi = r["ci95"]
+        inv = Ratio(1 / r["value"], (1 / hi if hi > 0 else math.inf, 1 / lo if lo > 0 else math.inf),
+                    int(r.get("discarded_rounds", 0)), str(r.get("unreliable", "")))
+        out[o] = inv.to_json()
+    return out
+
+
+def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
+
+
+def finalize(search: Searching, study: optuna.Study, runner: "Runner") -> None:
+    """Re-measure the finalists, choose and check one answer per goal, and record them in the study."""
+    Finisher(search, study, runner).run()

@@ -1,0 +1,290 @@
+"""From a study to its answers: baseline, feasible Pareto front, one answer per goal with speedups and
+intervals; pareto.json and recipe.yaml."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import yaml
+from optuna.trial import FrozenTrial, TrialState, create_trial
+from scipy import stats
+
+from autoaccel.finish._answers import Answer, goals_for, judging, provisional
+from autoaccel.task import Shown, paired_drop
+from autoaccel.trial import Point, TrialRecord, read
+from autoaccel.vocab import METRICS, SPEED_OBJECTIVES
+
+# The primary answer (pareto.json's `recommended`): both changes where there is such an answer, else the one
+# there is.
+PRIMARY = ("combined", "train", "serve")
+
+
+@dataclass
+class Failure:
+    trial: int
+    kind: str
+    reason: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Summary:
+    objectives: tuple[str, ...]
+    max_accuracy_drop: float
+    baseline: Point
+    pareto: list[Point]
+    recommended: Point
+    points: list[Point]
+    failures: list[Failure]
+    verdict: str
+    remeasured: bool
+    answers: list[Answer] = field(default_factory=list)
+    # How the search went: the baseline's training profile (seconds per part) and each technique's screening
+    # verdict ({strategy: {status, reason, trial, speedup}}); empty for studies that predate them.
+    profile: dict[str, float] = field(default_factory=dict)
+    screening: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> Shown:
+        """The task's metric, as outputs name and show it."""
+        return self.baseline.shown
+
+    def answer(self, goal: str) -> Answer | None:
+        return next((a for a in self.answers if a.goal == goal), None)
+
+    def point(self, trial: int) -> Point | None:
+        return next((p for p in self.points if p.trial == trial), None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "objectives": list(self.objectives),
+            # "accuracy" in metrics is the quality slot: this metric, negated when lower is better; each point's
+            # "metric" shows it under its own name and sign. The budget and drops are in its units (worse > 0).
+            "metric": self.metric.to_json(),
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "remeasured": self.remeasured,
+            "answers": [a.to_json() for a in self.answers],
+            "baseline": self.baseline.to_json(),
+            "pareto": [p.to_json() for p in self.pareto],
+            # The primary answer's point (combined, else train, else serve; the baseline when none is given).
+            "recommended": self.recommended.to_json(),
+            "verdict": self.verdict,
+            "trials": {"complete": len(self.points), "failed": len(self.failures)},
+            "failures": [asdict(f) for f in self.failures],
+            "search": {"profile": self.profile, "screening": self.screening},
+        }
+
+
+def single_speedups(metrics: Mapping[str, float], base: Mapping[str, float]) -> dict[str, dict[str, Any]]:
+    """Ratios (> 1 is better than the baseline, whichever way the metric goes) from one measurement each."""
+    out = {}
+    for name in SPEED_OBJECTIVES:
+        if name in metrics and name in base and metrics[name] > 0 and base[name] > 0:
+            value = metrics[name] / base[name] if METRICS[name] else base[name] / metrics[name]
+            out[name] = {"value": value, "ci95": None, "label": "single measurement", "source": "trial"}
+    return out
+
+
+def _unpack(hex_bits: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), dtype=np.uint8))[:n].astype(np.float64)
+
+
+def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTrial) -> dict[str, Any]:
+    """The drop against the baseline with a 95% interval: paired over validation samples when both trials
+    stored per-sample correctness or the metric's rows (same samples or batches, so their shared difficulty
+    cancels), else from the two metric intervals as if independent."""
+    base, cand = _record(base), _record(cand)
+    b_acc, c_acc = base.metrics["accuracy"], cand.metrics["accuracy"]
+    drop = b_acc - c_acc
+    b_det, c_det = base.details, cand.details
+    n = int(b_det.get("correct_n", 0))
+    b_rows, c_rows = np.asarray(b_det.get("metric_rows", [])), np.asarray(c_det.get("metric_rows", []))
+    shown = Shown.of(b_det.get("metric"))
+    if n > 1 and "correct" in b_det and "correct" in c_det and c_det.get("correct_n") == n:
+        d = _unpack(b_det["correct"], n) - _unpack(c_det["correct"], n)
+        half = float(stats.norm.ppf(0.975)) * float(np.std(d, ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else math.inf
+        lo, hi = drop - half, drop + half
+    elif len(b_rows) > 1 and b_rows.shape == c_rows.shape and Shown.of(c_det.get("metric")) == shown:
+        lo, hi = paired_drop(b_rows, c_rows, shown.name, shown.direction)
+        lo, hi = min(lo, drop), max(hi, drop)
+    elif (pair := _replicate_drops(b_det, c_det, shown)) is not None:
+        # Whole-set and torchmetrics metrics: both trials scored on the same bootstrap resamples; each
+        # resample's difference is one paired draw of the drop (quality slot: oriented by the metric's sign).
+        lo, hi = (float(v) for v in np.percentile(pair, [2.5, 97.5]))
+        lo, hi = min(lo, drop), max(hi, drop)
+    else:
+        bl, bh = base.ci95.get("accuracy", [b_acc, b_acc])
+        cl, ch = cand.ci95.get("accuracy", [c_acc, c_acc])
+        half = math.hypot((bh - bl) / 2, (ch - cl) / 2)
+        lo, hi = drop - half, drop + half
+    return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
+
+
+def _replicate_drops(base: Mapping[str, Any], cand: Mapping[str, Any], shown: Shown) -> np.ndarray | None:
+    """The drop on each bootstrap resample both trials were scored on, where both stored them; None otherwise."""
+    b, c = np.asarray(base.get("metric_replicates", []), float), np.asarray(cand.get("metric_replicates", []), float)
+    if len(b) < 2 or b.shape != c.shape or Shown.of(cand.get("metric")) != shown:
+        return None
+    drops = shown.sign * (b - c)
+    drops = drops[np.isfinite(drops)]
+    return drops if len(drops) >= 2 else None
+
+
+def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None) -> float:
+    """How far a quality drop is over the budget (<= 0: within it). On a compressed run (a low rung of the
+    schedule, where a barely trained recipe's accuracy moves by points between runs of the same math) successive
+    halving keeps what can still win: the drop is over only beyond noise, by the low end of its paired 95%
+    interval. At full length, and for the answer at its own rung (Finisher.promote), by its value."""
+    compressed = fraction is not None and fraction < 1.0
+    return (float(drop["ci95"][0]) if compressed else float(drop["value"])) - max_drop
+
+
+def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
+    """Whether ``a`` is at least as good as ``b`` on every objective and better on one: exactly when ``a`` alone
+    is the front of the pair (one definition of dominance, Optuna's, for the front and this test alike)."""
+    front = pareto_front([a, b], objectives)
+    return len(front) == 1 and front[0] is a
+
+
+def pareto_front(points: Sequence[Point], objectives: Sequence[str]) -> list[Point]:
+    """The points no other point dominates on ``objectives`` (equal points all stay), in their given order.
+
+    Optuna's own front (``Study.best_trials``) of a throwaway in-memory study holding one trial per point: the
+    search study's trials would not do, as they include duplicates and judge feasibility without tolerance.
+    """
+    # Optuna refuses NaN; a NaN compares false both ways, so such a point is on the front and dominates nothing.
+    comparable = [i for i, p in enumerate(points) if not any(math.isnan(p.metrics[o]) for o in objectives)]
+    if not objectives or not comparable:
+        return list(points)
+    study = optuna.create_study(directions=["maximize" if METRICS[o] else "minimize" for o in objectives])
+    study.add_trials([create_trial(values=[float(points[i].metrics[o]) for o in objectives], user_attrs={"index": i})
+                      for i in comparable])
+    kept = {int(t.user_attrs["index"]) for t in study.best_trials} | (set(range(len(points))) - set(comparable))
+    return [p for i, p in enumerate(points) if i in kept]
+
+
+def speed_objectives(objectives: Sequence[str]) -> list[str]:
+    return [o for o in objectives if o in SPEED_OBJECTIVES]
+
+
+def speed_score(point: Point, objectives: Sequence[str]) -> float:
+    """Geometric mean of the speedups on the chosen speed objectives (1.0 = as fast as the baseline)."""
+    ratios = [point.ratio(o) for o in speed_objectives(objectives) if o in point.speedup]
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
+
+
+def _record(t: TrialRecord | FrozenTrial) -> TrialRecord:
+    return t if isinstance(t, TrialRecord) else read(t)
+
+
+def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
+    drop = accuracy_drop(base, t)
+    details = t.details
+    return Point(
+        trial=t.number,
+        role=t.role,
+        params=t.settings,
+        metrics=dict(t.metrics),
+        metrics_ci95={k: list(v) for k, v in t.ci95.items()},
+        speedup=single_speedups(t.metrics, base.metrics),
+        accuracy_drop=drop,
+        # Judged as the constraint was (over_budget); the interval is shown beside it.
+        feasible=over_budget(drop, max_drop, t.fraction) <= 1e-12,
+        plan=dict(t.plan),
+        goal=t.goal or ("baseline" if t.role == "baseline" else "combined"),
+        members=t.members,
+        load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
+        finetune_s=float(details.get("finetune_s", 0.0)),
+        shown=Shown.of(details.get("metric")),
+    )
+
+
+def _apply_remeasure(point: Point, entry: Mapping[str, Any], objectives: Sequence[str]) -> None:
+    for objective, r in entry.get("objectives", {}).items():
+        point.speedup[objective] = {"source": "interleaved re-measurement", **r}
+    # A point's label speaks for its own goal's metrics only; other metrics carry their own labels.
+    labels = {point.speedup[o].get("label") for o in judging(point.goal, objectives) if o in point.speedup}
+    if labels:
+        point.verdict = labels.pop() if len(labels) == 1 else "mixed: " + ", ".join(
+            f"{o} {point.speedup[o].get('label')}" for o in judging(point.goal, objectives) if o in point.speedup)
+
+
+def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: float) -> Summary:
+    trials = [read(t) for t in study.get_trials(deepcopy=False)]
+    complete = [t for t in trials if t.measured]
+    base_trial = next((t for t in complete if t.role == "baseline"), None)
+    if base_trial is None:
+        raise ValueError("the study has no completed baseline trial")
+    # Trials at another share of the schedule than the baseline's (a promotion, a confirmation) are compared with
+    # the baseline at their own share by whoever ran them (finish.py, confirm.py), never with this one.
+    points = [_point(t, base_trial, max_drop) for t in complete
+              if t.duplicate_of is None and (t.fraction or 1.0) == (base_trial.fraction or 1.0)]
+    baseline = next(p for p in points if p.trial == base_trial.number)
+    baseline.verdict = "baseline"
+    feasible = [p for p in points if p.feasible]
+    front = pareto_front(feasible, objectives)
+    remeasure = study.user_attrs.get("remeasure") or {}
+    entries = remeasure.get("trials", {}) if remeasure.get("baseline") == base_trial.number else {}
+    for p in points:
+        if str(p.trial) in entries:
+            _apply_remeasure(p, entries[str(p.trial)], objectives)
+    front.sort(key=lambda p: -speed_score(p, objectives))
+    goals = study.user_attrs.get("goals") or goals_for(str(study.user_attrs.get("mode", "both")))
+    stored = study.user_attrs.get("answers") or {}
+    if stored.get("baseline") == base_trial.number:
+        answers = [Answer.from_json(stored["goals"][g]) for g in goals if g in stored.get("goals", {})]
+    else:
+        answers = [provisional(g, points, baseline, objectives, max_drop) for g in goals if g != "combined"]
+    given = {a.goal: a for a in answers if a.given}
+    primary = next((given[g] for g in PRIMARY if g in given), None)
+    recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
+    verdict = "; ".join(f"{a.goal}: {a.verdict}" for a in answers) or "no goal could be judged"
+    failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params))
+                # A proposal that repeated a failed configuration ran nothing: the failure is listed once, as it ran.
+                for t in trials if t.state == TrialState.FAIL and not t.not_run and t.duplicate_of is None]
+    return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
+                   answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}))
+
+
+def recipe_answers(summary: Summary) -> dict[str, Any]:
+    """Every given answer, keyed by goal, as `autoaccel apply --goal` reads them."""
+    out = {}
+    for a in summary.answers:
+        if not a.given:
+            continue
+        point = summary.point(a.trial)
+        members = [{**m, "params": (summary.point(int(m["trial"])) or summary.baseline).params}
+                   for m in a.members]
+        out[a.goal] = {"trial": a.trial, "params": a.params, "plan": point.plan if point else {},
+                       "metrics": point.metrics if point else {}, "speedup": a.speedup, "accuracy_drop": a.accuracy_drop,
+                       "members": members, "verdict": a.verdict, "evidence": a.evidence}
+    return out
+
+
+def output_texts(summary: Summary, meta: dict[str, Any]) -> dict[str, str]:
+    """The text of pareto.json and recipe.yaml (published together, with the report and model, by outputs.py)."""
+    pareto = {**summary.to_json(), **meta}
+    rec = summary.recommended
+    answers = recipe_answers(summary)
+    recipe = {
+        "autoaccel_recipe": 2,
+        **meta,
+        # The primary answer, as in pareto.json's `recommended`; every answer is under `answers`.
+        "goal": next((g for g in PRIMARY if g in answers), None),
+        "trial": rec.trial,
+        "params": rec.params,
+        "plan": rec.plan,
+        "metrics": rec.metrics,
+        "speedup": rec.speedup,
+        "accuracy_drop": rec.accuracy_drop,
+        "verdict": summary.verdict,
+        "answers": answers,
+    }
+    return {"pareto.json": json.dumps(pareto, indent=2, default=str) + "\n",
+            "recipe.yaml": yaml.safe_dump(json.loads(json.dumps(recipe, default=str)), sort_keys=False)}

@@ -1,0 +1,83 @@
+"""How the search tells the study a trial's outcome: measured (its objectives and accuracy constraint), failed,
+or reused from an earlier trial of the same plan; observers (reporters, loggers) hear of each finished trial."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import optuna
+import pluggy
+from optuna.trial import TrialState
+
+from autoaccel.finish import accuracy_drop, over_budget
+from autoaccel.search import _sanity as sanity
+from autoaccel.search import _study as studies
+from autoaccel.trial import TrialRecord, TrialResult, record
+
+
+class Outcomes:
+    """Mixed into Search: what it needs from it is declared here."""
+
+    pm: pluggy.PluginManager
+    objectives: tuple[str, ...]
+
+    def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
+        raise NotImplementedError
+
+    def records(self, study: optuna.Study) -> list[TrialRecord]:
+        raise NotImplementedError
+
+    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
+        """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
+        record.write(trial, duplicate_of=twin.number)
+        if twin.state == TrialState.FAIL:
+            record.write(trial, failure_kind=twin.failure_kind or "error",
+                         reason=f"same configuration as trial {twin.number}, which failed: {twin.reason or ''}")
+            study.tell(trial, state=TrialState.FAIL)
+            return
+        record.copy_results(trial, twin)
+        trial.set_constraint("accuracy_drop", float(twin.constraint or 0.0))
+        study.tell(trial, twin.values)
+
+    def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
+        record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started)
+        study.tell(trial, state=TrialState.FAIL)
+        self._finished(study, trial.number)
+
+    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> bool:
+        """Record the measured trial; False when it is no longer this worker's to record: another worker failed it
+        as stale while this one was paused (a stopped process, a frozen VM) longer than the grace period."""
+        try:
+            self._record_result(study, trial, result, started)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if study.get_trials(deepcopy=False)[trial.number].state != TrialState.COMPLETE:
+            return False  # failed by another worker between the record and the tell
+        self._finished(study, trial.number)
+        return True
+
+    def _record_result(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
+        me = record.read(study.get_trials(deepcopy=False)[trial.number])
+        if (source := sanity.twin(self.records(study), me)) is not None:
+            # A speed-only training change: the same math's quality, once its loss agrees (sanity.py).
+            sanity.inherit(result.metrics, result.ci95, result.details, source, float((me.math or {})["tolerance"]))
+        base = studies.baseline_of(study)
+        base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
+        drop = self.max_drop(study, base_acc)
+        if base is None:
+            study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
+        if base is None:
+            constraint = -drop
+        else:
+            mine = dataclasses.replace(me, metrics=result.metrics, ci95=result.ci95, details=result.details)
+            constraint = over_budget(accuracy_drop(base, mine), drop, me.fraction)
+        record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
+                     seconds=time.monotonic() - started)
+        trial.set_constraint("accuracy_drop", constraint)
+        study.tell(trial, [result.metrics[o] for o in self.objectives], skip_if_finished=True)
+
+    def _finished(self, study: optuna.Study, number: int) -> None:
+        """Tell observers (reporters, loggers) about the finished trial: its record, as stored."""
+        done = record.read(study.get_trials(deepcopy=False)[number])
+        self.pm.hook.autoaccel_trial_finished(record={**done.describe(), "state": "complete" if done.measured else "failed"})

@@ -1,0 +1,127 @@
+"""The budget plans the fidelity: how much of the user's schedule a search trial trains, and at what share the
+train answer's quality is confirmed before it is given.
+
+After a short probe of the user's recipe (its steady step time, projected to the whole run), the search knows
+what one full training costs here. Every training trial of the search then trains the whole schedule compressed
+to one *rung* (1, 1/2, 1/4, ... of its steps; see course.py), the baseline included, so candidates and the
+baseline are always compared at the same fidelity. The rung is the largest that lets the search's share of the
+budget run enough training trials to screen every training technique and combine them. In the finish the train
+answer is trained again beside the baseline at a higher rung (successive halving's promotion, with one finalist),
+and given only if its quality still holds there. Speed is projected from the steady step time either way, and
+re-measured in paired, interleaved slices by the finish.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from typing import Any
+
+RUNGS = tuple(1.0 / 2**k for k in range(0, 11))  # 1, 1/2, ..., 1/1024
+# Training trials a search should afford: this many per training technique (a screen, a second setting, a
+# stack or combination), plus a few for combining.
+TRIALS_PER_TECHNIQUE = 3
+EXTRA_TRIALS = 4
+# Share of the search's time training trials may take (serving screens, failures and the baseline take the rest).
+TRAINING_SHARE = 0.6
+# A compressed run takes at least this many steps: the steady step time and the loss curve need them.
+MIN_STEPS = 40
+# The answer's rung is up to this many times the search's; its two trainings (the answer and the baseline) may
+# take this share of the finish's time.
+PROMOTION = 4
+ANSWER_SHARE = 0.5
+PROBE_STEPS = 30  # steps of the user's recipe the probe times
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    """The fractions of the schedule the search and the answer train, and what they were planned from."""
+
+    search: float = 1.0
+    answer: float = 1.0
+    full_s: float = 0.0  # one training of the user's whole recipe, projected from the probe (0: not probed)
+    full_steps: int = 0
+    step_s: float = 0.0
+    how: str = "whole recipe"  # how it was chosen: planned from the probe, --fidelity, or not needed
+
+    @property
+    def compressed(self) -> bool:
+        return self.search < 1.0
+
+    def header(self) -> str:
+        """One line for the run's header: what one training costs here, and what each trial trains."""
+        if self.full_s <= 0:
+            return f"fidelity: {self.how}"
+        lead = f"one full training of your recipe takes about {duration(self.full_s)} here ({self.full_steps} steps)"
+        if not self.compressed:
+            return f"{lead}: every training trial trains it whole"
+        answer = "the answer at full length" if self.answer >= 1.0 else f"the answer at {share(self.answer)}"
+        return (f"{lead}: speed is judged on {max(1, round(self.search * self.full_steps))}-step runs projected to the whole "
+                f"recipe, quality on runs of {share(self.search)} of your schedule, {answer} ({self.how})")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> "Fidelity":
+        if not data:
+            return cls()
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def affordable(low: float, high: float, full_s: float, base_wall_s: float, seconds_left: float | None) -> float | None:
+    """The highest rung above ``low``, at most ``high``, at which the promotion's two trainings (the answer's and
+    the recipe's) fit in ``seconds_left``: each estimated as the baseline's trial at ``low`` (``base_wall_s``,
+    start-up and evaluation included) plus the extra share of one full training. None: none fits."""
+    if seconds_left is None:
+        return high
+    for rung in RUNGS:
+        if low < rung <= high and 2.0 * (base_wall_s + full_s * (rung - low)) <= seconds_left:
+            return rung
+    return None
+
+
+def share(fraction: float) -> str:
+    """'1/16 of your schedule' style: the fraction as 1/k when it is one, else a percentage."""
+    if fraction >= 1.0:
+        return "full length"
+    f = Fraction(fraction).limit_denominator(4096)
+    return f"1/{f.denominator}" if f.numerator == 1 else f"{fraction:.0%}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, finish_s: float | None,
+         techniques: int) -> Fidelity:
+    """The largest rung at which ``search_s`` seconds of searching afford enough training trials for
+    ``techniques`` training techniques, and the answer's rung that ``finish_s`` affords (never lower)."""
+    if search_s is None or full_s <= 0 or full_steps <= 0:
+        return Fidelity(1.0, 1.0, full_s, full_steps, step_s, "no time budget: every training trial trains the whole recipe")
+    wanted = TRIALS_PER_TECHNIQUE * max(1, techniques) + EXTRA_TRIALS
+    lowest = min(1.0, MIN_STEPS / full_steps)
+    affordable = TRAINING_SHARE * search_s / (wanted * full_s)
+    search = next((r for r in RUNGS if r <= affordable), RUNGS[-1])
+    search = max(search, next((r for r in reversed(RUNGS) if r >= lowest), 1.0))
+    answer = search
+    if finish_s is not None:
+        for factor in (PROMOTION, 2):
+            candidate = min(1.0, search * factor)
+            if 2 * candidate * full_s <= ANSWER_SHARE * finish_s:
+                answer = max(answer, candidate)
+                break
+    how = (f"planned for {wanted} training trials in {duration(search_s)} of searching" if search < 1.0
+           else "the budget affords whole trainings")
+    return Fidelity(search, answer, full_s, full_steps, step_s, how)
+
+
+def fixed(fraction: float, full_s: float = 0.0, full_steps: int = 0, step_s: float = 0.0) -> Fidelity:
+    """The fidelity a user set with --fidelity: the search at that share, the answer promoted to PROMOTION times
+    it (as far as the budget affords when the finish comes; full length at most)."""
+    return Fidelity(fraction, min(1.0, fraction * PROMOTION), full_s, full_steps, step_s, "set by --fidelity")

@@ -1,0 +1,131 @@
+"""Every built-in strategy is a room that can be taken out: deleting its folder and its entry point is all it
+takes. A copy of the project without four built-ins installs with pip and runs a study; and each built-in left
+out alone leaves the others loading and ordering themselves."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGINS = ROOT / "autoaccel" / "plugins"
+BUILTINS = sorted(p.name for p in PLUGINS.iterdir() if (p / "__init__.py").exists()
+                  and "autoaccel_register_strategies" in (p / "__init__.py").read_text(encoding="utf-8"))
+# Four rooms with the most reach into the rest (post-training transforms, a teacher, members of a study).
+REMOVED = ("quantization", "pruning", "distillation", "ensembling")
+
+
+def test_every_builtin_is_found() -> None:
+    assert len(BUILTINS) >= 13 and set(REMOVED) <= set(BUILTINS)
+
+
+def copy_without(dest: Path, removed: tuple[str, ...]) -> Path:
+    """The project's source as a fresh checkout has it, minus ``removed``: their folders and entry points."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "pyproject.toml",
+                            "README.md", "autoaccel"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in filter(None, files.split("\0")):
+        parts = Path(rel).parts
+        if parts[:2] == ("autoaccel", "plugins") and len(parts) > 3 and parts[2] in removed:
+            continue
+        if (ROOT / rel).is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    pyproject = dest / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8")
+    for name in removed:
+        text, n = re.subn(rf'^{name} = "autoaccel\.plugins\.{name}"\n', "", text, flags=re.M)
+        assert n == 1, f"pyproject.toml: no entry point for {name}"
+    pyproject.write_text(text, encoding="utf-8")
+    return dest
+
+
+@pytest.mark.slow
+def test_a_copy_without_four_builtins_installs_and_runs_a_study(tmp_path: Path) -> None:
+    source = copy_without(tmp_path / "src", REMOVED)
+    site = tmp_path / "site"
+    # A real install of the copy (a wheel built from its tree, not an editable link), beside the dependencies this
+    # environment already has; no network: the build uses this environment's setuptools.
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                          "--target", str(site), str(source)], capture_output=True, text=True, timeout=300)
+    assert pip.returncode == 0, pip.stderr[-2000:]
+    assert not any((site / "autoaccel" / "plugins" / name).exists() for name in REMOVED)
+    assert (site / "autoaccel" / "plugins" / "precision" / "space.yaml").is_file()
+
+    from tiny_digits import task_source, write_model
+
+    model = write_model(tmp_path, task_source())
+    # The installed copy comes first on the path (its package and its entry points shadow this checkout's), and the
+    # worker processes inherit it.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT / "tests")])}
+    script = textwrap.dedent("""
+        import sys
+        import autoaccel
+        from autoaccel.plugin._registry import default_registry
+        names = sorted(default_registry().strategies)
+        print("from", autoaccel.__file__)
+        print("strategies:", ",".join(names))
+        from autoaccel.cli import main
+        sys.exit(main(["optimize", sys.argv[1], "--trials", "4", "--out", sys.argv[2], "--remeasure-rounds", "0",
+                       "--no-ablation", "--quiet"]))
+    """)
+    run = subprocess.run([sys.executable, "-c", script, str(model), str(tmp_path / "out")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-1500:] + run.stderr[-2500:]
+    assert f"from {site}" in run.stdout
+    listed = set(re.search(r"strategies: (.*)", run.stdout).group(1).split(","))  # type: ignore[union-attr]
+    assert listed and not listed & set(REMOVED) and {"precision", "batch_size", "runtime"} <= listed
+    assert (tmp_path / "out" / "pareto.json").is_file() and (tmp_path / "out" / "report.html").is_file()
+
+
+# Runs in a fresh interpreter: the module made unimportable, its entry point filtered out of the metadata.
+SCRIPT = textwrap.dedent("""
+    import sys
+    import importlib.metadata as metadata
+    removed = sys.argv[1:]
+    for name in removed:
+        sys.modules["autoaccel.plugins." + name] = None  # import autoaccel.plugins.<name> now fails
+    import autoaccel.plugin._registry as registry
+    everything = metadata.entry_points
+    gone = {"autoaccel.plugins." + name for name in removed}
+    registry.entry_points = lambda **kw: [ep for ep in everything(**kw) if ep.value not in gone]
+    from autoaccel.options import Options
+    from autoaccel.search import plan_search
+    from tiny_digits import make_task
+    names = sorted(registry.default_registry().strategies)
+    assert names and not set(removed) & set(names), names
+    setup = plan_search(make_task(), Options(target="cpu"), registry.plugin_manager())
+    print(",".join(s.name for s in setup.strategies))
+""")
+
+
+def test_each_builtin_left_out_alone_leaves_the_others_planning() -> None:
+    """Loading, ordering and planning with each built-in gone (what a study runs is the copy test's job)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    broken = []
+    for name in BUILTINS:
+        p = subprocess.run([sys.executable, "-c", SCRIPT, name], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+        if p.returncode != 0 or name in p.stdout.split(","):
+            broken.append(f"without {name}: exit {p.returncode}\n{p.stderr[-1500:]}")
+    assert not broken, "\n\n".join(broken)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "tests" / "plugins").rglob("test_*.py")), ids=lambda p: p.name)
+def test_a_strategys_tests_import_no_other_builtin(path: Path) -> None:
+    """So removing one built-in leaves the other strategies' tests importable and passing."""
+    own = path.parent.name
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    # A strategy's own module; a helper module of another (runtime's ORT session, which quantization serves with)
+    # is a library, not a strategy.
+    others = {m.split(".")[2] for m in modules if m.startswith("autoaccel.plugins.") and len(m.split(".")) == 3}
+    assert others <= {own}, f"{path.name} imports other built-in strategies: {sorted(others - {own})}"

@@ -1,0 +1,139 @@
+"""worker.py: trials run in a spawned worker; errors, native crashes and hangs become TrialFailures with a
+kind and a reason, and the runner replaces a dead worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autoaccel import Pipeline, TrialFailure
+from autoaccel.task._loading import load_task
+from autoaccel.trial._isolation import IsolatedRunner, TaskSource
+from autoaccel.trial._run import TrialResult
+from tiny_digits import task_source, write_model
+
+# The model misbehaves on purpose, keyed on the size of the batch it is given: a training batch of 5 aborts
+# the process (a native crash), 6 raises, 7 hangs. Evaluation and timing use batches of 1, 104 and 256.
+TRIPWIRE = task_source(
+    prelude='''
+        import os
+        import resource
+
+
+        class Tripwire(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.net = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+            def forward(self, x):
+                if x.shape[0] == 5:
+                    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file to write
+                    os.abort()
+                if x.shape[0] == 6:
+                    raise ValueError("tripwire: a batch of 6")
+                if x.shape[0] == 7:
+                    time.sleep(3600)
+                return self.net(x)
+    ''',
+    model="Tripwire()",
+)
+
+BUDGET = 0.02  # seconds of timing per figure: these tests are about isolation, not speed
+
+
+def plan(batch_size: int) -> Pipeline:
+    return Pipeline(device="cpu", batch_size=batch_size, lr=0.1, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def tripwire_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_model(tmp_path_factory.mktemp("tripwire"), TRIPWIRE)
+
+
+@pytest.fixture(scope="module")
+def runner(tripwire_file: Path) -> Iterator[IsolatedRunner]:
+    """One runner for the module (each fresh worker costs seconds); every test leaves it able to run plans."""
+    r = IsolatedRunner(TaskSource(path=str(tripwire_file)), trial_timeout=120.0)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
+def assert_good(result: TrialResult, batch_size: int) -> None:
+    assert result.metrics["accuracy"] > 0.5
+    assert result.details["train_steps"] == -(-1437 // batch_size)
+    assert {"train_time", "latency", "throughput", "memory"} <= set(result.metrics)
+
+
+def test_runs_a_plan_in_another_process(runner: IsolatedRunner) -> None:
+    result = runner.run(plan(32), seed=0, timing_budget_s=BUDGET)
+    assert_good(result, 32)
+    assert runner.proc is not None and runner.proc.pid != os.getpid()
+    # The worker is long-lived: the next plan runs in the same process.
+    pid = runner.proc.pid
+    assert_good(runner.run(plan(64), seed=0, timing_budget_s=BUDGET), 64)
+    assert runner.proc.pid == pid
+
+
+def test_a_model_that_raises_is_an_error_and_the_worker_survives(runner: IsolatedRunner) -> None:
+    with pytest.raises(TrialFailure, match=r"ValueError: tripwire: a batch of 6") as info:
+        runner.run(plan(6), seed=0, timing_budget_s=BUDGET)
+    assert info.value.kind == "error"
+    pid = runner.proc.pid
+    assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
+    assert runner.proc.pid == pid
+
+
+def test_a_native_crash_is_a_crash_and_the_runner_restarts(runner: IsolatedRunner) -> None:
+    assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
+    first = runner.proc.pid
+    with pytest.raises(TrialFailure, match=r"SIGABRT") as info:
+        runner.run(plan(5), seed=0, timing_budget_s=BUDGET)
+    assert info.value.kind == "crash"
+    assert "worker process died of signal SIGABRT" in info.value.reason
+    # The next plan gets a fresh worker and runs fine.
+    assert_good(runner.run(plan(16), seed=0, timing_budget_s=BUDGET), 16)
+    assert runner.proc.pid != first
+
+
+def test_a_hang_past_the_trial_timeout_is_a_timeout(runner: IsolatedRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "trial_timeout", 3.0)
+    with pytest.raises(TrialFailure, match=r"hang: no result within --trial-timeout 3s") as info:
+        runner.run(plan(7), seed=0, timing_budget_s=BUDGET)
+    assert info.value.kind == "timeout"
+    assert runner.proc is None, "the hung worker was killed"
+    assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
+
+
+def test_a_task_file_that_fails_in_the_worker_is_a_crash_at_start(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.py"
+    r = IsolatedRunner(TaskSource(path=str(missing)), trial_timeout=60.0)
+    try:
+        with pytest.raises(TrialFailure, match=r"worker failed while loading the task: worker process exited with status 1") as info:
+            r.run(plan(32), seed=0, timing_budget_s=BUDGET)
+        assert info.value.kind == "crash"
+    finally:
+        r.close()
+
+
+def test_a_task_object_loaded_from_a_file_runs_isolated(tiny_task_file: Path) -> None:
+    task = load_task(tiny_task_file)
+    r = IsolatedRunner(TaskSource.of(task, None), trial_timeout=120.0)
+    try:
+        assert_good(r.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
+    finally:
+        r.close()
+
+
+def test_the_first_trial_in_a_fresh_worker_is_not_charged_for_cold_start(tiny_task_file: Path) -> None:
+    r = IsolatedRunner(TaskSource(path=str(tiny_task_file)), trial_timeout=120.0)
+    try:
+        first = r.run(plan(32), seed=0, timing_budget_s=BUDGET).metrics["train_time"]
+        second = r.run(plan(32), seed=0, timing_budget_s=BUDGET).metrics["train_time"]
+    finally:
+        r.close()
+    assert first < 2 * second + 0.5, f"first {first:.2f}s vs second {second:.2f}s for the same plan"
