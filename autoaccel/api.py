@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -97,7 +96,7 @@ def confirm_within(search: Search, study: optuna.Study, summary: Summary, task: 
     known = bool(task.weights) or (search.options.baseline_metric is not None and "serve" not in goals)
     trainings = (0 if known else 1) + sum(1 for g in goals if g != "serve")
     needed = CONFIRM_MARGIN * trainings * fid.full_s
-    left = search.budget_end - time.monotonic() if search.budget_end is not None else None
+    left = search.budget.left()
     if left is not None and needed > left:
         say(f"--confirm: {trainings} whole trainings take about {duration(needed)} here and {duration(max(0.0, left))} "
             f"of the budget is left; run `autoaccel confirm {search.out_dir}` when you can")

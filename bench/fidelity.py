@@ -36,7 +36,7 @@ from autoaccel.errors import TrialFailure
 from autoaccel.options import Options
 from autoaccel.plugin._registry import plugin_manager  # noqa: E402
 from autoaccel.plugin._strategy import apply_all  # noqa: E402
-from autoaccel.search import QUALITY_DETAILS, plan_search
+from autoaccel.search import QUALITY_DETAILS, set_up_search
 from autoaccel.task import load_task
 from autoaccel.trial import run_trial, warm_up
 
@@ -82,7 +82,7 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
     pm = plugin_manager()
     keys = PRODUCT if space == "product" else {k for c in CONFIGS for k in c}
     names = sorted({k.partition(".")[0] for k in keys})
-    plan = plan_search(task, Options(target="cpu", mode="train", strategies=tuple(names)), pm)
+    plan = set_up_search(task, Options(target="cpu", mode="train", strategies=tuple(names)), pm)
     configs = product_configs(plan.defaults) if space == "product" else CONFIGS
     warm_up(task)
     rows = []

@@ -204,7 +204,7 @@ class FidelityRunner:
         assert self.search is not None
         for row in self.table.rows:
             for fraction in self.table.fractions:
-                _, plan, _ = self.search.build({**self.search.plan.defaults, **row["config"]}, fraction=fraction)
+                _, plan, _ = self.search.plans.build({**self.search.setup.defaults, **row["config"]}, fraction=fraction)
                 self.plans[plan.fingerprint()] = (row, fraction)
 
     def probe(self, plan: Any, seed: int) -> dict[str, float]:
@@ -247,7 +247,7 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any, budget_min: float
         # share of the budget), then search at the recorded rung at or below the planned one (as --fidelity).
         probe = FidelityRunner(table, None, out).probe(None, seed)
         budget = budget_min * 60.0
-        techniques = len(Search(task, table.model, options, plugin_manager()).stages.techniques("train"))
+        techniques = len(Search(task, table.model, options, plugin_manager()).policy.stages.techniques("train"))
         planned = fidelities.plan(probe["full_s"], int(probe["full_steps"]), probe["step_s"], budget * (1 - FINISH_SHARE),
                                   budget * FINISH_SHARE, techniques)
         rung, answer_rung = table.snap(planned.search), table.snap(planned.answer)
@@ -256,9 +256,9 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any, budget_min: float
         runner = FidelityRunner(table, search, out)
         storage = optuna.storages.InMemoryStorage()
         study = studies.open_study(storage, "replay", search.objectives,
-                                   studies.make_sampler(options.sampler, seed, search.plan.space))
-        search._plan_fidelity(study, runner, None)
-        studies.ensure_baseline(study, search.plan.defaults)
+                                   studies.make_sampler(options.sampler, seed, search.setup.space))
+        search._plan_fidelity(study, runner)
+        studies.ensure_baseline(study, search.setup.defaults)
         search.attach(study)
         proposals = repeats = 0
         best: dict[str, Any] | None
@@ -272,7 +272,7 @@ def ours(table: FidelityTable, seed: int, cap: int, task: Any, budget_min: float
             promotion = 0.0 if best is None or answer_rung <= rung else (
                 table.at(best, answer_rung)["wall_s"] + table.at(table.base, answer_rung)["wall_s"])
             out.answer(best, promotion)
-            if search.exhausted(repeats):
+            if search.policy.exhausted(repeats):
                 break
         out.rungs = (rung, answer_rung)  # type: ignore[attr-defined]
     return out

@@ -36,7 +36,7 @@ from autoaccel.plugin._pipeline import Pipeline  # noqa: E402
 from autoaccel.plugin._registry import plugin_manager  # noqa: E402
 from autoaccel.plugin._space import Categorical, Param, active  # noqa: E402
 from autoaccel.plugin._strategy import apply_all  # noqa: E402
-from autoaccel.search import plan_search
+from autoaccel.search import set_up_search
 from autoaccel.task import load_task
 from autoaccel.trial import TrialResult, run_trial, training_key, warm_up
 
@@ -99,7 +99,7 @@ def main() -> None:
     options = Options(strategies=tuple(args.strategies.split(",")), choices=parse_choices(args.choices), mode=args.mode,
                       objectives=tuple(args.objectives.split(",")) if args.objectives else None, target="cpu")
     options.validate()
-    plan = plan_search(task, options, plugin_manager())
+    plan = set_up_search(task, options, plugin_manager())
     # The user's recipe first, after the process's one-off costs are paid: every speedup is against it.
     warm_up(task)
     points = grid(plan.space)

@@ -225,9 +225,9 @@ def ours(table: Table, seed: int, cap: int, task: Any, trials: int | None = None
                           remeasure_rounds=0, ablation=False, trials=trials)
         search = Search(task, table.model, options, plugin_manager())
         storage = optuna.storages.InMemoryStorage()
-        sampler = studies.make_sampler(options.sampler, seed, search.plan.space)
+        sampler = studies.make_sampler(options.sampler, seed, search.setup.space)
         study = studies.open_study(storage, "replay", search.objectives, sampler)
-        studies.ensure_baseline(study, search.plan.defaults)
+        studies.ensure_baseline(study, search.setup.defaults)
         search.attach(study)
         runner = TableRunner(table, replay)
         replay.study, replay.search = study, search
@@ -237,7 +237,7 @@ def ours(table: Table, seed: int, cap: int, task: Any, trials: int | None = None
             number = search.next_trial(study, runner, proposals)
             done = record.read(study.get_trials(deepcopy=False)[number])
             repeats = repeats + 1 if done.duplicate_of is not None or done.not_run else 0
-            if search.exhausted(repeats):
+            if search.policy.exhausted(repeats):
                 break  # where the real search stops: it keeps its best so far
     return replay
 

@@ -16,7 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from autoaccel.cli import main
 from autoaccel.options import Options
 from autoaccel.plugin._registry import plugin_manager
-from autoaccel.search._setup import plan_search
+from autoaccel.search._setup import set_up_search
 from autoaccel.task._loading import load_task
 from study_snapshot import TINY_STUDY, sqlite_url
 from tiny_digits import task_source, write_model
@@ -61,7 +61,7 @@ class TwoRuns:
 
 def search_defaults(model: Path) -> dict[str, Any]:
     """The off value of every strategy the search uses here, from each strategy's own (task-aware) space."""
-    return plan_search(load_task(model), Options(target="cpu", strategies=STRATEGIES), plugin_manager()).defaults
+    return set_up_search(load_task(model), Options(target="cpu", strategies=STRATEGIES), plugin_manager()).defaults
 
 
 def run_once(model: Path, out: Path) -> Run:

@@ -15,7 +15,7 @@ from autoaccel.errors import AutoaccelError
 from autoaccel.options import Options
 from autoaccel.outputs._recipe import read_recipe, recipe_plan
 from autoaccel.plugin._registry import plugin_manager
-from autoaccel.search._setup import plan_search
+from autoaccel.search._setup import set_up_search
 from tiny_digits import make_task
 
 TASK = make_task()
@@ -42,7 +42,7 @@ def test_choices_are_accepted_or_refused_in_one_line(name: str, values: list[str
     item = f"{name}={','.join(values)}"
 
     def parse_and_narrow() -> None:
-        plan_search(TASK, Options(target="cpu", choices=parse_choices([item])), PM)
+        set_up_search(TASK, Options(target="cpu", choices=parse_choices([item])), PM)
 
     outcome(parse_and_narrow)
 

@@ -6,8 +6,8 @@ from autoaccel.finish import _evidence as evidence
 from autoaccel.finish import _known_recipe as known_recipe
 from autoaccel.finish._answers import Answer, describe_speed, goal_score, goals_for, judging, keep
 from autoaccel.finish._evidence import words
-from autoaccel.finish._finisher import finalize
-from autoaccel.finish._study_facts import environment, export_recommended
+from autoaccel.finish._finisher import Finishing, finalize
+from autoaccel.finish._study_facts import environment
 from autoaccel.finish._summary import (
     PRIMARY,
     Point,
@@ -21,6 +21,7 @@ from autoaccel.finish._summary import (
 
 __all__ = [
     "Answer",
+    "Finishing",
     "PRIMARY",
     "Point",
     "Summary",
@@ -28,7 +29,6 @@ __all__ = [
     "describe_speed",
     "environment",
     "evidence",
-    "export_recommended",
     "finalize",
     "goal_score",
     "goals_for",

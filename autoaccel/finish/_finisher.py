@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 import optuna
 from rich.markup import escape
@@ -19,27 +21,57 @@ from autoaccel.finish._answers import (
     describe_speed,
     give,
     goal_score,
-    goals_for,
     judging,
     keep,
     qualifies,
     ranked,
     rejection,
 )
-from autoaccel.finish._study_facts import Searching, importances
+from autoaccel.finish._study_facts import importances
 from autoaccel.finish._summary import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
 from autoaccel.plugin._strategy import split_params
 from autoaccel.trial import Ratio, affordable, paired_ratio, read, share, train_samples, training_key
 from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
-    from autoaccel.trial import InProcessRunner, IsolatedRunner, Timings
+    from autoaccel.options import Options
+    from autoaccel.plugin._pipeline import Pipeline
+    from autoaccel.task import Task
+    from autoaccel.trial import Fidelity, InProcessRunner, IsolatedRunner, Timings
 
     Runner = IsolatedRunner | InProcessRunner
 
 
-def timed_objectives(search: Searching) -> list[str]:
-    return [o for o in search.objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or search.base.train)]
+class RunFixed(Protocol):
+    """Measure one configuration as a trial of the study (role: why; fraction: a share of the schedule other than
+    the search's); None when it failed. The search's executor does it."""
+
+    def __call__(self, study: optuna.Study, runner: Runner, config: dict[str, Any], role: str,
+                 fraction: float | None = None) -> optuna.trial.FrozenTrial | None: ...
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """Everything the finish works with, given by the search that ran the study: the run's settings, and how to
+    measure more (a configuration as a trial of the study) and to rebuild a trial's plan. The finish imports
+    nothing of the search; it is handed these."""
+
+    task: Task
+    options: Options
+    objectives: tuple[str, ...]
+    goals: tuple[str, ...]  # the answers this run gives (train, serve, combined: those its factors allow)
+    trains: bool  # whether the user's recipe trains here (not in --mode inference with Task.weights)
+    max_drop: float  # the quality budget in the metric's own units
+    fidelity: Fidelity  # the shares of the schedule the search and the answer train
+    budget_end: float | None  # monotonic time by which the run should be done (None: no limit)
+    plan_of: Callable[[optuna.Study, int], Pipeline]
+    run_fixed: RunFixed
+    say: Callable[[str], None]
+
+
+def timed_objectives(objectives: tuple[str, ...], trains: bool) -> list[str]:
+    """The objectives the re-measurement times: training ones only where the recipe trains."""
+    return [o for o in objectives if o in REMEASURED and (o not in TRAINING_OBJECTIVES or trains)]
 
 
 # The training speedup of a serving variant: it trains nothing new (the user's own checkpoint).
@@ -83,16 +115,16 @@ class Finisher:
     `autoaccel report` rebuilds the same answers from storage alone.
     """
 
-    def __init__(self, search: Searching, study: optuna.Study, runner: "Runner") -> None:
-        self.search, self.study, self.runner = search, study, runner
-        self.objectives = search.objectives
-        self.max_drop = search.max_drop(study)
-        self.rounds = search.options.remeasure_rounds
-        self.timed = timed_objectives(search)
+    def __init__(self, given: Finishing, study: optuna.Study, runner: Runner) -> None:
+        self.given, self.study, self.runner = given, study, runner
+        self.objectives = given.objectives
+        self.max_drop = given.max_drop
+        self.rounds = given.options.remeasure_rounds
+        self.timed = timed_objectives(given.objectives, given.trains)
         self.entries: dict[str, dict[str, Any]] = {}
         self.rows: list[dict[str, Any]] = []
         self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
-        self.fidelity = search.fidelity
+        self.fidelity = given.fidelity
         self.promoted: float | None = None  # the rung the train answer's quality held at (promote), if any
         self.summary = self.refresh()
 
@@ -111,15 +143,15 @@ class Finisher:
         members = list(dict.fromkeys(int(m["trial"]) for t in trials for m in points[t].members)) if training else []
         extra = [m for m in members if m not in trials]
         everyone = [*trials, *extra]
-        plans = [self.search.plan_of(self.study, t) for t in everyone]
+        plans = [self.given.plan_of(self.study, t) for t in everyone]
         samples = train_samples(self.summary.baseline, plans)
         if training:
             self.slice = evidence.speed_slice(samples, plans[0].batch_size, self.rounds)
         try:
             # Members' serving is timed along (unused): their training is what the plans that serve them pay.
-            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.search.task.seed, samples)
+            timings = self.runner.remeasure(plans, tuple(timed), self.rounds, self.given.task.seed, samples)
         except TrialFailure as failure:
-            self.search.progress.info(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
+            self.given.say(f"[yellow]re-measurement failed ({failure.kind}): {escape(failure.reason)}[/]")
             return None
         found = {t: _speedups(timings, timed, ref, i) for i, t in enumerate(trials) if i != ref}
         for i, t in enumerate(trials):
@@ -160,7 +192,7 @@ class Finisher:
         return True
 
     def training_key(self, trial: int) -> str:
-        return training_key(self.search.task, self.search.plan_of(self.study, trial))
+        return training_key(self.given.task, self.given.plan_of(self.study, trial))
 
     def point(self, trial: int) -> Point:
         found = self.summary.point(trial)
@@ -168,7 +200,7 @@ class Finisher:
         return found
 
     def run(self) -> None:
-        goals = goals_for(self.search.options.mode, self.search.factors())
+        goals = self.given.goals
         # Answers and re-measurements of an earlier finish no longer hold once trials were added; cleared first,
         # a finish killed midway leaves the study saying "not re-measured" rather than claiming it was.
         self.study.set_user_attr("answers", None)
@@ -179,14 +211,14 @@ class Finisher:
             return
         finalists: dict[str, list[int]] = {}
         own = [g for g in goals if g != "combined"]
-        share = max(1, self.search.options.max_finalists // max(1, len(own)))
+        share = max(1, self.given.options.max_finalists // max(1, len(own)))
         for goal in own:
             judged = judging(goal, self.objectives)
             mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
             finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
         everyone = list(dict.fromkeys(t for ts in finalists.values() for t in ts))
         if everyone:
-            self.search.progress.info(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
+            self.given.say(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
                                       f"{self.rounds} rounds ...")
             if not self.remeasure(everyone):
                 # No paired evidence: the answers stay on single measurements and say so (no study attribute).
@@ -241,16 +273,16 @@ class Finisher:
         if not answer.given or high <= low:
             return answer
         # The rung was planned from the finish's share of the budget; what is left of it now decides.
-        left = self.search.budget_end - time.monotonic() if self.search.budget_end is not None else None
+        left = self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
         rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), left)
         if rung is None:
             return self.unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
                                            f"schedule than the search's {share(low)}")
         high = rung
-        self.search.progress.info(f"train answer: training it and your recipe at {share(high)} of your schedule "
+        self.given.say(f"train answer: training it and your recipe at {share(high)} of your schedule "
                                   f"(the search judged quality at {share(low)}) ...")
-        base = self.search.run_fixed(self.study, self.runner, {}, "promotion", high)
-        mine = self.search.run_fixed(self.study, self.runner, answer.params, "promotion", high)
+        base = self.given.run_fixed(self.study, self.runner, {}, "promotion", high)
+        mine = self.given.run_fixed(self.study, self.runner, answer.params, "promotion", high)
         if base is None or mine is None:
             return self.unpromoted(answer, f"its training at {share(high)} of your schedule failed")
         b, c = read(base), read(mine)
@@ -283,9 +315,9 @@ class Finisher:
         budget for the train answer's promotion that the budget affords now. Quality at a higher rung is worth
         more than a minimal answer: evidence, not tidiness."""
         low, high = self.fidelity.search, self.fidelity.answer
-        if high <= low or self.search.budget_end is None:
+        if high <= low or self.given.budget_end is None:
             return False
-        left, wall = self.search.budget_end - time.monotonic(), self.baseline_wall()
+        left, wall = self.given.budget_end - time.monotonic(), self.baseline_wall()
         possible = affordable(low, high, self.fidelity.full_s, wall, left)
         return possible is not None and affordable(low, high, self.fidelity.full_s, wall, left - trainings * wall) is None
 
@@ -308,7 +340,7 @@ class Finisher:
         first = {o: dict(p.speedup[o]) for o in judged}
         if all(agrees(single[o], first[o]) for o in judged if o in single):
             return ""
-        self.search.progress.info(f"trial {p.trial}: its own measurement and its re-measurement disagree; measuring again")
+        self.given.say(f"trial {p.trial}: its own measurement and its re-measurement disagree; measuring again")
         if not self.remeasure([p.trial]):
             return "its re-measurement failed"
         again = self.point(p.trial)
@@ -324,16 +356,16 @@ class Finisher:
         """Drop each technique of ``p`` in turn; one whose removal does not slow the answer beyond noise (and
         keeps accuracy within budget) does not earn its place. The slimmer answer is re-measured and returned."""
         names = list(split_params(p.params))
-        if len(names) < 2 or not self.search.options.ablation:
+        if len(names) < 2 or not self.given.options.ablation:
             return p, []
         if goal == "train" and self.crowds_out_promotion(len(names) + 1):
             return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
                        f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
-        self.search.progress.info(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
+        self.given.say(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
         variants: dict[str, int] = {}
         for name in names:
             config = {k: v for k, v in p.params.items() if not k.startswith(f"{name}.")}
-            trial = self.search.run_fixed(self.study, self.runner, config, "ablation")
+            trial = self.given.run_fixed(self.study, self.runner, config, "ablation")
             row: dict[str, Any] = {"goal": goal, "trial": p.trial, "technique": name,
                                    "dropped": {k: v for k, v in p.params.items() if k.startswith(f"{name}.")}}
             if trial is None:
@@ -367,7 +399,7 @@ class Finisher:
         if len(useless) == len(names):
             return p, self._kept(rows, useless, "each alone looked dispensable, but not all of them at once; kept them")
         slim = {k: v for k, v in p.params.items() if k.partition(".")[0] not in useless}
-        trial = self.search.run_fixed(self.study, self.runner, slim, "ablation")
+        trial = self.given.run_fixed(self.study, self.runner, slim, "ablation")
         if trial is None or not self.remeasure([trial.number]):
             return p, self._kept(rows, useless, "the answer without them could not be measured; kept them")
         lean = self.point(trial.number)
@@ -391,11 +423,11 @@ class Finisher:
             missing = [g for g, a in (("train", train), ("serve", serve)) if a is None or not a.given]
             return keep("combined", base, None, f"a combined answer needs both a train and a serve answer; "
                                                 f"{' and '.join(missing)} said keep your recipe")
-        trial = self.search.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
+        trial = self.given.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
         if trial is None:
             last = read(self.study.get_trials(deepcopy=False)[-1])  # the combination's own trial, just run
             return keep("combined", base, None, f"the combination failed to run: {last.reason or 'unknown reason'}")
-        self.search.progress.info(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
+        self.given.say(f"combined answer: re-measuring trial {trial.number} against the baseline ...")
         self.remeasure([trial.number])
         p = self.point(trial.number)
         judged = judging("combined", self.objectives)
@@ -430,6 +462,6 @@ def _overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["ci95"][0] <= b["ci95"][1] and b["ci95"][0] <= a["ci95"][1]
 
 
-def finalize(search: Searching, study: optuna.Study, runner: "Runner") -> None:
+def finalize(given: Finishing, study: optuna.Study, runner: Runner) -> None:
     """Re-measure the finalists, choose and check one answer per goal, and record them in the study."""
-    Finisher(search, study, runner).run()
+    Finisher(given, study, runner).run()

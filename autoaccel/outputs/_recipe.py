@@ -18,12 +18,12 @@ from torch import nn
 
 from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.finish import PRIMARY
-from autoaccel.plugin._configuration import GOALS
 from autoaccel.plugin._pipeline import Member, Pipeline
 from autoaccel.plugin._registry import Registry, default_registry
 from autoaccel.plugin._strategy import apply_all
 from autoaccel.task import Task, call, prediction, validate_task
 from autoaccel.trial import latency_input, lifecycle, training_key
+from autoaccel.vocab import GOALS
 
 EXPORTS = ("onnx", "torchscript", "state_dict")
 ATOL = 1e-4

@@ -22,16 +22,18 @@
 The contract suite, ``StrategyContract``, is importable from here too (loaded on first use: it needs pytest).
 """
 
-from autoaccel.errors import AutoaccelError, TrialFailure
+from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.plugin._contexts import BuildContext, ServeContext, TrainingSetup, TransformContext
 from autoaccel.plugin._hookspecs import hookimpl
+from autoaccel.plugin._onnx import Layout, export_onnx, onnx_feeds
 from autoaccel.plugin._pipeline import Pipeline, Section
 from autoaccel.plugin._space import Categorical, FloatRange, IntRange, Param, Space, load_space
 from autoaccel.plugin._strategy import PROFILE_PARTS, Capability, Phase, Strategy
-from autoaccel.task import Target, Task, call, prediction
+from autoaccel.task import Target, Task, call, materialize, prediction, split, train_batches, with_prediction
 
 __all__ = [
     "AutoaccelError",
+    "Layout",
     "BuildContext",
     "Capability",
     "Categorical",
@@ -52,9 +54,16 @@ __all__ = [
     "TransformContext",
     "TrialFailure",
     "call",
+    "describe",
+    "export_onnx",
     "hookimpl",
     "load_space",
+    "materialize",
+    "onnx_feeds",
     "prediction",
+    "split",
+    "train_batches",
+    "with_prediction",
 ]
 
 

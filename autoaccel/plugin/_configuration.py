@@ -13,11 +13,10 @@ from typing import Any
 from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.plugin._space import Param, active
 from autoaccel.plugin._strategy import Phase, Strategy, apply_all, ordered, split_params
+from autoaccel.vocab import FACTORS
 
 # What the user can change independently: how they train, and how they serve what they trained.
 TRAINING_PHASES = frozenset({Phase.DATA, Phase.MODEL, Phase.TRAIN})
-FACTORS = ("train", "serve")
-GOALS = ("train", "serve", "combined")
 
 
 def factor_of(strategy: Strategy, mode: str) -> str:

@@ -5,7 +5,7 @@ screening, local moves, members), the executor that runs and records trials, and
 from autoaccel.search import _study as study
 from autoaccel.search._sanity import QUALITY_DETAILS
 from autoaccel.search._search import Search
-from autoaccel.search._setup import base_pipeline, plan_search
+from autoaccel.search._setup import base_pipeline, set_up_search
 from autoaccel.search._study import open_storage
 
 __all__ = [
@@ -13,6 +13,6 @@ __all__ = [
     "Search",
     "base_pipeline",
     "open_storage",
-    "plan_search",
+    "set_up_search",
     "study",
 ]

@@ -11,24 +11,19 @@ import pluggy
 from optuna.trial import TrialState
 
 from autoaccel.finish import accuracy_drop, over_budget
+from autoaccel.options import Options
 from autoaccel.search import _sanity as sanity
 from autoaccel.search import _study as studies
 from autoaccel.trial import TrialRecord, TrialResult, record
 
 
 class Outcomes:
-    """Mixed into Search: what it needs from it is declared here."""
+    """Tells the study each trial's outcome, in the objectives' order, and the plugins' observers after it."""
 
-    pm: pluggy.PluginManager
-    objectives: tuple[str, ...]
+    def __init__(self, pm: pluggy.PluginManager, objectives: tuple[str, ...], options: Options) -> None:
+        self.pm, self.objectives, self.options = pm, objectives, options
 
-    def max_drop(self, study: optuna.Study, baseline_value: float | None = None) -> float:
-        raise NotImplementedError
-
-    def records(self, study: optuna.Study) -> list[TrialRecord]:
-        raise NotImplementedError
-
-    def _reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
+    def reuse(self, study: optuna.Study, trial: optuna.Trial, twin: TrialRecord) -> None:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
         record.write(trial, duplicate_of=twin.number)
         if twin.state == TrialState.FAIL:
@@ -40,16 +35,16 @@ class Outcomes:
         trial.set_constraint("accuracy_drop", float(twin.constraint or 0.0))
         study.tell(trial, twin.values)
 
-    def _fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
+    def fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
         record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started)
         study.tell(trial, state=TrialState.FAIL)
         self._finished(study, trial.number)
 
-    def _complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> bool:
+    def complete(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> bool:
         """Record the measured trial; False when it is no longer this worker's to record: another worker failed it
         as stale while this one was paused (a stopped process, a frozen VM) longer than the grace period."""
         try:
-            self._record_result(study, trial, result, started)
+            self._record(study, trial, result, started)
         except optuna.exceptions.UpdateFinishedTrialError:
             return False
         if study.get_trials(deepcopy=False)[trial.number].state != TrialState.COMPLETE:
@@ -57,14 +52,14 @@ class Outcomes:
         self._finished(study, trial.number)
         return True
 
-    def _record_result(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
+    def _record(self, study: optuna.Study, trial: optuna.Trial, result: TrialResult, started: float) -> None:
         me = record.read(study.get_trials(deepcopy=False)[trial.number])
-        if (source := sanity.twin(self.records(study), me)) is not None:
+        if (source := sanity.twin(studies.records(study), me)) is not None:
             # A speed-only training change: the same math's quality, once its loss agrees (sanity.py).
             sanity.inherit(result.metrics, result.ci95, result.details, source, float((me.math or {})["tolerance"]))
         base = studies.baseline_of(study)
         base_acc = result.metrics["accuracy"] if base is None else base.metrics["accuracy"]
-        drop = self.max_drop(study, base_acc)
+        drop = studies.max_drop(study, self.options, base_acc)
         if base is None:
             study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
         if base is None:

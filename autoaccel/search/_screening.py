@@ -25,7 +25,7 @@ from autoaccel.plugin._configuration import factor_of, local_space
 from autoaccel.plugin._space import Param
 from autoaccel.plugin._strategy import Strategy, ordered, split_params
 from autoaccel.trial import TrialRecord, relief
-from autoaccel.vocab import METRICS
+from autoaccel.vocab import METRICS, FailureKind
 
 # A technique none of whose three most promising settings helps on its own is not worth combining.
 MAX_PROBES = 3
@@ -36,7 +36,7 @@ SINGLE_RUN_NOISE = 0.10
 FATAL = frozenset({"unsupported", "error", "crash", "infeasible"})
 SURVIVING = frozenset({"helps", "more accurate", "not screened"})
 # The failure kind of a training run the search stopped early, on course to be slower than it could win with.
-STOPPED = "too_slow"
+STOPPED = FailureKind.TOO_SLOW.value
 
 
 @dataclass(frozen=True)

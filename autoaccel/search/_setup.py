@@ -19,8 +19,9 @@ from autoaccel.trial import training_key
 
 
 @dataclass
-class Plan:
-    """Everything decided before the first trial: target, strategies, space, defaults."""
+class Setup:
+    """Everything decided before the first trial: target, strategies, space, defaults, and the user's recipe as a
+    plan (the Pipeline every configuration is applied to)."""
 
     target: Target
     strategies: list[Strategy]
@@ -43,7 +44,7 @@ def base_pipeline(task: Task, target: Target, mode: str) -> Pipeline:
     return plan
 
 
-def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
+def set_up_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Setup:
     """Detect the target and assemble the space; every user error surfaces here, before storage is opened."""
     target = pm.hook.autoaccel_detect_target(spec=options.target)
     registry = collect_strategies(pm)
@@ -75,7 +76,7 @@ def plan_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Plan:
     for name, values in (options.choices or {}).items():
         space[name] = _narrow(space, name, values)
     defaults = {k: p.default for k, p in space.items()}
-    return Plan(target, strategies, skipped, space, defaults, base_pipeline(task, target, options.mode), caps)
+    return Setup(target, strategies, skipped, space, defaults, base_pipeline(task, target, options.mode), caps)
 
 
 def _narrow(space: dict[str, Param], name: str, values: tuple[object, ...]) -> Param:

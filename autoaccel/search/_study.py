@@ -19,7 +19,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.exc import SQLAlchemyError
 
 from autoaccel.errors import AutoaccelError
-from autoaccel.options import mask_url
+from autoaccel.options import Options, mask_url
 from autoaccel.pids import alive
 from autoaccel.plugin._space import Param
 from autoaccel.trial import record
@@ -242,3 +242,21 @@ def duplicate_of(study: optuna.Study, fingerprint: str) -> record.TrialRecord | 
         if t.state == TrialState.COMPLETE or t.failure_kind in REPEATABLE:
             return t
     return timeouts[-1] if len(timeouts) >= 2 else None
+
+
+def records(study: optuna.Study) -> list[record.TrialRecord]:
+    """Every trial's record, in trial order (finished trials are read once: see ``finished``)."""
+    done = {r.number: r for r in finished(study)}
+    return [done.get(t.number) or record.read(t) for t in study.get_trials(deepcopy=False)]
+
+
+def max_drop(study: optuna.Study, options: Options, baseline_value: float | None = None) -> float:
+    """The quality budget in the metric's own units: as given, or the given fraction of the baseline's value
+    (0 until the baseline is measured)."""
+    value, relative = options.drop_spec()
+    if not relative:
+        return value
+    if baseline_value is None:
+        base = baseline_of(study)
+        baseline_value = base.metrics["accuracy"] if base is not None else 0.0
+    return value * abs(baseline_value)

@@ -6,24 +6,28 @@ knows about strategies or the search.
 
 from autoaccel.task import _target as target
 from autoaccel.task import _val_share as val_share
-from autoaccel.task._batches import call, features, map_tensors, move, prediction, size
-from autoaccel.task._data import eval_batches, sample_batch, targets_of, train_batches
+from autoaccel.task._batches import call, features, map_tensors, move, prediction, size, split, with_prediction
+from autoaccel.task._data import eval_batches, materialize, sample_batch, targets_of, train_batches
 from autoaccel.task._loading import load_task
 from autoaccel.task._metrics import Metric, Shown, custom_metric, paired_drop, ratio_of_sums
 from autoaccel.task._steps import BaseLoss, evaluation_batch, training_loss, watching
 from autoaccel.task._target import Target, autoaccel_detect_target, hypothetical_target
-from autoaccel.task._task import Task, validate_task
+from autoaccel.task._task import Task, sgd_momentum, validate_task
 from autoaccel.task._torchmetric import TorchMetric
 from autoaccel.task._val_share import bound
 from autoaccel.task._whole_set import JoinError, WholeSetMetric, check_batched, join
 
 __all__ = [
+    "with_prediction",
+    "split",
+    "materialize",
     "BaseLoss",
     "JoinError",
     "Metric",
     "Shown",
     "Target",
     "Task",
+    "sgd_momentum",
     "TorchMetric",
     "WholeSetMetric",
     "autoaccel_detect_target",

@@ -104,7 +104,8 @@ class Task:
         parts = [
             self.name,
             _qualname(self.model),
-            _qualname(self.optimizer),
+            # The default spelled by its public name: keys stay what they were before the modules moved.
+            "autoaccel.task.sgd_momentum" if self.optimizer is sgd_momentum else _qualname(self.optimizer),
             # The defaults are spelled as the classification defaults they are (cross-entropy, accuracy), so a
             # classifier keeps the key it had when those were the Task's explicit defaults.
             self._default_part(self.loss, "torch.nn.modules.loss.CrossEntropyLoss"),

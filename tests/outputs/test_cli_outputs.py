@@ -146,7 +146,7 @@ def test_the_combined_answer_runs_its_own_trial_and_attributes_accuracy(tmp_path
     train = next(p for p in summary.points if p.goal == "train")
     serve = next(p for p in summary.points if p.goal == "serve")
     runner = InProcessRunner(task, str(tmp_path / "out" / "checkpoints"))
-    finisher = Finisher(search, study, runner)
+    finisher = Finisher(search.finish_inputs(study), study, runner)
     combined = finisher.combine({"train": give("train", train, summary.baseline, search.objectives, "trial"),
                                  "serve": give("serve", serve, summary.baseline, search.objectives, "trial")})
     last = study.trials[-1]
@@ -171,10 +171,10 @@ def test_minimising_an_answer_ablates_each_technique_and_says_what_it_kept(tmp_p
     search = Search(task, None, options, plugin_manager())
     study, _ = search.run()
     runner = InProcessRunner(task, str(tmp_path / "out" / "checkpoints"))
-    answer = search.run_fixed(study, runner, {"batch_size.size": 128, "batch_size.lr_scaling": "linear",
+    answer = search.executor.run_fixed(study, runner, {"batch_size.size": 128, "batch_size.lr_scaling": "linear",
                                               "scheduler.kind": "cosine"}, "candidate")
     assert answer is not None
-    finisher = Finisher(search, study, runner)
+    finisher = Finisher(search.finish_inputs(study), study, runner)
     point, notes = finisher.minimise(finisher.point(answer.number), "train", ["train_time"])
     rows = {r["technique"]: r for r in finisher.rows}
     assert set(rows) == {"batch_size", "scheduler"}

@@ -17,7 +17,7 @@ from autoaccel.options import Options
 from autoaccel.plugin._configuration import configuration, culprits, factor_of, goal_of, suggest
 from autoaccel.plugin._registry import plugin_manager
 from autoaccel.plugin._strategy import Phase, apply_all, split_params
-from autoaccel.search._setup import Plan, plan_search
+from autoaccel.search._setup import Setup, set_up_search
 from autoaccel.task._target import hypothetical_target
 from tiny_digits import make_task
 
@@ -29,12 +29,12 @@ def student(size: float = 0.5) -> nn.Module:
     return nn.Sequential(nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
 
 
-def full_plan(target: str) -> Plan:
+def full_plan(target: str) -> Setup:
     """Every built-in strategy that the target runs, on the tiny task with a student (so distillation is in)."""
     pm = plugin_manager()
     if target == "cuda":
         pm.register(_CudaDetector(), name="test-cuda-target")
-    return plan_search(make_task(student=student), Options(target=target if target == "cpu" else "auto"), pm)
+    return set_up_search(make_task(student=student), Options(target=target if target == "cpu" else "auto"), pm)
 
 
 class _CudaDetector:
@@ -47,7 +47,7 @@ class _CudaDetector:
         return hypothetical_target("cuda")
 
 
-def sampled(plan: Plan, n: int, seed: int) -> list[dict[str, Any]]:
+def sampled(plan: Setup, n: int, seed: int) -> list[dict[str, Any]]:
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     out = []
     for _ in range(n):

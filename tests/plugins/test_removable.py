@@ -97,11 +97,11 @@ SCRIPT = textwrap.dedent("""
     gone = {"autoaccel.plugins." + name for name in removed}
     registry.entry_points = lambda **kw: [ep for ep in everything(**kw) if ep.value not in gone]
     from autoaccel.options import Options
-    from autoaccel.search import plan_search
+    from autoaccel.search import set_up_search
     from tiny_digits import make_task
     names = sorted(registry.default_registry().strategies)
     assert names and not set(removed) & set(names), names
-    setup = plan_search(make_task(), Options(target="cpu"), registry.plugin_manager())
+    setup = set_up_search(make_task(), Options(target="cpu"), registry.plugin_manager())
     print(",".join(s.name for s in setup.strategies))
 """)
 

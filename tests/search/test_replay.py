@@ -57,7 +57,7 @@ def test_a_fixed_trial_budget_is_spent_exactly_and_a_short_run_builds_on_what_he
     # The shipped digits table (six techniques): 8 trials cannot screen each alone.
     table = replay.Table(str(ROOT / "bench" / "tables" / "digits_cpu.json"))
     ours = replay.run_method("autoaccel", table, 0, load_task(table.model), trials=8)
-    assert ours.search.stages.short and ours.measured == 8
+    assert ours.search.policy.stages.short and ours.measured == 8
     records = [record.read(t) for t in ours.study.get_trials(deepcopy=False)]
     on_top = [r for r in records if r.role == "screen" and r.over is not None and r.duplicate_of is None]
     assert on_top, [(r.role, r.settings) for r in records]

@@ -77,7 +77,7 @@ def test_serving_screens_reuse_the_baselines_training_and_cost_an_evaluation(rep
 
 def test_each_verdict_says_what_the_technique_was_judged_against(ours: Any) -> None:
     records = _records(ours)
-    verdicts = ours.search.stages.verdicts(records, records[0])
+    verdicts = ours.search.policy.stages.verdicts(records, records[0])
     assert verdicts["batch_size"].status == "helps" and verdicts["batch_size"].speedup > 1
     assert verdicts["quantization"].status == "helps"
     # bf16 went on top of the batch that helped, and is judged against it, not against the user's recipe
@@ -261,25 +261,25 @@ def test_a_short_run_screens_the_next_technique_on_top_of_the_best_so_far() -> N
 
 
 def test_a_training_run_that_cannot_beat_the_fastest_recipe_so_far_is_stopped_early(replay: Any, ours: Any) -> None:
-    from autoaccel.search._search import STOP_SLOWER
+    from autoaccel.search._policy import STOP_SLOWER
 
     records = _records(ours)
     base = records[0]
     fastest = min((r for r in records if r.measured and r.feasible and r.goal in ("train", "baseline")),
                   key=lambda r: r.metrics["train_time"])
     assert fastest.metrics["train_time"] < base.metrics["train_time"]
-    bar = ours.search._speed_bar(ours.study, "train", "screen")
+    bar = ours.search.executor.speed_bar(ours.study, "train", "screen")
     assert bar == pytest.approx(fastest.metrics["train_time"] * STOP_SLOWER)
     # serving trials and the finish's own trials are never stopped
-    assert ours.search._speed_bar(ours.study, "serve", "screen") is None
-    assert ours.search._speed_bar(ours.study, "train", "ablation") is None
+    assert ours.search.executor.speed_bar(ours.study, "serve", "screen") is None
+    assert ours.search.executor.speed_bar(ours.study, "train", "ablation") is None
     # a row slower than the bar is stopped after a tenth of its training, and charged that much
     table = replay.Table(str(TABLE))
     slow = next(r for r in table.rows.values() if r.get("goal") == "train" and "metrics" in r
                 and r["metrics"]["train_time"] > bar)
     run = replay.Replay(table)
     runner = replay.TableRunner(table, run)
-    plan = ours.search.build({**ours.search.plan.defaults, **slow["params"]})[1]
+    plan = ours.search.plans.build({**ours.search.setup.defaults, **slow["params"]})[1]
     with pytest.raises(TrialFailure) as stopped:
         runner.run(plan, 0, 0.1, guards=Guards(slower_than=bar))
     assert stopped.value.kind == "too_slow" and run.cost == pytest.approx(replay.STOPPED_AT * slow["train_seconds"])

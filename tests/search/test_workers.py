@@ -152,12 +152,12 @@ def test_a_worker_paused_past_its_grace_period_drops_its_result_and_goes_on(tmp_
     study = open_study(storage, "paused", search.objectives, optuna.samplers.RandomSampler())
     search.attach(study)
     trial = study.ask()
-    search.heartbeat.hold(trial._trial_id)
-    search.heartbeat.drop(trial._trial_id)  # the worker stops beating: paused
+    search.team.heartbeat.hold(trial._trial_id)
+    search.team.heartbeat.drop(trial._trial_id)  # the worker stops beating: paused
     time.sleep(4.5)  # past the 3 s grace period (SQLite keeps whole seconds)
-    RetryStale(search.plan.defaults).fail_stale(study)  # what another worker does before its next trial
+    RetryStale(search.setup.defaults).fail_stale(study)  # what another worker does before its next trial
     assert study.get_trials()[0].state == TrialState.FAIL
     result = TrialResult({"accuracy": 0.9, "train_time": 1.0, "latency": 0.001}, {})
-    assert search._complete(study, trial, result, time.monotonic()) is False
+    assert search.executor.outcomes.complete(study, trial, result, time.monotonic()) is False
     assert study.get_trials()[0].state == TrialState.FAIL and "no heartbeat" in study.get_trials()[0].user_attrs["reason"]
-    search.heartbeat.close()
+    search.team.heartbeat.close()

@@ -33,16 +33,16 @@ def test_an_ensembles_training_is_remeasured_with_its_members_in_the_same_rounds
     runner = InProcessRunner(task, options.checkpoints(task.name))
     search.attach(study, studies.open_storage(f"sqlite:///{(out / 'workers.db').resolve()}", options.heartbeat))
     try:
-        other = search.run_fixed(study, runner, {"batch_size.size": 16}, "ablation")  # a second trained recipe (a finish role: no speed bar)
-        ensemble = search.run_fixed(study, runner, {"ensembling.k": 2}, "ablation")
+        other = search.executor.run_fixed(study, runner, {"batch_size.size": 16}, "ablation")  # a second trained recipe (a finish role: no speed bar)
+        ensemble = search.executor.run_fixed(study, runner, {"ensembling.k": 2}, "ablation")
     finally:
-        search.crew.release_all()
-        search.heartbeat.close()
+        search.team.crew.release_all()
+        search.team.heartbeat.close()
     assert other is not None and ensemble is not None
     members = read(ensemble).members
     assert [m["trial"] for m in members] == [other.number]
 
-    finisher = Finisher(search, study, runner)
+    finisher = Finisher(search.finish_inputs(study), study, runner)
     assert finisher.remeasure([ensemble.number])
     train = study.user_attrs["remeasure"]["trials"][str(ensemble.number)]["objectives"]["train_time"]
     lo, hi = train["ci95"]

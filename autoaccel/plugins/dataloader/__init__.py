@@ -8,8 +8,18 @@ from typing import Any
 
 import torch
 
-from autoaccel.plugin import Capability, Phase, Pipeline, Section, Strategy, Target, TrainingSetup, hookimpl
-from autoaccel.task._data import materialize, train_batches
+from autoaccel.plugin import (
+    Capability,
+    Phase,
+    Pipeline,
+    Section,
+    Strategy,
+    Target,
+    TrainingSetup,
+    hookimpl,
+    materialize,
+    train_batches,
+)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from autoaccel.plugin import (
     TransformContext,
     TrialFailure,
     hookimpl,
+    materialize,
+    split,
 )
 from autoaccel.plugins.ensembling.models import AverageEnsemble, StackingEnsemble, fit_stacking
-from autoaccel.task._batches import split
-from autoaccel.task._data import materialize
 
 
 @dataclass(frozen=True)

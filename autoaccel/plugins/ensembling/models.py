@@ -10,8 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from autoaccel.plugin import prediction
-from autoaccel.task._batches import with_prediction
+from autoaccel.plugin import prediction, with_prediction
 
 
 class AverageEnsemble(nn.Module):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import fx, nn
 
-from autoaccel.errors import TrialFailure, describe
+from autoaccel.plugin import TrialFailure, describe
 
 PASSTHROUGH_MODULES = (nn.ReLU, nn.ReLU6, nn.GELU, nn.SiLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.Hardswish, nn.ELU,
                        nn.Dropout, nn.Dropout2d, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from autoaccel.plugin._onnx import Layout, export_onnx, onnx_feeds
+from autoaccel.plugin import Layout, export_onnx, onnx_feeds
 
 
 class _Calibration:

@@ -3,7 +3,9 @@ fail a dead worker's trial, and the coordinator that joins a worker to the run a
 """
 
 from autoaccel.search.team._claims import is_companion
+from autoaccel.search.team._coordinator import Coordinator
 
 __all__ = [
+    "Coordinator",
     "is_companion",
 ]
