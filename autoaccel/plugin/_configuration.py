@@ -19,7 +19,7 @@ from autoaccel.vocab import FACTORS
 TRAINING_PHASES = frozenset({Phase.DATA, Phase.MODEL, Phase.TRAIN})
 
 
-def factor_of(strategy: Strategy, mode: str) -> str:
+def factor_of(strategy: Strategy[Any], mode: str) -> str:
     """The factor a strategy changes. Model-phase techniques (compile, channels_last) shape training too, so in
     --mode both they belong to the training recipe; in --mode inference everything is serving."""
     if mode == "train":
@@ -29,7 +29,7 @@ def factor_of(strategy: Strategy, mode: str) -> str:
     return "train" if strategy.phase in TRAINING_PHASES else "serve"
 
 
-def goal_of(config: Mapping[str, Any], strategies: Sequence[Strategy], mode: str) -> str:
+def goal_of(config: Mapping[str, Any], strategies: Sequence[Strategy[Any]], mode: str) -> str:
     """'baseline' (nothing changed), 'train', 'serve', or 'combined' (both factors changed)."""
     by_name = {s.name: s for s in strategies}
     factors = {factor_of(by_name[name], mode) for name in split_params(config) if name in by_name}
@@ -38,12 +38,12 @@ def goal_of(config: Mapping[str, Any], strategies: Sequence[Strategy], mode: str
     return factors.pop() if len(factors) == 1 else "combined"
 
 
-def local_space(strategy: Strategy, space: Mapping[str, Param]) -> dict[str, Param]:
+def local_space(strategy: Strategy[Any], space: Mapping[str, Param]) -> dict[str, Param]:
     prefix = f"{strategy.name}."
     return {k[len(prefix):]: p for k, p in space.items() if k.startswith(prefix)}
 
 
-def suggest(trial: Any, strategies: Sequence[Strategy], space: Mapping[str, Param], mode: str,
+def suggest(trial: Any, strategies: Sequence[Strategy[Any]], space: Mapping[str, Param], mode: str,
             factors: Iterable[str] = FACTORS) -> dict[str, Any]:
     """Ask ``trial`` for the parameters of the strategies in ``factors``, each only where its conditions hold.
 
@@ -64,7 +64,7 @@ def suggest(trial: Any, strategies: Sequence[Strategy], space: Mapping[str, Para
     return params
 
 
-def configuration(strategies: Sequence[Strategy], base: Pipeline, params: Mapping[str, Any],
+def configuration(strategies: Sequence[Strategy[Any]], base: Pipeline, params: Mapping[str, Any],
                   defaults: Mapping[str, Any]) -> dict[str, Any]:
     """The settings of ``params`` that change the plan: off values dropped, then every setting whose removal
     leaves the plan's fingerprint unchanged (e.g. an ONNX Runtime engine that an int8 choice already implies)."""
@@ -77,7 +77,7 @@ def configuration(strategies: Sequence[Strategy], base: Pipeline, params: Mappin
     return config
 
 
-def culprits(strategies: Sequence[Strategy], base: Pipeline, config: Mapping[str, Any], stage: str) -> str:
+def culprits(strategies: Sequence[Strategy[Any]], base: Pipeline, config: Mapping[str, Any], stage: str) -> str:
     """The settings a failure at ``stage`` can be blamed on, as ``quantization.method=static_int8_ort``.
 
     A stage named ``<hook>:<strategy>`` (``transform:pruning``, ``serve:runtime``) blames that strategy; the

@@ -21,7 +21,7 @@ __all__ = ["PROJECT", "hookimpl", "hookspec"]
 
 
 @hookspec
-def autoaccel_register_strategies(register: Callable[["Strategy"], None]) -> None:
+def autoaccel_register_strategies(register: Callable[["Strategy[Any]"], None]) -> None:
     """Register strategies by calling ``register(strategy_instance)`` once per strategy.
 
     The core validates each one (a Strategy, a lowercase name, a readable search space) and reports a name

@@ -19,8 +19,12 @@ class Owner(Protocol):
     """What a plan knows of the strategy a section belongs to (a ``Strategy``): its name, and whether it declared
     that it changes training. The lifecycle calls its hooks; the plan only carries it."""
 
-    name: str
-    changes_training: bool
+    # Read-only: a Strategy declares both as class variables.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def changes_training(self) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -55,16 +55,16 @@ _ORIGINS: "weakref.WeakKeyDictionary[pluggy.PluginManager, dict[str, str]]" = we
 class Registry:
     """The strategies known to this process, with the distribution each came from."""
 
-    strategies: dict[str, Strategy] = field(default_factory=dict)
+    strategies: dict[str, Strategy[Any]] = field(default_factory=dict)
     origins: dict[str, str] = field(default_factory=dict)
 
-    def get(self, name: str) -> Strategy:
+    def get(self, name: str) -> Strategy[Any]:
         if name not in self.strategies:
             known = ", ".join(sorted(self.strategies))
             raise AutoaccelError(f"--strategies: unknown strategy '{name}'{did_you_mean(name, self.strategies)} (known: {known})")
         return self.strategies[name]
 
-    def select(self, names: Iterable[str] | None, exclude: Iterable[str] = ()) -> list[Strategy]:
+    def select(self, names: Iterable[str] | None, exclude: Iterable[str] = ()) -> list[Strategy[Any]]:
         """The strategies named (all when ``names`` is None), less those in ``exclude``."""
         left_out = set()
         for name in exclude:
@@ -76,7 +76,7 @@ class Registry:
         return [s for s in chosen if s.name not in left_out]
 
 
-def _validate(obj: Any, dist: str) -> Strategy:
+def _validate(obj: Any, dist: str) -> Strategy[Any]:
     if isinstance(obj, type) and issubclass(obj, Strategy):
         obj = obj()
     if not isinstance(obj, Strategy):

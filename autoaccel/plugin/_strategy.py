@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from autoaccel.errors import AutoaccelError
 from autoaccel.plugin._pipeline import Pipeline, Section
@@ -62,6 +62,9 @@ class Capability:
 
 
 SPACE_FILE = "space.yaml"
+# The type of a strategy's own plan section: ``class Precision(Strategy[PrecisionSection])`` types every hook's
+# ``section`` as a PrecisionSection (the core hands each strategy only the section it put in the plan).
+S = TypeVar("S", bound=Section)
 
 
 def home_package(cls: type) -> str:
@@ -70,7 +73,7 @@ def home_package(cls: type) -> str:
     return module.__name__ if hasattr(module, "__path__") else (module.__package__ or module.__name__)
 
 
-class Strategy(ABC):
+class Strategy(ABC, Generic[S]):
     """One acceleration technique: its search space, its plan section and its behaviour.
 
     Subclasses set ``name`` and ``phase``, ship a YAML search space (``space.yaml`` in the strategy's own package
@@ -141,15 +144,15 @@ class Strategy(ABC):
 
     # -- lifecycle hooks: each receives this strategy's own section of the running plan ------------------------
 
-    def start(self, section: Section, plan: Pipeline) -> None:
+    def start(self, section: S, plan: Pipeline) -> None:
         """Per-process preparation before the plan runs (a trial, a re-measurement, an export)."""
 
-    def build_model(self, section: Section, model: "nn.Module | None", ctx: "BuildContext") -> "nn.Module | None":
+    def build_model(self, section: S, model: "nn.Module | None", ctx: "BuildContext") -> "nn.Module | None":
         """The model to train instead of the task's: ``model`` is what earlier hooks built (None when none did;
         ``ctx.task.model()`` builds the task's own). Return None to leave the task's model."""
         return model
 
-    def configure_training(self, section: Section, setup: "TrainingSetup") -> None:
+    def configure_training(self, section: S, setup: "TrainingSetup") -> None:
         """Change the training run: its batches, optimizer, scheduler, autocast, loss scaling, loss, contexts."""
 
     def left_out_by_default(self, target: "Target") -> str | None:
@@ -157,34 +160,34 @@ class Strategy(ABC):
         to search it. For a technique that can run here but rarely pays, and costs a lot to try."""
         return None
 
-    def launch_training(self, section: Section, job: "TrainingRun", model: "nn.Module") -> "TrainStats | None":
+    def launch_training(self, section: S, job: "TrainingRun", model: "nn.Module") -> "TrainStats | None":
         """Take the whole training run elsewhere (several processes, other hosts): run ``job`` there, load the
         trained weights into ``model`` and return the run's statistics. None (the default): the core trains in
         the trial's own process."""
         return None
 
-    def transform(self, section: Section, model: "nn.Module", ctx: "TransformContext") -> "nn.Module":
+    def transform(self, section: S, model: "nn.Module", ctx: "TransformContext") -> "nn.Module":
         """A post-training change of the trained model (pruned, combined, quantized ...)."""
         return model
 
-    def serve(self, section: Section, model: "nn.Module", ctx: "ServeContext") -> "nn.Module":
+    def serve(self, section: S, model: "nn.Module", ctx: "ServeContext") -> "nn.Module":
         """What executes the model at inference (compiled, captured, another engine's session ...)."""
         return model
 
-    def inference_context(self, section: Section, plan: Pipeline) -> "AbstractContextManager[Any] | None":
+    def inference_context(self, section: S, plan: Pipeline) -> "AbstractContextManager[Any] | None":
         """A context entered around every inference call (autocast, backend flags), or None."""
         return None
 
-    def prepare_input(self, section: Section, inputs: "torch.Tensor", plan: Pipeline) -> "torch.Tensor":
+    def prepare_input(self, section: S, inputs: "torch.Tensor", plan: Pipeline) -> "torch.Tensor":
         """An input batch as this technique wants it (a memory layout ...), in training and at inference."""
         return inputs
 
-    def export(self, section: Section, served: "nn.Module", path: "Path") -> bool:
+    def export(self, section: S, served: "nn.Module", path: "Path") -> bool:
         """Write the ONNX graph of what this technique serves (an engine's own graph, an int8 graph) to ``path``
         and return True; False (the default) leaves the export to the core, which exports the served model."""
         return False
 
-    def recipe(self, section: Section) -> dict[str, Any]:
+    def recipe(self, section: S) -> dict[str, Any]:
         """What to set in your own training script to do what this section did (default: its fields)."""
         return dataclasses.asdict(section)
 
@@ -216,7 +219,7 @@ class Strategy(ABC):
         return {k: p.default for k, p in self.space(task).items()}
 
 
-def qualified(strategy: Strategy, param: str) -> str:
+def qualified(strategy: Strategy[Any], param: str) -> str:
     """Optuna parameter names are ``<strategy>.<param>``."""
     return f"{strategy.name}.{param}"
 
@@ -230,7 +233,7 @@ def split_params(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
+def ordered(strategies: Sequence[Strategy[Any]]) -> list[Strategy[Any]]:
     """Declared order: phase first, then the ``after``/``before`` relations among the strategies present, then
     the name (so the order is deterministic). A relation against the phases or a cycle is one clear error."""
     by_name = {s.name: s for s in strategies}
@@ -257,7 +260,7 @@ def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
     waiting = {n: set(p) for n, p in preds.items()}
     ready = [(int(by_name[n].phase), n) for n, p in waiting.items() if not p]
     heapq.heapify(ready)
-    out: list[Strategy] = []
+    out: list[Strategy[Any]] = []
     while ready:
         _, name = heapq.heappop(ready)
         out.append(by_name[name])
@@ -269,7 +272,7 @@ def ordered(strategies: Sequence[Strategy]) -> list[Strategy]:
     return out
 
 
-def check_relations(strategies: Sequence[Strategy], origins: Mapping[str, str] | None = None) -> None:
+def check_relations(strategies: Sequence[Strategy[Any]], origins: Mapping[str, str] | None = None) -> None:
     """Fail on a required strategy that is not installed, a profile part that does not exist, or an order that
     cannot hold (see ``ordered``)."""
     names = {s.name for s in strategies}
@@ -285,7 +288,7 @@ def check_relations(strategies: Sequence[Strategy], origins: Mapping[str, str] |
     ordered(strategies)
 
 
-def apply_all(strategies: Sequence[Strategy], pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
+def apply_all(strategies: Sequence[Strategy[Any]], pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
     """Apply every strategy in phase order (then by name); a strategy with no params keeps its off value."""
     grouped = split_params(params)
     for strategy in ordered(strategies):

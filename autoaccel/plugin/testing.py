@@ -122,7 +122,7 @@ class StrategyContract:
     """Subclass and set ``strategy_class`` (or override :meth:`make`); override :meth:`task` for a technique that
     needs another kind of model or data. ``runs_on`` is the target the end-to-end tests use (this machine's CPU)."""
 
-    strategy_class: ClassVar[type[Strategy]]
+    strategy_class: ClassVar[type[Strategy[Any]]]
     targets: ClassVar[tuple[Target, ...]] = (CPU, CUDA)
     runs_on: ClassVar[Target] = CPU
     # Seconds of inference timing per measurement in the end-to-end runs: the numbers are not judged, only had.
@@ -131,7 +131,7 @@ class StrategyContract:
     # seconds of fixed overhead (starting processes) may check a few: each setting still runs in the study test.
     end_to_end_settings: ClassVar[int | None] = None
 
-    def make(self) -> Strategy:
+    def make(self) -> Strategy[Any]:
         return self.strategy_class()
 
     def task(self) -> Task:
@@ -143,7 +143,7 @@ class StrategyContract:
         plan = Pipeline(device="cpu", batch_size=task.batch_size, lr=task.lr, epochs=task.epochs)
         return plan.replace(baseline_key=training_key(task, plan))
 
-    def plan_for(self, strategy: Strategy, base: Pipeline, params: dict[str, Any]) -> Pipeline:
+    def plan_for(self, strategy: Strategy[Any], base: Pipeline, params: dict[str, Any]) -> Pipeline:
         return strategy.apply(base, {**strategy.defaults(), **params})
 
     # -- static properties ----------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ class StrategyContract:
 
     # -- end to end -------------------------------------------------------------------------------------------------
 
-    def _runnable(self, s: Strategy) -> None:
+    def _runnable(self, s: Strategy[Any]) -> None:
         cap = s.check(self.runs_on)
         if not cap.supported:
             pytest.skip(f"{s.name} does not run on {self.runs_on.name}: {cap.reason}")
@@ -253,7 +253,7 @@ class StrategyContract:
             out.append(Member(1000 + i, training_key(task, plan), plan, {}, 0.1))
         return tuple(out)
 
-    def _plan(self, s: Strategy, task: Task, base: Pipeline, params: dict[str, Any]) -> Pipeline:
+    def _plan(self, s: Strategy[Any], task: Task, base: Pipeline, params: dict[str, Any]) -> Pipeline:
         plan = self.plan_for(s, base, params)
         wanted = s.members_needed({**s.defaults(task), **params})
         return plan.replace(members=self._members(task, base, wanted)) if wanted else plan
@@ -346,12 +346,12 @@ class StrategyContract:
             if t.state.name == "FAIL":
                 assert t.reason, f"trial {t.number} failed without a reason"
 
-    def registry(self, s: Strategy) -> Any:
+    def registry(self, s: Strategy[Any]) -> Any:
         from autoaccel.plugin._registry import collect_strategies
 
         return collect_strategies(self.plugin_manager(s))
 
-    def plugin_manager(self, s: Strategy) -> Any:
+    def plugin_manager(self, s: Strategy[Any]) -> Any:
         """A plugin manager holding the installed plugins and, when it is not installed, this strategy."""
         from autoaccel.plugin._hookspecs import hookimpl
         from autoaccel.plugin._registry import collect_strategies, plugin_manager

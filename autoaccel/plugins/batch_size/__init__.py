@@ -6,10 +6,10 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from autoaccel.plugin import Categorical, IntRange, Param, Phase, Pipeline, Space, Strategy, Task, hookimpl
+from autoaccel.plugin import Categorical, IntRange, Param, Phase, Pipeline, Section, Space, Strategy, Task, hookimpl
 
 
-class BatchSizeStrategy(Strategy):
+class BatchSizeStrategy(Strategy[Section]):
     name = "batch_size"
     phase = Phase.DATA
     # Fewer, larger steps amortise every per-step cost (fetches, copies, kernel launches, optimizer steps): on a

@@ -40,7 +40,7 @@ class CompileSection(Section):
         return True  # the same graph, fused: only rounding differs
 
 
-class CompileStrategy(Strategy):
+class CompileStrategy(Strategy[CompileSection]):
     name = "compile"
     phase = Phase.MODEL
     relieves = ("forward", "backward")
@@ -64,7 +64,7 @@ class CompileStrategy(Strategy):
         mode = str(params.get("mode", "off"))
         return pipeline if mode == "off" else pipeline.with_section(self, CompileSection(mode))
 
-    def start(self, section: Section, plan: Pipeline) -> None:
+    def start(self, section: CompileSection, plan: Pipeline) -> None:
         import torch._dynamo
 
         # Graphs compiled by earlier plans in this process are forgotten: torch.compile caches per code object, and
@@ -73,7 +73,7 @@ class CompileStrategy(Strategy):
         # Several compiled finalists re-measured side by side each keep their graphs.
         torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
 
-    def configure_training(self, section: CompileSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: CompileSection, setup: TrainingSetup) -> None:
         if setup.finetuning:
             return  # a short fine-tuning of a transformed model: compiling it would cost more than it saves
         # The wrapper shares the model's parameters: training it trains the model whose state dict is cached.
@@ -83,7 +83,7 @@ class CompileStrategy(Strategy):
         setup.model = model.__dict__[WRAPPER]
         setup.recompiles = True
 
-    def serve(self, section: CompileSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+    def serve(self, section: CompileSection, model: nn.Module, ctx: ServeContext) -> nn.Module:
         if ctx.plan.engine() is not None:
             return model  # another engine serves the model: nothing for torch.compile to do
         # dynamic=False: inference shapes repeat, and static shapes let inductor specialise (and graph-capture).

@@ -49,7 +49,7 @@ class CudaGraphModule(nn.Module):
         return static_out.clone()
 
 
-class CudaGraphsStrategy(Strategy):
+class CudaGraphsStrategy(Strategy[Section]):
     name = "cuda_graphs"
     phase = Phase.RUNTIME
     # Captures whatever the other serving techniques built (a compiled module, ...).

@@ -34,7 +34,7 @@ def backend_flags(section: CudnnSection) -> Iterator[None]:
         torch.set_float32_matmul_precision(old[1])
 
 
-class CudnnBenchmarkStrategy(Strategy):
+class CudnnBenchmarkStrategy(Strategy[CudnnSection]):
     name = "cudnn_benchmark"
     phase = Phase.MODEL
     relieves = ("forward", "backward")
@@ -53,10 +53,10 @@ class CudnnBenchmarkStrategy(Strategy):
         section = CudnnSection(bool(params.get("enabled", False)), str(params.get("matmul_precision", "highest")))
         return pipeline if section == CudnnSection(False, "highest") else pipeline.with_section(self, section)
 
-    def configure_training(self, section: CudnnSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: CudnnSection, setup: TrainingSetup) -> None:
         setup.contexts.append(backend_flags(section))
 
-    def inference_context(self, section: CudnnSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any]:  # type: ignore[override]
+    def inference_context(self, section: CudnnSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any]:
         return backend_flags(section)
 
 

@@ -170,7 +170,7 @@ def run_ranks(folder: Path, world: int, threads: int) -> None:
             p.wait()
 
 
-class DataParallelStrategy(Strategy):
+class DataParallelStrategy(Strategy[DataParallelSection]):
     name = "data_parallel"
     phase = Phase.TRAIN
     changes_training = True
@@ -212,14 +212,14 @@ class DataParallelStrategy(Strategy):
         section = DataParallelSection(world, int(params.get("bucket_cap_mb", 25)), backend, per)
         return pipeline.replace(batch_size=per, lr=lr).with_section(self, section)
 
-    def configure_training(self, section: DataParallelSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: DataParallelSection, setup: TrainingSetup) -> None:
         if not dist.is_initialized():
             return  # not inside a rank: launch_training runs the ranks
         device_ids = [torch.cuda.current_device()] if section.backend == "nccl" else None
         setup.model = DistributedDataParallel(setup.model, device_ids=device_ids, bucket_cap_mb=section.bucket_cap_mb)
         setup.batches = shard(setup.batches, dist.get_rank(), dist.get_world_size(), setup.seed)
 
-    def launch_training(self, section: DataParallelSection, job: Any, model: nn.Module) -> Any:  # type: ignore[override]
+    def launch_training(self, section: DataParallelSection, job: Any, model: nn.Module) -> Any:
         if dist.is_initialized():
             return None  # already a rank: train here
         threads = max(1, torch.get_num_threads() // section.world_size)  # the cores are shared among the ranks
@@ -237,7 +237,7 @@ class DataParallelStrategy(Strategy):
         launch = max(0.0, wall - stats.seconds - stats.compile_s)
         return dataclasses.replace(stats, compile_s=stats.compile_s + launch, processes=section.world_size)
 
-    def recipe(self, section: DataParallelSection) -> dict[str, Any]:  # type: ignore[override]
+    def recipe(self, section: DataParallelSection) -> dict[str, Any]:
         w, per = section.world_size, section.per_process_batch
         gpu = section.backend == "nccl"
         return {

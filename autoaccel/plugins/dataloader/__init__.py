@@ -60,7 +60,7 @@ class CachedBatches:
             yield self.inputs[idx], self.targets[idx]
 
 
-class DataLoaderStrategy(Strategy):
+class DataLoaderStrategy(Strategy[LoaderSection]):
     name = "dataloader"
     phase = Phase.DATA
     relieves = ("data", "copy")
@@ -92,7 +92,7 @@ class DataLoaderStrategy(Strategy):
         )
         return pipeline if section == LoaderSection() else pipeline.with_section(self, section)
 
-    def configure_training(self, section: LoaderSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: LoaderSection, setup: TrainingSetup) -> None:
         plan = setup.plan
         if section.cache:
             inputs, targets = materialize(setup.task.train_data)
@@ -107,7 +107,7 @@ class DataLoaderStrategy(Strategy):
         setup.batches = train_batches(setup.task.train_data, plan.batch_size, setup.seed, setup.task.shuffle, **options)
         setup.non_blocking = section.pin_memory
 
-    def recipe(self, section: LoaderSection) -> dict[str, Any]:  # type: ignore[override]
+    def recipe(self, section: LoaderSection) -> dict[str, Any]:
         if section.cache:
             return {"cache_dataset_in_memory": True}
         kwargs: dict[str, Any] = {"num_workers": section.num_workers, "pin_memory": section.pin_memory}

@@ -53,7 +53,7 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float, ki
     ) * (t * t)
 
 
-class DistillationStrategy(Strategy):
+class DistillationStrategy(Strategy[DistillSection]):
     name = "distillation"
     phase = Phase.TRAIN
     relieves = ("forward", "backward")  # a smaller student is cheaper to run forward and backward
@@ -77,12 +77,12 @@ class DistillationStrategy(Strategy):
                                                           alpha=float(params.get("alpha", 0.5)),
                                                           student_size=float(params.get("student_size", 0.5))))
 
-    def build_model(self, section: DistillSection, model: nn.Module | None, ctx: BuildContext) -> nn.Module:  # type: ignore[override]
+    def build_model(self, section: DistillSection, model: nn.Module | None, ctx: BuildContext) -> nn.Module:
         if ctx.task.student is None:
             raise TrialFailure("distillation needs Task.student (a factory for the smaller model)", kind="unsupported")
         return ctx.task.student(section.student_size).to(ctx.plan.device)
 
-    def configure_training(self, section: DistillSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: DistillSection, setup: TrainingSetup) -> None:
         if setup.finetuning:
             return  # fine-tuning a transformed student recovers it on the task's own loss
         teacher = setup.baseline().eval()

@@ -64,7 +64,7 @@ def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn
     return stacked
 
 
-class EnsemblingStrategy(Strategy):
+class EnsemblingStrategy(Strategy[EnsembleSection]):
     name = "ensembling"
     # Runtime phase: an ensemble is what gets served (and then quantized, which says it acts after this).
     phase = Phase.RUNTIME
@@ -95,7 +95,7 @@ class EnsemblingStrategy(Strategy):
             return pipeline
         return pipeline.with_section(self, EnsembleSection(k, str(params.get("method", "average"))))
 
-    def transform(self, section: EnsembleSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+    def transform(self, section: EnsembleSection, model: nn.Module, ctx: TransformContext) -> nn.Module:
         return ensemble(model, ctx, section.k, section.method)
 
 

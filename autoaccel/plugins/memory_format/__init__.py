@@ -20,7 +20,7 @@ class MemoryFormatSection(Section):
         return True  # the same convolutions on another layout: only rounding differs
 
 
-class MemoryFormatStrategy(Strategy):
+class MemoryFormatStrategy(Strategy[Section]):
     name = "memory_format"
     phase = Phase.MODEL
     relieves = ("forward", "backward")

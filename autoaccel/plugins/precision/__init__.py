@@ -31,7 +31,7 @@ def tf32() -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-class PrecisionStrategy(Strategy):
+class PrecisionStrategy(Strategy[PrecisionSection]):
     name = "precision"
     phase = Phase.TRAIN
     relieves = ("forward", "backward")
@@ -61,7 +61,7 @@ class PrecisionStrategy(Strategy):
         dtype = str(params.get("dtype", "fp32"))
         return pipeline if dtype == "fp32" else pipeline.with_section(self, PrecisionSection(dtype))
 
-    def configure_training(self, section: PrecisionSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: PrecisionSection, setup: TrainingSetup) -> None:
         if section.dtype == "tf32":
             setup.contexts.append(tf32())
             return
@@ -71,7 +71,7 @@ class PrecisionStrategy(Strategy):
             # fp16's narrow exponent underflows small gradients; a GradScaler is the standard remedy.
             setup.scaler = torch.amp.GradScaler(kind)
 
-    def inference_context(self, section: PrecisionSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any] | None:  # type: ignore[override]
+    def inference_context(self, section: PrecisionSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any] | None:
         if section.dtype == "tf32":
             return tf32()
         # A model served in its own numeric format (int8, half weights, another engine) must not be autocast.
@@ -79,7 +79,7 @@ class PrecisionStrategy(Strategy):
             return None
         return torch.autocast(plan.device.split(":")[0], dtype=AUTOCAST_DTYPES[section.dtype])
 
-    def recipe(self, section: PrecisionSection) -> dict[str, Any]:  # type: ignore[override]
+    def recipe(self, section: PrecisionSection) -> dict[str, Any]:
         return {"dtype": section.dtype, "autocast_dtype": {"bf16": "torch.bfloat16", "fp16": "torch.float16"}.get(section.dtype),
                 "grad_scaler": section.dtype == "fp16", "allow_tf32": section.dtype == "tf32"}
 

@@ -39,7 +39,7 @@ def prune(model: nn.Module, ctx: TransformContext, method: str, amount: float, f
     return model
 
 
-class PruningStrategy(Strategy):
+class PruningStrategy(Strategy[PruningSection]):
     name = "pruning"
     phase = Phase.POST_TRAIN
     description = "Pruning: structured (shrinks layers), unstructured magnitude, 2:4 semi-structured; optional fine-tuning."
@@ -85,7 +85,7 @@ class PruningStrategy(Strategy):
         amount = 0.5 if method == "semi_structured_2_4" else float(params.get("amount", 0.5))  # 2:4 fixes its own
         return pipeline.with_section(self, PruningSection(method, amount, int(params.get("finetune_epochs", 0))))
 
-    def transform(self, section: PruningSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+    def transform(self, section: PruningSection, model: nn.Module, ctx: TransformContext) -> nn.Module:
         return prune(model, ctx, section.method, section.amount, section.finetune_epochs)
 
 

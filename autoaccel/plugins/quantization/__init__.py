@@ -76,7 +76,7 @@ def _torchao_ok() -> bool:
     return True
 
 
-class QuantizationStrategy(Strategy):
+class QuantizationStrategy(Strategy[QuantizationSection]):
     name = "quantization"
     # Runtime phase, after everything that shapes the served model (pruning, an ensemble).
     phase = Phase.RUNTIME
@@ -122,7 +122,7 @@ class QuantizationStrategy(Strategy):
         method = str(params.get("method", "none"))
         return pipeline if method == "none" else pipeline.with_section(self, QuantizationSection(method))
 
-    def transform(self, section: QuantizationSection, model: nn.Module, ctx: TransformContext) -> nn.Module:  # type: ignore[override]
+    def transform(self, section: QuantizationSection, model: nn.Module, ctx: TransformContext) -> nn.Module:
         if section.method == "dynamic_int8":
             return dynamic_int8(model)  # quantized kernels are CPU kernels: served on the CPU
         if section.method in ("fp16_weights", "bf16_weights"):
@@ -131,14 +131,14 @@ class QuantizationStrategy(Strategy):
             return torchao_int8(model)
         return model  # static int8 is calibrated and served by ONNX Runtime, below
 
-    def serve(self, section: QuantizationSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+    def serve(self, section: QuantizationSection, model: nn.Module, ctx: ServeContext) -> nn.Module:
         if section.method != ORT_STATIC:
             return model
         from autoaccel.plugins.runtime.session import onnx_runtime
 
         return onnx_runtime(model, ctx.example, True, ctx.calibration(model=model), threads=ctx.threads or None)
 
-    def export(self, section: QuantizationSection, served: nn.Module, path: Path) -> bool:  # type: ignore[override]
+    def export(self, section: QuantizationSection, served: nn.Module, path: Path) -> bool:
         from autoaccel.plugins.runtime.session import write_graph
 
         return section.method == ORT_STATIC and write_graph(served, path)  # the calibrated int8 graph itself

@@ -24,7 +24,7 @@ class RuntimeSection(Section):
         return "onnxruntime"
 
 
-class RuntimeStrategy(Strategy):
+class RuntimeStrategy(Strategy[RuntimeSection]):
     name = "runtime"
     phase = Phase.RUNTIME
     # Serves what quantization produced: an int8 session is re-opened on the chosen provider.
@@ -50,7 +50,7 @@ class RuntimeStrategy(Strategy):
             return pipeline  # already served by ONNX Runtime on the CPU: this setting changes nothing
         return pipeline.with_section(self, RuntimeSection(provider))
 
-    def serve(self, section: RuntimeSection, model: nn.Module, ctx: ServeContext) -> nn.Module:  # type: ignore[override]
+    def serve(self, section: RuntimeSection, model: nn.Module, ctx: ServeContext) -> nn.Module:
         wanted = [PROVIDERS[section.provider]]
         if isinstance(model, OrtModule):
             reopened = OrtModule(model.onnx_path, ctx.threads or None, wanted)
@@ -58,7 +58,7 @@ class RuntimeStrategy(Strategy):
             return reopened
         return onnx_runtime(model, ctx.example, False, [], threads=ctx.threads or None, providers=wanted)
 
-    def export(self, section: RuntimeSection, served: nn.Module, path: Path) -> bool:  # type: ignore[override]
+    def export(self, section: RuntimeSection, served: nn.Module, path: Path) -> bool:
         return write_graph(served, path)  # the graph the session runs, exactly
 
 

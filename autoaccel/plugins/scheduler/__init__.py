@@ -60,7 +60,7 @@ def scheduler(optimizer: Optimizer, kind: str, warmup: float, total_steps: int) 
     return SequentialLR(optimizer, [ramp, main], milestones=[warm])
 
 
-class SchedulerStrategy(Strategy):
+class SchedulerStrategy(Strategy[ScheduleSection]):
     name = "scheduler"
     phase = Phase.TRAIN
     changes_training = True
@@ -71,7 +71,7 @@ class SchedulerStrategy(Strategy):
         pipeline = pipeline.replace(lr=pipeline.lr * float(params.get("lr_factor", 1.0)))
         return pipeline if section == ScheduleSection() else pipeline.with_section(self, section)
 
-    def configure_training(self, section: ScheduleSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: ScheduleSection, setup: TrainingSetup) -> None:
         setup.scheduler = scheduler(setup.optimizer, section.kind, section.warmup, setup.optimizer_steps)
 
 

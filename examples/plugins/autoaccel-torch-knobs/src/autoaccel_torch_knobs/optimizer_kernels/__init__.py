@@ -21,7 +21,7 @@ class KernelSection(Section):
         return True  # the same update, computed in fewer kernel launches
 
 
-class OptimizerKernelsStrategy(Strategy):
+class OptimizerKernelsStrategy(Strategy[KernelSection]):
     name = "optimizer_kernels"
     phase = Phase.TRAIN
     relieves = ("optimizer",)
@@ -34,7 +34,7 @@ class OptimizerKernelsStrategy(Strategy):
         implementation = str(params.get("implementation", "default"))
         return pipeline if implementation == "default" else pipeline.with_section(self, KernelSection(implementation))
 
-    def configure_training(self, section: KernelSection, setup: TrainingSetup) -> None:  # type: ignore[override]
+    def configure_training(self, section: KernelSection, setup: TrainingSetup) -> None:
         old = setup.optimizer
         flags = {"foreach": section.implementation == "foreach", "fused": section.implementation == "fused"}
         # Same class, same parameter groups and hyper-parameters: only the kernel changes.

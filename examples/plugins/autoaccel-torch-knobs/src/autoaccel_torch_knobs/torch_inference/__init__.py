@@ -35,7 +35,7 @@ def torch_inference(section: InferenceSection) -> Iterator[None]:
         yield
 
 
-class TorchInferenceStrategy(Strategy):
+class TorchInferenceStrategy(Strategy[InferenceSection]):
     name = "torch_inference"
     phase = Phase.RUNTIME
     after = ("runtime", "quantization")
@@ -52,7 +52,7 @@ class TorchInferenceStrategy(Strategy):
             return pipeline  # off, or another engine serves the model: nothing of PyTorch's to set
         return pipeline.with_section(self, section)
 
-    def inference_context(self, section: InferenceSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any]:  # type: ignore[override]
+    def inference_context(self, section: InferenceSection, plan: Pipeline) -> contextlib.AbstractContextManager[Any]:
         return torch_inference(section)
 
 
