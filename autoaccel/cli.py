@@ -313,7 +313,7 @@ def _terminate_like_ctrl_c() -> dict[int, Any]:
     def handler(signum: int, frame: object) -> None:
         raise Interrupted(signum)
 
-    previous = {}
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
             previous[sig] = signal.signal(sig, handler)

@@ -26,6 +26,7 @@ from autoaccel.errors import AutoaccelError, TrialFailure
 from autoaccel.finish import Answer, Summary, accuracy_drop, describe_speed, evidence, keep, known_recipe, summarize_study
 from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
+from autoaccel.plugin._strategy import strategy_of
 from autoaccel.scratch import run_scratch
 from autoaccel.search import study as studies
 from autoaccel.task import Task
@@ -77,15 +78,16 @@ def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: st
         raise AutoaccelError(f"confirm: study '{study.study_name}' has no answer to confirm "
                              "(they say keep your recipe, or the run did not finish)")
     path = model or study.user_attrs.get("task_path")
-    if not path and task is None:
-        raise AutoaccelError("--model: the study does not name its model file; pass --model MODEL.py")
-    task = task if task is not None else load_task(path)
-    names = tuple(sorted({k.partition(".")[0] for a in goals.values() for k in a["params"]}))
+    if task is None:
+        if not path:
+            raise AutoaccelError("--model: the study does not name its model file; pass --model MODEL.py")
+        task = load_task(path)
+    names = tuple(sorted({strategy_of(k) for a in goals.values() for k in a["params"]}))
     options = Options(out=str(out), storage=storage, study=study.study_name, mode=str(study.user_attrs.get("mode", "both")),
                       objectives=tuple(study.user_attrs["objectives"]), strategies=names or None, remeasure_rounds=0,
                       quiet=quiet, fidelity=1, val_fraction=float(study.user_attrs.get("val_fraction", 1.0)),
                       choices={k: tuple(v) for k, v in (study.user_attrs.get("choices") or {}).items()
-                               if k.partition(".")[0] in names} or None,
+                               if strategy_of(k) in names} or None,
                       max_accuracy_drop=float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     search = Search(task, path, options, pm)
     fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
@@ -105,7 +107,7 @@ def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: st
         if base is None:
             raise AutoaccelError("confirm: your recipe failed to train at full length; see the study's last trial for why")
     judged_by = dict(zip(trained, trials)) | served
-    summary = summarize_study(study, options.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    summary = summarize_study(study, options.resolved_objectives(), float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     updated = dict(stored["goals"])
     record: dict[str, Any] = {"baseline": base.number if base.number >= 0 else known_recipe.label(base), "goals": {}}
     for goal, answer in goals.items():
@@ -116,7 +118,7 @@ def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: st
         search.progress.info(f"{goal}: {judged.notes[-1] if judged.given else judged.verdict}")
     study.set_user_attr("answers", {**stored, "goals": updated})
     study.set_user_attr("confirmation", record)
-    summary = summarize_study(study, options.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    summary = summarize_study(study, options.resolved_objectives(), float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     generation = Generation(out)
     try:
         generation.adopt_model()  # the exported model of the run; the answers are rebuilt from the study
@@ -184,8 +186,9 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
                                    notes=[*answer.notes, f"confirmed at full length: {figures}"])
     ratio = base.metrics["train_time"] / trial.metrics["train_time"] if trial.metrics["train_time"] > 0 else 0.0
     projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
-    confirmed = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
-                 "trial": trial.number, "baseline_s": base.metrics["train_time"], "answer_s": trial.metrics["train_time"]}
+    confirmed: dict[str, Any] = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
+                                 "trial": trial.number, "baseline_s": base.metrics["train_time"],
+                                 "answer_s": trial.metrics["train_time"]}
     if base.number < 0:  # the recipe was not trained here: its time is the search's projection
         confirmed["baseline"] = "projected"
         speed = (f"training {ratio:.2f}x faster: its whole training {trial.metrics['train_time']:.1f} s against your "

@@ -72,21 +72,17 @@ def test_an_invalid_task_object_is_refused_before_anything_runs(tiny_task: Task,
 
 def test_a_budget_stops_the_search_and_leaves_time_to_finish(tiny_task: Task, tmp_path: Path) -> None:
     # 0.1 minute: the searching share (70%, 4.2 s) ends after a few trials; the run still finishes with answers.
-    import time
 
     from autoaccel.options import FINISH_SHARE
 
-    started = time.monotonic()
     result = autoaccel.optimize(tiny_task, budget=0.1, out=str(tmp_path / "out"), target="cpu", strategies=STRATEGIES,
                                 timing_budget_s=0.05, remeasure_rounds=2, quiet=True, isolate=False)
-    took = time.monotonic() - started
     searched = [t for t in result.study.get_trials() if t.user_attrs.get("role") not in ("ablation", "combined")]
     first = min(t.datetime_start for t in searched)
     last = max(t.datetime_start for t in searched)
     # No search trial started after the searching share (a trial in flight then may end a little later).
     assert (last - first).total_seconds() <= 0.1 * 60 * (1 - FINISH_SHARE) + 0.5
     assert result.baseline.trial == 0 and result.verdict
-    assert took < 60, took  # bounded by the budget (and its finish), not by a trial count: there is none
 
 
 def test_a_relative_quality_budget_becomes_absolute_once_the_baseline_is_measured(tiny_task: Task, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from autoaccel.finish._answers import (
 )
 from autoaccel.finish._study_facts import importances
 from autoaccel.finish._summary import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
-from autoaccel.plugin._strategy import split_params
+from autoaccel.plugin._strategy import split_params, strategy_of
 from autoaccel.trial import Ratio, affordable, paired_ratio, read, share, train_samples, training_key
 from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
 
@@ -102,7 +102,7 @@ def _beyond(timings: "Timings", timed: list[str], ref: int, i: int, members: lis
     s, load = timings.seconds["train_time"], timings.load.get("train_time")
     cost = [s[i][r] * (1.0 + finetune) + sum(s[m][r] for m in members) for r in range(len(s[i]))]
     # A round is as loaded as the busiest of the measurements it sums.
-    cand_load = [max((load[j][r] for j in (i, *members) if load[j][r] is not None), default=None)
+    cand_load = [max((v for v in (load[j][r] for j in (i, *members)) if v is not None), default=None)
                  for r in range(len(s[i]))] if load else None
     r = paired_ratio(s[ref], cost, base_load=load[ref] if load else None, cand_load=cand_load)
     return {o: {**r.to_json(), "source": BEYOND} for o in timed if o in TRAINING_OBJECTIVES}
@@ -398,7 +398,7 @@ class Finisher:
             return p, []
         if len(useless) == len(names):
             return p, self._kept(rows, useless, "each alone looked dispensable, but not all of them at once; kept them")
-        slim = {k: v for k, v in p.params.items() if k.partition(".")[0] not in useless}
+        slim = {k: v for k, v in p.params.items() if strategy_of(k) not in useless}
         trial = self.given.run_fixed(self.study, self.runner, slim, "ablation")
         if trial is None or not self.remeasure([trial.number]):
             return p, self._kept(rows, useless, "the answer without them could not be measured; kept them")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import platform
 import sys
 import warnings
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -25,6 +26,16 @@ def environment() -> dict[str, str]:
     return env
 
 
+def _objective(index: int) -> Callable[[optuna.trial.FrozenTrial], float]:
+    """The value of objective ``index`` of a trial, as an importance evaluator's target."""
+
+    def value(trial: optuna.trial.FrozenTrial) -> float:
+        assert trial.values is not None  # importances are computed over completed trials: they have values
+        return trial.values[index]
+
+    return value
+
+
 def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, Any]:
     """fANOVA importances of each parameter for each objective, when the study has enough variety."""
     result: dict[str, Any] = {"method": "importance", "importances": {}}
@@ -33,7 +44,7 @@ def importances(study: optuna.Study, objectives: tuple[str, ...]) -> dict[str, A
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 imp = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=lambda t, i=i: t.values[i])
+                    study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0), target=_objective(i))
         except Exception as exc:  # noqa: BLE001 - too few trials or no variation: say so rather than fail
             result["note"] = f"parameter importances not available: {describe(exc)}"
             continue

@@ -209,7 +209,8 @@ def _apply_remeasure(point: Point, entry: Mapping[str, Any], objectives: Sequenc
     for objective, r in entry.get("objectives", {}).items():
         point.speedup[objective] = {"source": "interleaved re-measurement", **r}
     # A point's label speaks for its own goal's metrics only; other metrics carry their own labels.
-    labels = {point.speedup[o].get("label") for o in judging(point.goal, objectives) if o in point.speedup}
+    # Every speedup entry carries its label (single_speedups, a re-measurement's Ratio.to_json).
+    labels: set[str] = {point.speedup[o].get("label", "") for o in judging(point.goal, objectives) if o in point.speedup}
     if labels:
         point.verdict = labels.pop() if len(labels) == 1 else "mixed: " + ", ".join(
             f"{o} {point.speedup[o].get('label')}" for o in judging(point.goal, objectives) if o in point.speedup)

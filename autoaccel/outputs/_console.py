@@ -114,8 +114,8 @@ def result_table(summary: Summary, defaults: Mapping[str, Any]) -> Table:
             cells.append(fmt_metric(name, p.metrics[name], shown))
             if name != "accuracy":
                 cells.append(fmt_speedup(p.speedup.get(name)))
-        answered = [a.goal for a in summary.answers if a.given and a.trial == p.trial]
-        mark = "baseline" if p is summary.baseline else (f"{'+'.join(answered)} answer" if answered else p.verdict)
+        goals = [a.goal for a in summary.answers if a.given and a.trial == p.trial]
+        mark = "baseline" if p is summary.baseline else (f"{'+'.join(goals)} answer" if goals else p.verdict)
         table.add_row(*cells, mark, fmt_params(p.params, defaults))
     return table
 

@@ -20,7 +20,7 @@ from autoaccel.errors import AutoaccelError, TrialFailure, describe
 from autoaccel.finish import PRIMARY
 from autoaccel.plugin._pipeline import Member, Pipeline
 from autoaccel.plugin._registry import Registry, default_registry
-from autoaccel.plugin._strategy import apply_all
+from autoaccel.plugin._strategy import apply_all, parse_param
 from autoaccel.task import Task, call, prediction, validate_task
 from autoaccel.trial import latency_input, lifecycle, training_key
 from autoaccel.vocab import GOALS
@@ -122,7 +122,7 @@ def validate_params(params: Any, registry: Any, task: Task | None, where: str = 
     if not isinstance(params, dict):
         raise AutoaccelError(f"{where}: params must be a mapping of <strategy>.<param>: value, but got {type(params).__name__}")
     for key, value in params.items():
-        name, _, param = str(key).partition(".")
+        name, param = parse_param(str(key))
         if name not in registry.strategies:
             raise AutoaccelError(f"{where}: params.{str(key):.80}: no installed strategy '{name:.40}' "
                                  f"(known: {', '.join(sorted(registry.strategies))})")

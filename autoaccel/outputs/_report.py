@@ -88,9 +88,11 @@ def _tag(label: str) -> str:
 def _with_ci(p: Point, name: str) -> str:
     if name == "accuracy":  # the quality slot, as the task's metric shows it (its interval flipped with its sign)
         ci = p.metrics_ci95.get(name)
-        low, high = p.shown.interval(ci) if ci else (None, None)
-        extra = (f'<br><span class="muted small ci">[{e(p.shown.fmt(p.shown.sign * low))}, {e(p.shown.fmt(p.shown.sign * high))}]</span>'
-                 if ci else "")
+        extra = ""
+        if ci:
+            low, high = p.shown.interval(ci)
+            extra = (f'<br><span class="muted small ci">[{e(p.shown.fmt(p.shown.sign * low))}, '
+                     f'{e(p.shown.fmt(p.shown.sign * high))}]</span>')
         return e(p.shown.fmt(p.metrics[name])) + extra
     ci = p.metrics_ci95.get(name)
     extra = f'<br><span class="muted small ci">[{e(fmt_metric(name, ci[0]))}, {e(fmt_metric(name, ci[1]))}]</span>' if ci else ""

@@ -12,7 +12,7 @@ from typing import Any
 
 from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.plugin._space import Param, active
-from autoaccel.plugin._strategy import Phase, Strategy, apply_all, ordered, split_params
+from autoaccel.plugin._strategy import Phase, Strategy, apply_all, ordered, split_params, strategy_of
 from autoaccel.vocab import FACTORS
 
 # What the user can change independently: how they train, and how they serve what they trained.
@@ -90,7 +90,7 @@ def culprits(strategies: Sequence[Strategy[Any]], base: Pipeline, config: Mappin
         names = {owner}
     elif stage == "training":
         names = {n for n in split_params(config) if n in by_name and factor_of(by_name[n], "both") == "train"}
-    settings = [f"{k}={v}" for k, v in config.items() if k.partition(".")[0] in names]
+    settings = [f"{k}={v}" for k, v in config.items() if strategy_of(k) in names]
     if not settings:
         settings = [f"{k}={v}" for k, v in config.items()]
     return ", ".join(settings) or "your recipe"

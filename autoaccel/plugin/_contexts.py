@@ -72,6 +72,13 @@ class TrainingSetup:
         return self.plan.epochs * -(-len(self.batches) // self.accumulate)
 
 
+@dataclass
+class HeldOut:
+    """Validation outputs a post-training transform computed held out (see ``TransformContext.judge_on``)."""
+
+    outputs: torch.Tensor | None = None
+
+
 @dataclass(frozen=True)
 class TransformContext:
     """What a post-training ``transform`` may use: the task, the plan, the seed, the core's fine-tuning loop
@@ -83,6 +90,14 @@ class TransformContext:
     seed: int
     finetune: Callable[[nn.Module, int], nn.Module]
     trained: Callable[[Pipeline], nn.Module] | None = None
+    # Validation outputs a transform computed held out, for ``judge_on``: read by the core after the transforms.
+    held_out: HeldOut = field(default_factory=HeldOut)
+
+    def judge_on(self, outputs: torch.Tensor) -> None:
+        """Judge this plan's quality on ``outputs``, the validation set's outputs (in its order) computed without
+        fitting on them, instead of evaluating the served model on data it was fit on: a stacking combiner is
+        scored on its out-of-fold predictions."""
+        self.held_out.outputs = outputs
 
 
 @dataclass(frozen=True)

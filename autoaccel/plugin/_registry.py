@@ -90,6 +90,10 @@ def _validate(obj: Any, dist: str) -> Strategy[Any]:
         value = getattr(obj, attr, ())
         if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
             raise AutoaccelError(f"distribution '{dist}': strategy '{name}'.{attr} must be a tuple of strategy names, but got {value!r}")
+    if hasattr(obj, "unavailable"):
+        # Folded into fits(): a plugin still defining it would have its check silently skipped.
+        raise AutoaccelError(f"distribution '{dist}': strategy '{name}' defines unavailable(task), which autoaccel folded into "
+                             "fits(model, task, target): return Capability(False, reason) from fits instead (docs/plugins.md)")
     obj.space()  # a broken search space is reported now, naming its file, not in the middle of a study
     return obj
 

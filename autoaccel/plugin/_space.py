@@ -109,7 +109,7 @@ class Condition:
 
     def holds(self, value: Any, default: Any) -> bool:
         if self.changed:
-            return value != default
+            return bool(value != default)  # the values of a space (numbers, strings, booleans) compare to a bool
         return (value in self.values) != self.negate
 
 
@@ -175,7 +175,8 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
             raise AutoaccelError(f"{where}: param '{name}'.{kind} must be [low, high] with low <= high, but got {list(bounds)!r}")
         if log and low <= 0:
             raise AutoaccelError(f"{where}: param '{name}' has log: true, so its low bound must be > 0, but got {low!r}")
-        param = IntRange(low, high, default, log, when) if kind == "int" else FloatRange(low, high, default, log, when)
+        # int() of the bounds converted by int just above: the same ints, typed as such.
+        param = IntRange(int(low), int(high), default, log, when) if kind == "int" else FloatRange(low, high, default, log, when)
     else:
         raise AutoaccelError(f"{where}: param '{name}' needs one of 'choices', 'int' or 'float', but got {sorted(spec)}")
     if not param.contains(default):

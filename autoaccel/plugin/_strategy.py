@@ -130,10 +130,6 @@ class Strategy(ABC, Generic[S]):
         """The parameters this strategy varies; ``task`` lets a space adapt to the user's recipe."""
         return load_space(self.space_package or home_package(type(self)), SPACE_FILE)
 
-    def unavailable(self, task: "Task | None") -> str | None:
-        """Why this strategy cannot apply to ``task`` (e.g. a technique that needs a Task field it lacks), or None."""
-        return None
-
     def check(self, target: "Target") -> Capability:
         """Whether this strategy runs on ``target``; may drop choices it cannot do there, with the reason."""
         return Capability(True)
@@ -224,11 +220,22 @@ def qualified(strategy: Strategy[Any], param: str) -> str:
     return f"{strategy.name}.{param}"
 
 
+def parse_param(key: str) -> tuple[str, str]:
+    """``"<strategy>.<param>"`` as (strategy, param): the one place a parameter's name is taken apart."""
+    strategy, _, param = key.partition(".")
+    return strategy, param
+
+
+def strategy_of(key: str) -> str:
+    """The strategy a ``<strategy>.<param>`` name belongs to."""
+    return parse_param(key)[0]
+
+
 def split_params(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Group ``{"a.x": 1, "b.y": 2}`` into ``{"a": {"x": 1}, "b": {"y": 2}}``."""
     out: dict[str, dict[str, Any]] = {}
     for key, value in params.items():
-        strategy, _, param = key.partition(".")
+        strategy, param = parse_param(key)
         out.setdefault(strategy, {})[param] = value
     return out
 

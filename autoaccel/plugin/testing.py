@@ -50,7 +50,8 @@ class ContractNet(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(width * 16, 32), nn.ReLU(), nn.Linear(32, 10))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out
 
 
 def contract_task(train: int = 480, val: int = 120) -> Task:
@@ -242,8 +243,10 @@ class StrategyContract:
         cap = s.check(self.runs_on)
         if not cap.supported:
             pytest.skip(f"{s.name} does not run on {self.runs_on.name}: {cap.reason}")
-        if (why := s.unavailable(self.task())) is not None:
-            pytest.skip(f"{s.name} is unavailable for the contract task: {why}")
+        # What a strategy cannot do with the user's model or task, it says in fits (unavailable(task) folded into it).
+        task = self.task()
+        if not (fit := s.fits(task.model(), task, self.runs_on)).supported:
+            pytest.skip(f"{s.name} is unavailable for the contract task: {fit.reason}")
 
     def _members(self, task: Task, base: Pipeline, k: int) -> tuple[Member, ...]:
         """``k`` other trained recipes (the user's at other learning rates), as the core would pick them."""

@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from autoaccel.plugin._configuration import factor_of
 from autoaccel.plugin._pipeline import Member, Pipeline
-from autoaccel.plugin._strategy import Strategy, apply_all
+from autoaccel.plugin._strategy import Strategy, apply_all, strategy_of
 from autoaccel.task import Task
 from autoaccel.trial import TrialRecord, read, training_key
 
@@ -25,8 +25,8 @@ def member_of(t: TrialRecord, task: Task, strategies: Sequence[Strategy], base: 
     if checkpoint is None or t.members:
         return None
     by_name = {s.name: s for s in strategies}
-    train_params = {k: v for k, v in (t.config or {}).items() if k.partition(".")[0] in by_name
-                    and factor_of(by_name[k.partition(".")[0]], mode) == "train"}
+    train_params = {k: v for k, v in (t.config or {}).items() if strategy_of(k) in by_name
+                    and factor_of(by_name[strategy_of(k)], mode) == "train"}
     plan = apply_all(strategies, base, train_params)
     if training_key(task, plan) != checkpoint:
         return None

@@ -17,7 +17,7 @@ import optuna
 from autoaccel.plugin._configuration import factor_of
 from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.plugin._space import Param
-from autoaccel.plugin._strategy import Strategy
+from autoaccel.plugin._strategy import Strategy, strategy_of
 from autoaccel.search import _study as studies
 from autoaccel.search._screening import incumbent
 from autoaccel.trial import TrialRecord
@@ -40,7 +40,7 @@ class Neighbours:
                  for name, param in self.space.items() if name.startswith(f"{s.name}.")
                  for value in param.grid_values() if value != settings.get(name, param.default)]
         random.Random(seed).shuffle(moves)
-        moves.sort(key=lambda move: move[0].partition(".")[0] not in first)  # stable: shuffled within each part
+        moves.sort(key=lambda move: strategy_of(move[0]) not in first)  # stable: shuffled within each part
         for name, value in moves:
             candidate = {**settings, name: value}
             config, plan, missing = self.build({**self.defaults, **candidate})
@@ -71,5 +71,5 @@ class Neighbours:
 
 def costly(records: Sequence[TrialRecord]) -> frozenset[str]:
     """Techniques measured alone (their only change from the user's recipe) over the accuracy budget."""
-    alone = (r for r in records if r.measured and r.duplicate_of is None and len({k.partition(".")[0] for k in r.settings}) == 1)
-    return frozenset(next(iter(r.settings)).partition(".")[0] for r in alone if not r.feasible)
+    alone = (r for r in records if r.measured and r.duplicate_of is None and len({strategy_of(k) for k in r.settings}) == 1)
+    return frozenset(strategy_of(next(iter(r.settings))) for r in alone if not r.feasible)

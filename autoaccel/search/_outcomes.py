@@ -65,7 +65,9 @@ class Outcomes:
         if base is None:
             constraint = -drop
         else:
-            mine = dataclasses.replace(me, metrics=result.metrics, ci95=result.ci95, details=result.details)
+            # The record as it will read back: its intervals stored as lists (record.write), not the result's tuples.
+            ci95 = {m: list(v) for m, v in result.ci95.items()}
+            mine = dataclasses.replace(me, metrics=result.metrics, ci95=ci95, details=result.details)
             constraint = over_budget(accuracy_drop(base, mine), drop, me.fraction)
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)

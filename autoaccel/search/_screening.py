@@ -23,7 +23,7 @@ from typing import Any
 
 from autoaccel.plugin._configuration import factor_of, local_space
 from autoaccel.plugin._space import Param
-from autoaccel.plugin._strategy import Strategy, ordered, split_params
+from autoaccel.plugin._strategy import Strategy, ordered, split_params, strategy_of
 from autoaccel.trial import TrialRecord, relief
 from autoaccel.vocab import METRICS, FailureKind
 
@@ -155,7 +155,7 @@ class Screening:
             if not (r.measured or r.failure_kind):
                 continue
             touched = split_params(r.settings)
-            own = {name: {k: v for k, v in r.settings.items() if k.partition(".")[0] == name} for name in touched}
+            own = {name: {k: v for k, v in r.settings.items() if strategy_of(k) == name} for name in touched}
             reference = by_number.get(r.over) if r.role == "screen" and r.over is not None else None
             if reference is not None:
                 # The technique it added: what it changed that the configuration it was added to did not have so.

@@ -61,8 +61,6 @@ def set_up_search(task: Task, options: Options, pm: pluggy.PluginManager) -> Set
             skipped[s.name] = cap.reason or "not supported on this target"
         elif options.strategies is None and (why := s.left_out_by_default(target)) is not None:
             skipped[s.name] = f"{why} (name it in --strategies to search it)"
-        elif (why := s.unavailable(task)) is not None:
-            skipped[s.name] = why
         elif s.needs_training and options.mode == "inference":
             skipped[s.name] = "needs several trained models; --mode inference has exactly one"
         else:

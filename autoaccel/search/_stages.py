@@ -28,7 +28,7 @@ from typing import Any
 
 from autoaccel.plugin._configuration import factor_of
 from autoaccel.plugin._space import Param
-from autoaccel.plugin._strategy import Strategy, split_params
+from autoaccel.plugin._strategy import Strategy, split_params, strategy_of
 from autoaccel.search._screening import Screening, Verdict, incumbent, speedup, stacked
 from autoaccel.trial import TrialRecord, describe
 
@@ -166,7 +166,7 @@ class Stages:
             mine = split_params(top.settings)
             for s, probe in helped:
                 if s.name not in mine:
-                    own = {k: v for k, v in probe.settings.items() if k.partition(".")[0] == s.name}
+                    own = {k: v for k, v in probe.settings.items() if strategy_of(k) == s.name}
                     config = stacked(s, [own], top)[0]
                     proposals.setdefault(repr(sorted(config.items())), Proposal("stack", config, s, bar))
             for s in left_out:

@@ -12,7 +12,7 @@ import warnings
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -146,7 +146,7 @@ def _password(url: str) -> str | None:
 def open_study(storage: optuna.storages.BaseStorage, name: str, objectives: Sequence[str],
                sampler: optuna.samplers.BaseSampler) -> optuna.Study:
     """Create the study or continue it; an existing study with other objectives is refused, not altered."""
-    directions = ["maximize" if METRICS[o] else "minimize" for o in objectives]
+    directions: list[Literal["minimize", "maximize"]] = ["maximize" if METRICS[o] else "minimize" for o in objectives]
     try:
         existing = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     except KeyError:

@@ -25,7 +25,8 @@ from autoaccel.task._metrics import IGNORE_INDEX
 
 KINDS = ("classification", "regression", "sequence", "generative")
 TrainingStep = Callable[[nn.Module, Batch], torch.Tensor]
-EvaluationStep = Callable[[nn.Module, Batch], Any]
+# Given the model as evaluation runs it (evaluation_batch's ``model``: a Module, or a callable wrapping one).
+EvaluationStep = Callable[[Callable[..., Any], Batch], Any]
 
 
 def infer_kind(predicted: torch.Tensor, targets: Any) -> str:

@@ -55,7 +55,8 @@ def _host_memory_gb() -> float:
 
 
 def _cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
-    name, flags = "cpu", ()
+    name = "cpu"
+    flags: tuple[str, ...] = ()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:

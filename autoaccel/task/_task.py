@@ -246,12 +246,12 @@ def _dry_run(task: Task, model: nn.Module) -> None:
         warnings.simplefilter("ignore")
         if task.training_step is not None:
             try:
-                loss = task.training_step(model, batch)
+                step_loss = task.training_step(model, batch)
             except Exception as exc:  # noqa: BLE001
                 raise AutoaccelError(f"Task.training_step: failed on a batch of train_data {shape}: {describe(exc)}") from exc
-            if not (isinstance(loss, torch.Tensor) and loss.numel() == 1):
+            if not (isinstance(step_loss, torch.Tensor) and step_loss.numel() == 1):
                 raise AutoaccelError(f"Task.training_step: must return the batch's loss as a one-element tensor, but returned "
-                                     f"{type(loss).__name__}")
+                                     f"{type(step_loss).__name__}")
         try:
             if task.evaluation_step is not None:
                 got = task.evaluation_step(model, batch)

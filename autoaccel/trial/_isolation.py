@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -108,7 +108,8 @@ def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
         conn.send(outcome)
 
 
-JOBS = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model, "probe": probe}
+# Each job is called as job(task, **kwargs) with the keyword arguments its message carries.
+JOBS: dict[str, Callable[..., Any]] = {"trial": run_trial, "remeasure": remeasure_plans, "export": export_model, "probe": probe}
 
 
 @contextlib.contextmanager

@@ -112,7 +112,7 @@ def ratio_from_rounds(ratios: Sequence[float]) -> Ratio:
 
 def schedule(n_configs: int, rounds: int) -> list[tuple[int, int]]:
     """(round, config) in measurement order: A B C, then C B A, ... so no config always runs first or last."""
-    order = []
+    order: list[tuple[int, int]] = []
     for r in range(rounds):
         configs = range(n_configs) if r % 2 == 0 else reversed(range(n_configs))
         order.extend((r, c) for c in configs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -181,16 +182,15 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     ci: dict[str, tuple[float, float]] = {}
     model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage, guards)
     details["checkpoint"] = key
-    model = transform_model(task, plan, seed, model, cache, stage)
-    oof = getattr(model, "oof_outputs", None)
+    model, held_out = transformed(task, plan, seed, model, cache, stage)
     one = latency_input(task.val_data, task.example_input)
     model = serve(task, plan, model, one, seed, stage)
     stage("evaluation")
     evaluating = time.perf_counter()
     metric = task.metric_fn()
-    if oof is not None:
-        # Stacking is scored on out-of-fold predictions, never on samples its combiner saw.
-        got = quality.of_outputs(oof, targets_of(task.val_data), metric, seed)
+    if held_out is not None:
+        # A transform fit on the validation set (a stacking combiner) is scored on outputs it computed held out.
+        got = quality.of_outputs(held_out, targets_of(task.val_data), metric, seed)
     else:
         got = quality.evaluate(model, task, plan, metric, seed)
     # The quality slot: higher is better, so a lower-is-better metric is negated (its interval flipped with it).
@@ -232,8 +232,15 @@ def _combined_rate(metrics: dict[str, float], plan: Pipeline, task: Task) -> flo
 
 
 def transform_model(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None,
-               stage: Stage | None = None) -> nn.Module:
+                    stage: Stage | None = None) -> nn.Module:
     """Every section's post-training ``transform`` in order; fine-tuning they ask for is charged to the plan."""
+    return transformed(task, plan, seed, model, cache, stage)[0]
+
+
+def transformed(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, cache: CheckpointCache | None,
+                stage: Stage | None = None) -> tuple[nn.Module, torch.Tensor | None]:
+    """``transform_model``, and the validation outputs a transform asked the trial to be judged on
+    (``TransformContext.judge_on``; None: evaluate the served model)."""
     def trained(member: Pipeline) -> nn.Module:
         return trained_model(task, member, seed, cache, {}, {}, {})[0]  # type: ignore[arg-type]
 
@@ -250,7 +257,7 @@ def transform_model(task: Task | None, plan: Pipeline, seed: int, model: nn.Modu
         return m
 
     ctx = TransformContext(task, plan, seed, finetune, trained if task is not None else None)
-    return lifecycle.transform(model, ctx, stage)
+    return lifecycle.transform(model, ctx, stage), ctx.held_out.outputs
 
 
 def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None,
@@ -327,6 +334,6 @@ def remeasure_plans(task: Task, plans: list[Pipeline], objectives: tuple[str, ..
             for i in range(len(plans)):
                 measure_once(objective, i)
             loads: list[list[float | None]] = []
-            out.seconds[objective] = interleave(len(plans), rounds, lambda i, o=objective: measure_once(o, i), loads)
+            out.seconds[objective] = interleave(len(plans), rounds, functools.partial(measure_once, objective), loads)
             out.load[objective] = loads
     return out

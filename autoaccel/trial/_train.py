@@ -6,7 +6,8 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -111,7 +112,8 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
             if task.on_epoch is not None:
                 task.on_epoch(model, epoch)  # the user's per-epoch hook (reset a carried hidden state, ...)
             epoch_starts.append(len(step_times))
-            for index, batch in enumerate(setup.batches):
+            # setup.batches is typed Sized (TrainingSetup): it is iterable too, one epoch of batches.
+            for index, batch in enumerate(cast("Iterable[Any]", setup.batches)):
                 profile.lap("data")
                 # The whole batch (tensors, tuples, dicts) on the device; the inputs as the plan wants them below.
                 batch = move(batch, plan.device, setup.non_blocking)

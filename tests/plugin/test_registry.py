@@ -18,11 +18,12 @@ from autoaccel.plugin._registry import LOCAL, collect_strategies, load_entrypoin
 from autoaccel.plugin._strategy import ordered
 
 
-class Dummy(Strategy):
+class Dummy(Strategy[Any]):
     """A valid strategy reusing the scheduler's YAML (so its space is readable)."""
 
     name = "scheduler"
     phase = Phase.TRAIN
+    space_package = "autoaccel.plugins.scheduler"  # outside a plugin folder: the package whose space.yaml it reads
 
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         return pipeline
@@ -350,3 +351,18 @@ def test_origins_do_not_leak_between_managers(monkeypatch: pytest.MonkeyPatch) -
     fresh = plugin_manager(load_entrypoints=False)
     fresh.register(reused)
     assert collect_strategies(fresh).origins == {"mine": LOCAL}
+
+
+def test_a_strategy_still_defining_unavailable_is_refused_with_what_to_do_instead(pm: pluggy.PluginManager) -> None:
+    """unavailable(task) was folded into fits(model, task, target): a plugin that kept it would have its check
+    silently skipped, so loading it says so in one line."""
+
+    class Old(Dummy):
+        name = "old_style"
+
+        def unavailable(self, task: object) -> str | None:
+            return "never here"
+
+    pm.register(StrategyPlugin(Old()))
+    with pytest.raises(AutoaccelError, match=r"strategy 'old_style' defines unavailable\(task\).*fits\(model, task, target\)"):
+        collect_strategies(pm)

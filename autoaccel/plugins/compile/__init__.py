@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -87,7 +87,8 @@ class CompileStrategy(Strategy[CompileSection]):
         if ctx.plan.engine() is not None:
             return model  # another engine serves the model: nothing for torch.compile to do
         # dynamic=False: inference shapes repeat, and static shapes let inductor specialise (and graph-capture).
-        return torch.compile(model, dynamic=False, **section.options())
+        # torch.compile of a Module returns an OptimizedModule (a Module); its stubs only promise a callable.
+        return cast(nn.Module, torch.compile(model, dynamic=False, **section.options()))
 
 
 @hookimpl

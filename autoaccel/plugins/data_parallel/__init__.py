@@ -21,11 +21,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sized
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import cloudpickle
 import torch
@@ -82,7 +82,8 @@ class Strided:
 
     def __iter__(self) -> Iterator[Any]:
         usable = len(self) * self.world
-        for index, batch in enumerate(self.batches):  # type: ignore[call-overload]
+        # Batches are Sized as TrainingSetup types them, and iterable too: one epoch of them.
+        for index, batch in enumerate(cast("Iterable[Any]", self.batches)):
             if index >= usable:
                 return
             if index % self.world == self.rank:
@@ -93,8 +94,8 @@ def shard(batches: Sized, rank: int, world: int, seed: int) -> Sized:
     """This rank's share of the training batches, whatever loader the other strategies configured."""
     if not isinstance(batches, DataLoader):
         return Strided(batches, rank, world)
-    sampler = DistributedSampler(batches.dataset, num_replicas=world, rank=rank,
-                                 shuffle=isinstance(batches.sampler, RandomSampler), seed=seed)
+    sampler: DistributedSampler[Any] = DistributedSampler(batches.dataset, num_replicas=world, rank=rank,
+                                                          shuffle=isinstance(batches.sampler, RandomSampler), seed=seed)
     options: dict[str, Any] = {"num_workers": batches.num_workers, "pin_memory": batches.pin_memory,
                                "collate_fn": batches.collate_fn}
     if batches.num_workers > 0:
@@ -275,11 +276,3 @@ def _failure(folder: Path, rank: int, code: int, world: int) -> TrialFailure:
 def autoaccel_register_strategies(register: Callable[[Strategy], None]) -> None:
     register(DataParallelStrategy())
 
-
-if __name__ == "__main__":
-    rank_main(sys.argv[1])
-    # Leave without the interpreter's teardown: destroying torch's static objects while one of gloo's threads is
-    # still joinable aborts the process ("terminate called without an active exception") after the work is done.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

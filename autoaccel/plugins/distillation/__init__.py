@@ -60,12 +60,9 @@ class DistillationStrategy(Strategy[DistillSection]):
     changes_training = True
     description = "Knowledge distillation into Task.student(size); temperature, mixing weight and size searched."
 
-    def unavailable(self, task: Task | None) -> str | None:
-        if task is not None and task.student is None:
-            return "Task.student is not set (a factory taking a size, for the smaller model)"
-        return None
-
     def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        if task.student is None:
+            return Capability(False, "Task.student is not set (a factory taking a size, for the smaller model)")
         if task.resolved_kind() == "generative":
             return Capability(False, "a generative model has no prediction for a student to learn from its teacher")
         return Capability(True)

@@ -37,8 +37,8 @@ def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn
     """Wrap the trial's model with the plan's members: other feasible trained recipes the core chose, each
     loaded from the checkpoint cache or trained from its own recipe (``autoaccel apply`` without a cache).
 
-    A stacking ensemble carries ``oof_outputs``: out-of-fold predictions on the validation set, which the trial
-    scores instead of the combiner's in-sample outputs.
+    A stacking ensemble has the trial judged on its out-of-fold predictions on the validation set
+    (``ctx.judge_on``), not on the combiner's in-sample outputs.
     """
     if len(ctx.plan.members) < k - 1:
         # Serving fewer models than the configuration says would measure another configuration under its name.
@@ -60,7 +60,7 @@ def ensemble(model: nn.Module, ctx: TransformContext, k: int, method: str) -> nn
     n_classes = int(max(int(targets.max()) + 1, len(clf.classes_)))
     oof_outputs = torch.zeros(len(oof), n_classes)
     oof_outputs[torch.arange(len(oof)), torch.from_numpy(oof).long()] = 1.0
-    stacked.oof_outputs = oof_outputs
+    ctx.judge_on(oof_outputs)
     return stacked
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -18,6 +18,13 @@ class MemoryFormatSection(Section):
 
     def keeps_math(self) -> bool:
         return True  # the same convolutions on another layout: only rounding differs
+
+
+def _channels_last(model: nn.Module) -> nn.Module:
+    """``model.to(memory_format=torch.channels_last)``, in place (it returns ``model``). Module.to accepts
+    ``memory_format`` (it hands it to each tensor's ``to``), but torch's overloads of Module.to leave it out."""
+    to = cast("Callable[..., nn.Module]", model.to)
+    return to(memory_format=torch.channels_last)
 
 
 class MemoryFormatStrategy(Strategy[Section]):
@@ -38,11 +45,11 @@ class MemoryFormatStrategy(Strategy[Section]):
 
     def configure_training(self, section: Section, setup: TrainingSetup) -> None:
         # In place: the parameters of whatever model was built (the task's, a smaller one) take the layout.
-        setup.model.to(memory_format=torch.channels_last)
+        _channels_last(setup.model)
 
     def serve(self, section: Section, model: nn.Module, ctx: ServeContext) -> nn.Module:
         # Also for a model trained by another recipe (inference mode): its conv weights take the layout here.
-        return model.to(memory_format=torch.channels_last)
+        return _channels_last(model)
 
     def prepare_input(self, section: Section, inputs: torch.Tensor, plan: Pipeline) -> torch.Tensor:
         return inputs.contiguous(memory_format=torch.channels_last) if inputs.ndim == 4 else inputs

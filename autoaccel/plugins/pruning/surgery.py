@@ -10,6 +10,7 @@ and from the input of the second. The model's last layer is never shrunk: its ou
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import fx, nn
@@ -72,32 +73,42 @@ def _set(gm: nn.Module, name: str, module: nn.Module) -> None:
     setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
 
 
+def _conv_like(layer: nn.Conv2d, in_channels: int, out_channels: int) -> nn.Conv2d:
+    """A Conv2d with ``layer``'s geometry and other channel counts. A built Conv2d holds its geometry as
+    ``tuple[int, ...]`` (torch's attribute types) while the constructor is typed for pairs: a Conv2d's are pairs."""
+    return nn.Conv2d(in_channels, out_channels, cast("tuple[int, int]", layer.kernel_size),
+                     cast("tuple[int, int]", layer.stride), cast("str | tuple[int, int]", layer.padding),
+                     cast("tuple[int, int]", layer.dilation), bias=layer.bias is not None, padding_mode=layer.padding_mode)
+
+
 def _shrink_out(layer: nn.Module, keep: torch.Tensor) -> nn.Module:
+    new: nn.Linear | nn.Conv2d
     if isinstance(layer, nn.Linear):
-        new: nn.Module = nn.Linear(layer.in_features, len(keep), bias=layer.bias is not None)
+        new = nn.Linear(layer.in_features, len(keep), bias=layer.bias is not None)
     else:
         assert isinstance(layer, nn.Conv2d)
-        new = nn.Conv2d(layer.in_channels, len(keep), layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                        bias=layer.bias is not None, padding_mode=layer.padding_mode)
+        new = _conv_like(layer, layer.in_channels, len(keep))
     new = new.to(layer.weight.device, layer.weight.dtype)
     with torch.no_grad():
         new.weight.copy_(layer.weight[keep])
         if layer.bias is not None:
+            assert new.bias is not None  # built with a bias just above
             new.bias.copy_(layer.bias[keep])
     return new
 
 
 def _shrink_in(layer: nn.Module, keep: torch.Tensor) -> nn.Module:
+    new: nn.Linear | nn.Conv2d
     if isinstance(layer, nn.Linear):
-        new: nn.Module = nn.Linear(len(keep), layer.out_features, bias=layer.bias is not None)
+        new = nn.Linear(len(keep), layer.out_features, bias=layer.bias is not None)
     else:
         assert isinstance(layer, nn.Conv2d)
-        new = nn.Conv2d(len(keep), layer.out_channels, layer.kernel_size, layer.stride, layer.padding, layer.dilation,
-                        bias=layer.bias is not None, padding_mode=layer.padding_mode)
+        new = _conv_like(layer, len(keep), layer.out_channels)
     new = new.to(layer.weight.device, layer.weight.dtype)
     with torch.no_grad():
         new.weight.copy_(layer.weight[:, keep])
         if layer.bias is not None:
+            assert new.bias is not None  # built with a bias just above
             new.bias.copy_(layer.bias)
     return new
 
@@ -111,6 +122,9 @@ def _shrink_norm(norm: nn.Module, keep: torch.Tensor) -> nn.Module:
             new.weight.copy_(norm.weight[keep])
             new.bias.copy_(norm.bias[keep])
         if norm.track_running_stats:
+            # Both track running statistics (``new`` was built with the same flag): neither buffer is None.
+            assert norm.running_mean is not None and norm.running_var is not None
+            assert new.running_mean is not None and new.running_var is not None
             new.running_mean.copy_(norm.running_mean[keep])
             new.running_var.copy_(norm.running_var[keep])
     return new
@@ -127,8 +141,9 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
     if not chains:
         raise TrialFailure("structured pruning found no Linear/Conv2d pair to shrink in this model", kind="unsupported")
     for chain in chains:
-        producer = gm.get_submodule(chain.producer)
-        consumer = gm.get_submodule(chain.consumer)
+        # find_chains pairs only prunable layers (_prunable: a Linear or a Conv2d).
+        producer = cast("nn.Linear | nn.Conv2d", gm.get_submodule(chain.producer))
+        consumer = cast("nn.Linear | nn.Conv2d", gm.get_submodule(chain.consumer))
         channels = producer.weight.shape[0]
         kept = max(1, int(round(channels * (1.0 - amount))))
         importance = producer.weight.detach().abs().flatten(1).sum(dim=1)

@@ -12,9 +12,12 @@ from autoaccel.errors import TrialFailure
 from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.plugin.testing import StrategyContract
 from autoaccel.plugins.distillation import DistillationStrategy, kd_loss
+from autoaccel.task import Target
 from autoaccel.trial._checkpoints import training_key
 from autoaccel.trial._run import run_trial
 from tiny_digits import make_task
+
+CPU = Target("cpu", "cpu", "test cpu", 2, 8.0)
 
 
 class TestDistillationContract(StrategyContract):
@@ -29,9 +32,12 @@ def student(size: float = 0.5) -> nn.Module:
     return nn.Sequential(nn.Linear(64, max(4, int(64 * size))), nn.ReLU(), nn.Linear(max(4, int(64 * size)), 10))
 
 
-def test_unavailable_without_a_student() -> None:
-    assert "Task.student" in (DistillationStrategy().unavailable(make_task()) or "")
-    assert DistillationStrategy().unavailable(make_task(student=student)) is None
+def test_without_a_student_it_does_not_fit_the_task() -> None:
+    task = make_task()
+    cap = DistillationStrategy().fits(task.model(), task, CPU)
+    assert not cap.supported and "Task.student" in cap.reason
+    with_student = make_task(student=student)
+    assert DistillationStrategy().fits(with_student.model(), with_student, CPU).supported
 
 
 def test_kd_loss_is_zero_for_identical_logits_and_positive_otherwise() -> None:

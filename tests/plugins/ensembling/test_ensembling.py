@@ -44,7 +44,13 @@ def test_ensembles_need_members_then_pay_for_all_of_them(tiny_task, tmp_path: Pa
     stacked_plan = s.apply(base, {"k": 2, "method": "stacking"}).replace(members=(member,))
     stacked = served_model(tiny_task, stacked_plan, cache_dir=cache)
     assert isinstance(stacked, StackingEnsemble)
-    assert stacked.oof_outputs.shape == (len(tiny_task.val_data), 10)
+    # The trial is judged on the combiner's out-of-fold predictions, handed to the core through the context.
+    from autoaccel.trial._checkpoints import CheckpointCache
+    from autoaccel.trial._run import trained_model, transformed
+
+    trained = trained_model(tiny_task, stacked_plan, 0, CheckpointCache(cache), {}, {}, {})[0]
+    _, held_out = transformed(tiny_task, stacked_plan, 0, trained, CheckpointCache(cache))
+    assert held_out is not None and held_out.shape == (len(tiny_task.val_data), 10)
     assert run_trial(tiny_task, stacked_plan, timing_budget_s=0.05, cache_dir=cache).metrics["accuracy"] > 0.8
 
 

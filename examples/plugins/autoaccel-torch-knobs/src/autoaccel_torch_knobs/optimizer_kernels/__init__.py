@@ -47,5 +47,5 @@ class OptimizerKernelsStrategy(Strategy[KernelSection]):
 
 
 @hookimpl
-def autoaccel_register_strategies(register: Callable[[Strategy], None]) -> None:
+def autoaccel_register_strategies(register: Callable[[Strategy[Any]], None]) -> None:
     register(OptimizerKernelsStrategy())

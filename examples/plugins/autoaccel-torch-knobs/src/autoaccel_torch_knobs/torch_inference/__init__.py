@@ -57,5 +57,5 @@ class TorchInferenceStrategy(Strategy[InferenceSection]):
 
 
 @hookimpl
-def autoaccel_register_strategies(register: Callable[[Strategy], None]) -> None:
+def autoaccel_register_strategies(register: Callable[[Strategy[Any]], None]) -> None:
     register(TorchInferenceStrategy())
