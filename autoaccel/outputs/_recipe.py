@@ -166,18 +166,20 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     (default: the installed ones).
     """
     from autoaccel.task import load_task
-    from autoaccel.trial import serve, served_model, transform_model
+    from autoaccel.trial import CheckpointCache, Trained, serve, trained_model, transform_model
 
     where = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
     data = read_recipe(recipe, goal) if isinstance(recipe, (str, Path)) else select(recipe, goal)
     if isinstance(model_or_task, (str, Path)):
         model_or_task = load_task(model_or_task)
-    training: dict[str, Any] = {}
+    trained: Trained | None = None
     if isinstance(model_or_task, Task):
         task = validate_task(model_or_task)
         check_task(data, task, where)
         plan = recipe_plan(data, task, None, device, registry)
-        model = served_model(task, plan, task.seed, cache_dir, training)
+        cache = CheckpointCache(cache_dir) if cache_dir else None
+        trained = trained_model(task, plan, task.seed, cache)
+        model = transform_model(task, plan, task.seed, trained.model, cache).eval()
         example = latency_input(task.val_data, task.example_input)
     elif isinstance(model_or_task, nn.Module):
         plan = recipe_plan(data, None, model_or_task, device, registry)
@@ -196,9 +198,9 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
         # Served by another engine: the model handed back is that engine's session, as the trial measured it.
         model = serve(task, plan, model, example, task.seed)
     applied = Applied(model.eval(), training_config(plan), plan)
-    if training:
-        applied.training = (f"reused the cached checkpoint {training['checkpoint']}" if training["cached_training"]
-                            else f"trained now by the recipe ({training['train_time']:.3g}s)")
+    if trained is not None:
+        applied.training = (f"reused the cached checkpoint {trained.key}" if trained.details.get("cached_training")
+                            else f"trained now by the recipe ({trained.metrics.get('train_time', 0.0):.3g}s)")
     return applied
 
 

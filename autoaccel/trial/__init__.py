@@ -5,7 +5,7 @@ cache, the time profile, paired re-measurement, export, and the one typed record
 from autoaccel.trial import _fidelity as fidelity
 from autoaccel.trial import _lifecycle as lifecycle
 from autoaccel.trial import _record as record
-from autoaccel.trial._checkpoints import training_key
+from autoaccel.trial._checkpoints import CheckpointCache, training_key
 from autoaccel.trial._evaluate import latency_input, score, time_inference
 from autoaccel.trial._export import export_model
 from autoaccel.trial._fidelity import Fidelity, affordable, duration, share
@@ -16,10 +16,24 @@ from autoaccel.trial._profile import OTHER, WORDS, describe, relief, relieved, s
 from autoaccel.trial._quality import evaluate
 from autoaccel.trial._record import TrialRecord, read
 from autoaccel.trial._remeasure import Ratio, interleave, paired_ratio, train_samples
-from autoaccel.trial._run import Timings, TrialResult, remeasure_plans, run_trial, serve, served_model, transform_model, warm_up
+from autoaccel.trial._run import (
+    Timings,
+    Trained,
+    TrialResult,
+    remeasure_plans,
+    run_trial,
+    serve,
+    served_model,
+    trained_model,
+    transform_model,
+    warm_up,
+)
 from autoaccel.trial._train import setup_for
 
 __all__ = [
+    "trained_model",
+    "Trained",
+    "CheckpointCache",
     "Fidelity",
     "InProcessRunner",
     "IsolatedRunner",

@@ -30,7 +30,7 @@ def export_model(task: Task, plan: Pipeline, out: Path, seed: int = 0, cache_dir
     """
     out.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"files": {}, "notes": []}
-    raw, _ = trained_model(task, plan, seed, CheckpointCache(cache_dir) if cache_dir else None, {}, {}, {})
+    raw = trained_model(task, plan, seed, CheckpointCache(cache_dir) if cache_dir else None).model
     torch.save(raw.state_dict(), out / "trained.pt")
     report["files"]["trained"] = str(out / "trained.pt")
     model = served_model(task, plan, seed, cache_dir)

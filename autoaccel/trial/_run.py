@@ -87,16 +87,27 @@ def warm_up(task: Task) -> None:
         pass
 
 
-def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None,
-                  metrics: dict[str, float], details: dict, ci: dict, stage: Stage | None = None,
-                  guards: Guards | None = None) -> tuple[nn.Module, str]:
+@dataclass
+class Trained:
+    """A plan's trained model, its checkpoint key, and what its training measured: ``metrics`` (train_time and
+    train_throughput), their ``ci``, and ``details`` of how it was obtained (cached_training, profile, fidelity)."""
+
+    model: nn.Module
+    key: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache | None, stage: Stage | None = None,
+                  guards: Guards | None = None) -> Trained:
     """The trained model for the plan's training recipe: loaded from Task.weights, from the cache, or trained.
 
     With ``plan.weights_from`` (inference mode without weights) the model always comes from that one frozen
     recipe, whatever the plan changes for serving: those must not retrain it.
     """
     if plan.weights_from is not None:
-        return trained_model(task, plan.weights_from, seed, cache, metrics, details, ci, stage)
+        return trained_model(task, plan.weights_from, seed, cache, stage)
     seed_everything(seed)  # the same initial weights wherever this recipe is built
     model = lifecycle.build_model(task, plan, seed, stage)
     if stage is not None:
@@ -104,40 +115,35 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     key = training_key(task, plan)
     if not plan.train:
         model.load_state_dict(torch.load(task.weights, map_location=plan.device, weights_only=True))  # type: ignore[arg-type]
-        metrics["train_time"] = 0.0
-        metrics["train_throughput"] = 0.0
-        return model, key
+        return Trained(model, key, {"train_time": 0.0, "train_throughput": 0.0})
     entry = cache.get(key) if cache is not None else None
     if entry is not None:
         cache.load(entry, model, plan.device)  # type: ignore[union-attr]
         # The training this model came from was measured when it ran; its cost is still this recipe's cost.
-        metrics["train_time"] = float(entry.meta["train_time"])
-        metrics["train_throughput"] = float(entry.meta.get("train_samples_per_s", 0.0))
-        details.update(cached_training=True, profile=entry.meta.get("profile", {}))
+        done = Trained(model, key, {"train_time": float(entry.meta["train_time"]),
+                                    "train_throughput": float(entry.meta.get("train_samples_per_s", 0.0))},
+                       details={"cached_training": True, "profile": entry.meta.get("profile", {})})
         if "fidelity" in entry.meta:
-            details["fidelity"] = entry.meta["fidelity"]
-        return model, key
+            done.details["fidelity"] = entry.meta["fidelity"]
+        return done
     # Seeded here, not only at the trial's start: the model's own initialisation above drew from the generator,
     # and whoever reaches this point (a trial, an apply, an ensemble member) must train the same weights.
     seed_everything(seed)
     job = TrainingJob(task, plan, seed, str(cache.root) if cache is not None else None, guards)
     stats = launch_training(job, model) or job.run(model)  # a section may run it elsewhere (several processes)
-    # The whole recipe's training time: measured, or projected from a compressed run (Pipeline.fraction < 1).
-    metrics["train_time"] = stats.projected_s
-    details["compile_s"] = stats.compile_s
-    details["fidelity"] = fidelity_details(plan, stats)
     # Every process of a launched run trains its own batches: the run's throughput is theirs together.
     rate, rate_ci = stats.step_time.rate(plan.batch_size * stats.processes)
-    metrics["train_throughput"] = rate
-    details.update(train_steps=stats.steps, train_loss=stats.final_loss,
-                   train_step_noisy=stats.step_time.noisy, cached_training=False, profile=stats.profile)
-    ci["train_throughput"] = rate_ci
+    # The whole recipe's training time: measured, or projected from a compressed run (Pipeline.fraction < 1).
+    done = Trained(model, key, {"train_time": stats.projected_s, "train_throughput": rate}, {"train_throughput": rate_ci},
+                   {"compile_s": stats.compile_s, "fidelity": fidelity_details(plan, stats), "train_steps": stats.steps,
+                    "train_loss": stats.final_loss, "train_step_noisy": stats.step_time.noisy, "cached_training": False,
+                    "profile": stats.profile})
     if cache is not None:
         metric = task.metric_fn()
         raw = quality.evaluate(model, task, plan, metric, seed)
         cache.put(key, model, {"train_time": stats.projected_s, "train_samples_per_s": rate, "accuracy": raw.value * metric.sign,
-                               "profile": stats.profile, "fidelity": details["fidelity"]})
-    return model, key
+                               "profile": stats.profile, "fidelity": done.details["fidelity"]})
+    return done
 
 
 def probe(task: Task, plan: Pipeline, seed: int = 0, steps: int = 30) -> dict[str, float]:
@@ -177,11 +183,9 @@ def _run(task: Task, plan: Pipeline, seed: int, timing_budget_s: float, cache_di
     seed_everything(seed)
     probe = LoadProbe()
     cache = CheckpointCache(cache_dir) if cache_dir else None
-    details: dict[str, Any] = {}
-    metrics: dict[str, float] = {}
-    ci: dict[str, tuple[float, float]] = {}
-    model, key = trained_model(task, plan, seed, cache, metrics, details, ci, stage, guards)
-    details["checkpoint"] = key
+    trained = trained_model(task, plan, seed, cache, stage, guards)
+    model, metrics, ci = trained.model, dict(trained.metrics), dict(trained.ci)
+    details: dict[str, Any] = {**trained.details, "checkpoint": trained.key}
     model, held_out = transformed(task, plan, seed, model, cache, stage)
     one = latency_input(task.val_data, task.example_input)
     model = serve(task, plan, model, one, seed, stage)
@@ -242,7 +246,8 @@ def transformed(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, 
     """``transform_model``, and the validation outputs a transform asked the trial to be judged on
     (``TransformContext.judge_on``; None: evaluate the served model)."""
     def trained(member: Pipeline) -> nn.Module:
-        return trained_model(task, member, seed, cache, {}, {}, {})[0]  # type: ignore[arg-type]
+        assert task is not None  # offered to the transforms only with a task (below)
+        return trained_model(task, member, seed, cache).model
 
     def finetune(m: nn.Module, epochs: int) -> nn.Module:
         if epochs <= 0:
@@ -260,18 +265,10 @@ def transformed(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, 
     return lifecycle.transform(model, ctx, stage), ctx.held_out.outputs
 
 
-def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None,
-                 details: dict[str, Any] | None = None) -> nn.Module:
-    """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export; ``details``
-    receives the checkpoint key, whether the training was reused from the cache, and its train_time."""
+def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> nn.Module:
+    """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export."""
     cache = CheckpointCache(cache_dir) if cache_dir else None
-    metrics: dict[str, float] = {}
-    info: dict[str, Any] = {}
-    model, key = trained_model(task, plan, seed, cache, metrics, info, {})
-    if details is not None:
-        details.update(checkpoint=key, cached_training=bool(info.get("cached_training")),
-                       train_time=metrics.get("train_time", 0.0))
-    return transform_model(task, plan, seed, model, cache).eval()
+    return transform_model(task, plan, seed, trained_model(task, plan, seed, cache).model, cache).eval()
 
 
 @dataclass

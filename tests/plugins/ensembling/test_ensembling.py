@@ -48,7 +48,7 @@ def test_ensembles_need_members_then_pay_for_all_of_them(tiny_task, tmp_path: Pa
     from autoaccel.trial._checkpoints import CheckpointCache
     from autoaccel.trial._run import trained_model, transformed
 
-    trained = trained_model(tiny_task, stacked_plan, 0, CheckpointCache(cache), {}, {}, {})[0]
+    trained = trained_model(tiny_task, stacked_plan, 0, CheckpointCache(cache)).model
     _, held_out = transformed(tiny_task, stacked_plan, 0, trained, CheckpointCache(cache))
     assert held_out is not None and held_out.shape == (len(tiny_task.val_data), 10)
     assert run_trial(tiny_task, stacked_plan, timing_budget_s=0.05, cache_dir=cache).metrics["accuracy"] > 0.8
