@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -65,7 +65,6 @@ class Options:
     # The user's recipe's metric at full length, as they measured it (confirm.py: its whole training is then not
     # repeated); None: measured here (from Task.weights when set, else by training the recipe whole).
     baseline_metric: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
     def drop_spec(self) -> tuple[float, bool]:
         """The quality budget as (value, relative): 0.01 -> (0.01, False); "2%" -> (0.02, True)."""

@@ -23,10 +23,6 @@ from autoaccel.trial._course import Course, steady_mean
 from autoaccel.trial._profile import OTHER, StepProfile
 
 
-def device_type(device: str) -> str:
-    return device.split(":")[0]
-
-
 def _optimizer_step(setup: TrainingSetup, model: nn.Module) -> None:
     """One optimizer step of the recipe: gradients unscaled and clipped when the user clips, the step (through
     the loss scaler when there is one), then a per-step schedule."""
@@ -83,76 +79,98 @@ def train(model: nn.Module, task: Task, plan: Pipeline, seed: int, max_samples: 
     ``guards`` are the search's early stops: a run on course to train longer than ``guards.slower_than``
     (projected from a tenth of its steps: speed rankings settle long before accuracy does), or diverging from
     the baseline's loss at the same point of the schedule, is stopped.
+    ``baseline`` loads the user's own trained model for a strategy that learns from it; ``finetuning`` says the
+    run is a short fine-tuning after a transform.
     """
     clock = Clock(plan.device)
     clock.sync()
     t0 = time.perf_counter()
     setup = setup_for(model, task, plan, seed, baseline, finetuning)
-    driven, optimizer, scaler = setup.model, setup.optimizer, setup.scaler
     course = Course(setup, guards)
-    step_times: list[float] = []
-    epoch_starts: list[int] = []  # indices into step_times of each epoch's first step
-    samples, step, loss_value = 0, 0, math.nan
     model.train()
-    driven.train()
+    setup.model.train()
     with contextlib.ExitStack() as stack:
         stack.enter_context(lifecycle.reference_numerics())  # sections' contexts below may change it
         for cm in setup.contexts:
             stack.enter_context(cm)
-        last = time.perf_counter()
-        profile = StepProfile(plan.device)
-        accumulate, per_epoch = setup.accumulate, len(setup.batches)
-
-        def prepare(inputs: object) -> object:
-            return lifecycle.prepare_input(inputs, plan)
-
+        loop = _Loop(setup, model, course, clock, max_samples)  # its first step's time counts from here
         for epoch in range(plan.epochs):
-            if course.done(step) or (max_samples is not None and samples >= max_samples):
+            if loop.finished():
                 break
             if task.on_epoch is not None:
                 task.on_epoch(model, epoch)  # the user's per-epoch hook (reset a carried hidden state, ...)
-            epoch_starts.append(len(step_times))
-            # setup.batches is typed Sized (TrainingSetup): it is iterable too, one epoch of batches.
-            for index, batch in enumerate(cast("Iterable[Any]", setup.batches)):
-                profile.lap("data")
-                # The whole batch (tensors, tuples, dicts) on the device; the inputs as the plan wants them below.
-                batch = move(batch, plan.device, setup.non_blocking)
-                profile.lap("copy")
-                # Gradient accumulation: gradients of `accumulate` batches add up before one optimizer step (the
-                # last group of an epoch, or of a compressed run, may be shorter); with 1, every batch steps.
-                closing = (index + 1) % accumulate == 0 or index + 1 == per_epoch or course.last(step + 1)
-                if index % accumulate == 0:
-                    optimizer.zero_grad(set_to_none=True)
-                profile.lap("optimizer")
-                with setup.autocast():
-                    loss = training_loss(task, setup.loss, setup.base_loss, driven, batch, prepare)
-                profile.lap("forward")
-                part = loss / accumulate if accumulate > 1 else loss
-                (scaler.scale(part) if scaler is not None else part).backward()
-                profile.lap("backward")
-                if closing:
-                    _optimizer_step(setup, model)
-                    course.optimizer_stepped()
-                profile.lap("optimizer")
-                step += 1
-                samples += batch_size(batch)
-                if course.checks(step):
-                    # Checking every step would force a device sync each step; a few dozen checks a run catch
-                    # divergence early.
-                    loss_value = loss.item()
-                    course.observe(step, loss_value)
-                course.stepped(step, loss)  # per-epoch schedules, on the full recipe's epoch boundaries
-                clock.sync()
-                profile.step_done()
-                now = time.perf_counter()
-                step_times.append(now - last)
-                last = now
-                course.on_course(step, step_times)
-                if course.done(step) or (max_samples is not None and samples >= max_samples):
-                    break
+            loop.epoch()
     clock.sync()
     seconds = time.perf_counter() - t0
-    return _stats(seconds, step, samples, step_times, epoch_starts, loss_value, setup, profile, course)
+    return _stats(seconds, loop.step, loop.samples, loop.step_times, loop.epoch_starts, loop.loss_value, setup,
+                  loop.profile, loop.course)
+
+
+class _Loop:
+    """One training run's steps, and what they measured: step times, the epochs' first steps, samples seen.
+    ``model`` is the model trained (gradients are clipped on its parameters); ``setup.model`` what the loop drives
+    (a wrapper sharing them)."""
+
+    def __init__(self, setup: TrainingSetup, model: nn.Module, course: Course, clock: Clock, max_samples: int | None) -> None:
+        self.setup, self.model, self.course, self.clock, self.max_samples = setup, model, course, clock, max_samples
+        self.per_epoch = len(setup.batches)
+        self.step, self.samples, self.loss_value = 0, 0, math.nan
+        self.step_times: list[float] = []
+        self.epoch_starts: list[int] = []  # indices into step_times of each epoch's first step
+        self.last = time.perf_counter()
+        self.profile = StepProfile(setup.plan.device)
+
+    def finished(self) -> bool:
+        return self.course.done(self.step) or (self.max_samples is not None and self.samples >= self.max_samples)
+
+    def epoch(self) -> None:
+        self.epoch_starts.append(len(self.step_times))
+        # setup.batches is typed Sized (TrainingSetup): it is iterable too, one epoch of batches.
+        for index, batch in enumerate(cast("Iterable[Any]", self.setup.batches)):
+            self.train_step(index, batch)
+            if self.finished():
+                break
+
+    def train_step(self, index: int, batch: Any) -> None:
+        setup, course, profile, plan = self.setup, self.course, self.profile, self.setup.plan
+        accumulate = setup.accumulate
+        profile.lap("data")
+        # The whole batch (tensors, tuples, dicts) on the device; the inputs as the plan wants them below.
+        batch = move(batch, plan.device, setup.non_blocking)
+        profile.lap("copy")
+        # Gradient accumulation: gradients of `accumulate` batches add up before one optimizer step (the last
+        # group of an epoch, or of a compressed run, may be shorter); with 1, every batch steps.
+        closing = (index + 1) % accumulate == 0 or index + 1 == self.per_epoch or course.last(self.step + 1)
+        if index % accumulate == 0:
+            setup.optimizer.zero_grad(set_to_none=True)
+        profile.lap("optimizer")
+        with setup.autocast():
+            loss = training_loss(setup.task, setup.loss, setup.base_loss, setup.model, batch, self.prepare)
+        profile.lap("forward")
+        part = loss / accumulate if accumulate > 1 else loss
+        (setup.scaler.scale(part) if setup.scaler is not None else part).backward()
+        profile.lap("backward")
+        if closing:
+            _optimizer_step(setup, self.model)
+            course.optimizer_stepped()
+        profile.lap("optimizer")
+        self.step += 1
+        self.samples += batch_size(batch)
+        if course.checks(self.step):
+            # Checking every step would force a device sync each step; a few dozen checks a run catch divergence
+            # early.
+            self.loss_value = loss.item()
+            course.observe(self.step, self.loss_value)
+        course.stepped(self.step, loss)  # per-epoch schedules, on the full recipe's epoch boundaries
+        self.clock.sync()
+        profile.step_done()
+        now = time.perf_counter()
+        self.step_times.append(now - self.last)
+        self.last = now
+        course.on_course(self.step, self.step_times)
+
+    def prepare(self, inputs: object) -> object:
+        return lifecycle.prepare_input(inputs, self.setup.plan)
 
 
 def _stats(seconds: float, step: int, samples: int, step_times: list[float], epoch_starts: list[int],
