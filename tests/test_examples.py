@@ -23,7 +23,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 # Alone: each run needs an answer, a speedup beyond noise in 4 trials, which another test's load beside it can
 # hide (the README's test command runs these after the rest, by themselves).
-pytestmark = pytest.mark.alone
+pytestmark = pytest.mark.slow  # end to end; what it checks does not depend on the machine's speed, so it runs with the rest
 
 
 def _run(tmp_path: Path, example: str, *flags: str) -> dict[str, Any]:

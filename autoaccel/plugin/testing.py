@@ -131,6 +131,8 @@ class StrategyContract:
     # How many of the space's settings run end to end (None: every one). A technique whose every trial costs
     # seconds of fixed overhead (starting processes) may check a few: each setting still runs in the study test.
     end_to_end_settings: ClassVar[int | None] = None
+    # How many settings must reproduce through apply and export (each trains three times: the trial, apply, export).
+    reproduced_settings: ClassVar[int] = 2
 
     def make(self) -> Strategy[Any]:
         return self.strategy_class()
@@ -331,8 +333,8 @@ class StrategyContract:
                     assert state.keys() == mine.keys() and all(_same(state[k], mine[k]) for k in state), \
                         f"{params}: export wrote other weights than apply's"
             checked += 1
-            if checked == 2:
-                break  # two settings reproduce: the route is the same for the rest
+            if checked == self.reproduced_settings:
+                break  # the route is the same for the rest
         assert checked or excused or not list(settings(s.effective_space(self.runs_on, task))), "nothing was checked"
 
     def test_a_tiny_study_runs(self, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from autoaccel.trial._record import TrialRecord, read
 from study_snapshot import sqlite_url
 from tiny_digits import slow_training_source, task_source, write_model
 
-STEP_S = 0.02  # 4 epochs of 45 steps: a whole training about 4 s, a quarter of it about 1 s
+STEP_S = 0.01  # 4 epochs of 45 steps: a whole training about 2 s, a quarter of it about 0.5 s
 
 
 def _search(tmp_path: Path, mode: str, weights: Path | None = None) -> tuple[Path, optuna.Study, list[TrialRecord]]:

@@ -9,30 +9,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from autoaccel.options import Options
-from autoaccel.plugin._registry import plugin_manager
 from autoaccel.search._neighbours import Neighbours, costly
 from autoaccel.search._plans import Plans
-from autoaccel.search._setup import Setup, set_up_search
+from autoaccel.search._setup import Setup
 from autoaccel.trial import TrialRecord, record
-from tiny_digits import make_task
 
 OBJECTIVES = ("accuracy", "train_time", "latency")
 TRAIN_KEYS = {"precision.dtype", "batch_size.size", "batch_size.lr_scaling"}
 SERVE_KEYS = {"quantization.method"}
 BF16 = {"precision.dtype": "bf16"}
 FP16 = {"precision.dtype": "fp16"}
-
-
-@pytest.fixture(scope="module")
-def setup() -> Setup:
-    options = Options(trials=20, target="cpu", strategies=("precision", "batch_size", "quantization"))
-    return set_up_search(make_task(), options, plugin_manager())
-
-
-@pytest.fixture(scope="module")
-def plans(setup: Setup) -> Plans:
-    return Plans(make_task(), setup, "both")
 
 
 @pytest.fixture

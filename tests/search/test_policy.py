@@ -11,26 +11,13 @@ import pytest
 from optuna.trial import TrialState
 
 from autoaccel.options import Options
-from autoaccel.plugin._registry import plugin_manager
 from autoaccel.search._plans import Plans
 from autoaccel.search._policy import MAX_REPEATS, STOP_SLOWER, Policy
-from autoaccel.search._setup import Setup, set_up_search
+from autoaccel.search._setup import Setup
 from autoaccel.trial import TrialRecord, record
 from autoaccel.vocab import FACTORS
-from tiny_digits import make_task
 
 OBJECTIVES = ("accuracy", "train_time", "latency")
-
-
-@pytest.fixture(scope="module")
-def setup() -> Setup:
-    options = Options(trials=20, target="cpu", strategies=("precision", "batch_size", "quantization"))
-    return set_up_search(make_task(), options, plugin_manager())
-
-
-@pytest.fixture(scope="module")
-def plans(setup: Setup) -> Plans:
-    return Plans(make_task(), setup, "both")
 
 
 def policy(setup: Setup, plans: Plans, objectives: tuple[str, ...] = OBJECTIVES, **options: Any) -> Policy:
