@@ -28,8 +28,9 @@ from autoaccel.options import Options
 from autoaccel.outputs import Generation, publish
 from autoaccel.plugin._strategy import strategy_of
 from autoaccel.scratch import run_scratch
+from autoaccel.search import Search
 from autoaccel.search import study as studies
-from autoaccel.task import Task
+from autoaccel.task import Task, load_task
 from autoaccel.trial import Fidelity, TrialRecord, duration
 
 GOALS = ("train", "serve", "combined")  # serve costs an evaluation: it reuses the recipe's whole training
@@ -68,15 +69,34 @@ def confirm(out: str | Path, pm: pluggy.PluginManager, model: str | None = None,
 
 def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: str | None, study_name: str | None,
              quiet: bool, task: Task | None, baseline_metric: float | None) -> Summary:
-    from autoaccel.search import Search
-    from autoaccel.task import load_task
-
     study = load_run(out, storage, study_name)
-    stored = study.user_attrs.get("answers") or {}
     goals = to_confirm(study)
     if not goals:
         raise AutoaccelError(f"confirm: study '{study.study_name}' has no answer to confirm "
                              "(they say keep your recipe, or the run did not finish)")
+    search, task = _search_of(study, out, pm, model, storage, quiet, task, goals)
+    fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
+    # A whole training may take much longer than a search trial: allow it (ten projected trainings at most).
+    search.options.trial_timeout = max(search.options.trial_timeout, 10 * fid.full_s + 600)
+    if baseline_metric is None and study.user_attrs.get("baseline_metric") is not None:
+        baseline_metric = float(study.user_attrs["baseline_metric"])
+    base, judged_by = _train_whole(search, study, task, goals, fid, baseline_metric)
+    _update_answers(search, study, goals, base, judged_by, fid)
+    summary = summarize_study(study, search.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    generation = Generation(out)
+    try:
+        generation.adopt_model()  # the exported model of the run; the answers are rebuilt from the study
+        publish(generation, summary, study, {**search.meta(), "fidelity": fid.to_json(), "export": study.user_attrs.get("export")})
+    except BaseException:
+        generation.discard()
+        raise
+    return summary
+
+
+def _search_of(study: optuna.Study, out: Path, pm: pluggy.PluginManager, model: str | None, storage: str | None,
+               quiet: bool, task: Task | None, goals: dict[str, dict[str, Any]]) -> tuple[Search, Task]:
+    """A search over the answers' strategies only, in the study's own mode, objectives, budget and narrowed
+    space, at full length; and the task, loaded from the study's model file unless given."""
     path = model or study.user_attrs.get("task_path")
     if task is None:
         if not path:
@@ -89,12 +109,13 @@ def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: st
                       choices={k: tuple(v) for k, v in (study.user_attrs.get("choices") or {}).items()
                                if strategy_of(k) in names} or None,
                       max_accuracy_drop=float(study.user_attrs.get("max_accuracy_drop", 0.01)))
-    search = Search(task, path, options, pm)
-    fid = Fidelity.from_json(study.user_attrs.get("fidelity"))
-    # A whole training may take much longer than a search trial: allow it (ten projected trainings at most).
-    search.options.trial_timeout = max(options.trial_timeout, 10 * fid.full_s + 600)
-    if baseline_metric is None and study.user_attrs.get("baseline_metric") is not None:
-        baseline_metric = float(study.user_attrs["baseline_metric"])
+    return Search(task, path, options, pm), task
+
+
+def _train_whole(search: Search, study: optuna.Study, task: Task, goals: dict[str, dict[str, Any]], fid: Fidelity,
+                 baseline_metric: float | None) -> tuple[TrialRecord, dict[str, TrialRecord | None]]:
+    """Train each answer whole (and the recipe, unless its quality is known): the recipe's record, and the record
+    each goal is judged by (None: its training failed)."""
     base, served = _known_recipe(search, study, task, goals, baseline_metric)
     trained = {g: a for g, a in goals.items() if g not in served}
     whole = sum(g != "serve" for g in trained) + (base is None)  # the serve answer reuses the recipe's training
@@ -106,27 +127,23 @@ def _confirm(out: Path, pm: pluggy.PluginManager, model: str | None, storage: st
         base, trials = trials[0], trials[1:]
         if base is None:
             raise AutoaccelError("confirm: your recipe failed to train at full length; see the study's last trial for why")
-    judged_by = dict(zip(trained, trials)) | served
-    summary = summarize_study(study, options.resolved_objectives(), float(study.user_attrs.get("max_accuracy_drop", 0.01)))
+    return base, dict(zip(trained, trials)) | served
+
+
+def _update_answers(search: Search, study: optuna.Study, goals: dict[str, dict[str, Any]], base: TrialRecord,
+                    judged_by: dict[str, TrialRecord | None], fid: Fidelity) -> None:
+    """Judge each answer on its whole training and store the updated answers and the confirmation in the study."""
+    stored = study.user_attrs.get("answers") or {}
+    summary = summarize_study(study, search.objectives, float(study.user_attrs.get("max_accuracy_drop", 0.01)))
     updated = dict(stored["goals"])
     record: dict[str, Any] = {"baseline": base.number if base.number >= 0 else known_recipe.label(base), "goals": {}}
     for goal, answer in goals.items():
-        trial = judged_by[goal]
-        judged = _judge(Answer.from_json(answer), base, trial, fid, summary)
+        judged = _judge(Answer.from_json(answer), base, judged_by[goal], fid, summary)
         updated[goal] = judged.to_json()
         record["goals"][goal] = judged.evidence.get("speed", {})
         search.progress.info(f"{goal}: {judged.notes[-1] if judged.given else judged.verdict}")
     study.set_user_attr("answers", {**stored, "goals": updated})
     study.set_user_attr("confirmation", record)
-    summary = summarize_study(study, options.resolved_objectives(), float(study.user_attrs.get("max_accuracy_drop", 0.01)))
-    generation = Generation(out)
-    try:
-        generation.adopt_model()  # the exported model of the run; the answers are rebuilt from the study
-        publish(generation, summary, study, {**search.meta(), "fidelity": fid.to_json(), "export": study.user_attrs.get("export")})
-    except BaseException:
-        generation.discard()
-        raise
-    return summary
 
 
 def _known_recipe(search: Any, study: optuna.Study, task: Task, goals: dict[str, dict[str, Any]],

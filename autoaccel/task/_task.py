@@ -245,28 +245,8 @@ def _dry_run(task: Task, model: nn.Module) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if task.training_step is not None:
-            try:
-                step_loss = task.training_step(model, batch)
-            except Exception as exc:  # noqa: BLE001
-                raise AutoaccelError(f"Task.training_step: failed on a batch of train_data {shape}: {describe(exc)}") from exc
-            if not (isinstance(step_loss, torch.Tensor) and step_loss.numel() == 1):
-                raise AutoaccelError(f"Task.training_step: must return the batch's loss as a one-element tensor, but returned "
-                                     f"{type(step_loss).__name__}")
-        try:
-            if task.evaluation_step is not None:
-                got = task.evaluation_step(model, batch)
-                if not (isinstance(got, (int, float)) or (isinstance(got, torch.Tensor) and got.ndim == 0)
-                        or (isinstance(got, (tuple, list)) and len(got) == 2)):
-                    raise TypeError(f"expected (outputs, targets) or a number, but it returned {type(got).__name__}")
-                outputs, targets = got if isinstance(got, (tuple, list)) else (None, None)
-            else:
-                inputs, targets = split(batch)
-                outputs = call(model, inputs)
-        except Exception as exc:  # noqa: BLE001
-            field = "evaluation_step" if task.evaluation_step is not None else "model"
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AutoaccelError(f"Task.{field}: forward failed on a batch of train_data with input shape {shape}: "
-                                 f"{type(exc).__name__}: {msg}") from exc
+            _check_training_step(task, model, batch, shape)
+        outputs, targets = _dry_outputs(task, model, batch, shape)
         if outputs is None:
             task.kind = task.kind or "generative"
             return
@@ -280,17 +260,54 @@ def _dry_run(task: Task, model: nn.Module) -> None:
         # The Task's loss is what trains the model, unless its own training step computes one; a metric of the
         # loss (loss, perplexity) needs it in evaluation either way.
         if task.training_step is None or metric.needs_loss:
-            try:
-                loss = task_loss(task, outputs, targets, split(batch)[0])
-            except Exception as exc:  # noqa: BLE001
-                target_shape = describe_batch(targets) if targets is not None else "none"
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise AutoaccelError(f"Task.loss: failed on model outputs of shape {tuple(predicted.shape)} and targets of "
-                                     f"shape {target_shape}: {msg}") from exc
+            loss = _dry_loss(task, outputs, targets, predicted, batch)
         _try_metric(task, model, metric, outputs, targets, predicted, loss, batch)
         doubt = _batch_axis_doubt(model, batch, predicted) if task.evaluation_step is None else None
     if doubt is not None:  # warned outside the block above, which silences the model's own warnings
         warnings.warn(doubt, TaskWarning, stacklevel=3)
+
+
+def _check_training_step(task: Task, model: nn.Module, batch: Any, shape: str) -> None:
+    assert task.training_step is not None
+    try:
+        step_loss = task.training_step(model, batch)
+    except Exception as exc:  # noqa: BLE001
+        raise AutoaccelError(f"Task.training_step: failed on a batch of train_data {shape}: {describe(exc)}") from exc
+    if not (isinstance(step_loss, torch.Tensor) and step_loss.numel() == 1):
+        raise AutoaccelError(f"Task.training_step: must return the batch's loss as a one-element tensor, but returned "
+                             f"{type(step_loss).__name__}")
+
+
+def _dry_outputs(task: Task, model: nn.Module, batch: Any, shape: str) -> tuple[Any, Any]:
+    """The outputs and targets of one batch, through the Task's evaluation_step or the model itself (outputs None:
+    the step returned its metric's value, a generative task's way)."""
+    try:
+        if task.evaluation_step is not None:
+            got = task.evaluation_step(model, batch)
+            if not (isinstance(got, (int, float)) or (isinstance(got, torch.Tensor) and got.ndim == 0)
+                    or (isinstance(got, (tuple, list)) and len(got) == 2)):
+                raise TypeError(f"expected (outputs, targets) or a number, but it returned {type(got).__name__}")
+            if isinstance(got, (tuple, list)):
+                outputs, targets = got
+                return outputs, targets
+            return None, None
+        inputs, targets = split(batch)
+        return call(model, inputs), targets
+    except Exception as exc:  # noqa: BLE001
+        field = "evaluation_step" if task.evaluation_step is not None else "model"
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutoaccelError(f"Task.{field}: forward failed on a batch of train_data with input shape {shape}: "
+                             f"{type(exc).__name__}: {msg}") from exc
+
+
+def _dry_loss(task: Task, outputs: Any, targets: Any, predicted: torch.Tensor, batch: Any) -> torch.Tensor:
+    try:
+        return task_loss(task, outputs, targets, split(batch)[0])
+    except Exception as exc:  # noqa: BLE001
+        target_shape = describe_batch(targets) if targets is not None else "none"
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AutoaccelError(f"Task.loss: failed on model outputs of shape {tuple(predicted.shape)} and targets of "
+                             f"shape {target_shape}: {msg}") from exc
 
 
 def _try_metric(task: Task, model: nn.Module, metric: Any, outputs: Any, targets: Any, predicted: torch.Tensor,
