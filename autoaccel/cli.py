@@ -62,6 +62,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoaccel", description="Find the fastest way to train and serve your PyTorch model here.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_optimize(sub)
+    _add_other_commands(sub)
+    plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
+    plugins.add_argument("--target", default="auto")
+    return parser
+
+
+def _add_optimize(sub: Any) -> None:
+    """``autoaccel optimize``: the search, with every option of a run."""
     opt = sub.add_parser("optimize", help="search acceleration techniques for the task in MODEL.py")
     opt.add_argument("model", help="Python file defining `task` (a Task or a function returning one)")
     opt.add_argument("--trials", type=int, default=None,
@@ -112,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     opt.add_argument("--no-isolation", action="store_true", help="run trials in this process (faster start, no crash protection)")
     opt.add_argument("--quiet", action="store_true", help="no progress lines, only the final table")
     opt.add_argument("--json", action="store_true", help="print the final result as JSON on stdout (progress stays on stderr)")
+
+
+def _add_other_commands(sub: Any) -> None:
+    """``autoaccel report``, ``apply`` and ``confirm``: what comes after a run."""
     rep = sub.add_parser("report", help="rebuild report.html, pareto.json and the table from a study in storage")
     rep.add_argument("--out", default=None, help="folder of an optimize run (its study.db), and where the report goes")
     rep.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///OUT/study.db)")
@@ -138,9 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
                           "(e.g. 0.953): the confirmation then does not train your recipe whole again (with Task.weights set, "
                           "it evaluates them instead)")
     con.add_argument("--quiet", action="store_true", help="no progress lines")
-    plugins = sub.add_parser("plugins", help="list installed strategies and whether they run on the target")
-    plugins.add_argument("--target", default="auto")
-    return parser
 
 
 def _optimize(args: argparse.Namespace) -> int:
