@@ -18,16 +18,12 @@ from autoaccel.task._val_share import bound
 from autoaccel.task._whole_set import JoinError, WholeSetMetric, check_batched, join
 
 __all__ = [
-    "with_prediction",
-    "split",
-    "materialize",
     "BaseLoss",
     "JoinError",
     "Metric",
     "Shown",
     "Target",
     "Task",
-    "sgd_momentum",
     "TorchMetric",
     "WholeSetMetric",
     "autoaccel_detect_target",
@@ -42,12 +38,15 @@ __all__ = [
     "join",
     "load_task",
     "map_tensors",
+    "materialize",
     "move",
     "paired_drop",
     "prediction",
     "ratio_of_sums",
     "sample_batch",
+    "sgd_momentum",
     "size",
+    "split",
     "target",
     "targets_of",
     "train_batches",
@@ -55,4 +54,5 @@ __all__ = [
     "val_share",
     "validate_task",
     "watching",
+    "with_prediction",
 ]

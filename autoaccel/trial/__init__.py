@@ -31,8 +31,6 @@ from autoaccel.trial._run import (
 from autoaccel.trial._train import setup_for
 
 __all__ = [
-    "trained_model",
-    "Trained",
     "CheckpointCache",
     "Fidelity",
     "InProcessRunner",
@@ -42,6 +40,7 @@ __all__ = [
     "Ratio",
     "TaskSource",
     "Timings",
+    "Trained",
     "TrainingJob",
     "TrialRecord",
     "TrialResult",
@@ -71,6 +70,7 @@ __all__ = [
     "shares",
     "time_inference",
     "train_samples",
+    "trained_model",
     "training_key",
     "transform_model",
     "warm_up",
