@@ -27,9 +27,18 @@ class BuildContext:
 
 @dataclass
 class TrainingSetup:
-    """Everything the core's training loop runs with. ``configure_training`` hooks change its fields in order;
-    the loop then runs: for each batch, ``loss(model(x), y, x)`` (or the Task's training_step) under ``autocast()``, backward through
-    ``scaler`` (when set), an optimizer step, and a ``scheduler`` step (when set)."""
+    """Everything the core's training loop runs with. ``configure_training`` hooks change its fields in order.
+
+    The loop's contract (trial/_train.py), which a technique that keeps the math must keep too:
+
+    - an epoch is one pass over ``batches``, and ``len(batches)`` is exactly its number of batches (the last
+      group of an epoch closes an optimizer step, and a per-step schedule spans ``epochs * ceil(len / accumulate)``);
+    - each batch: ``loss(model(x), y, x)`` (or the Task's training_step) under ``autocast()``; the loss divided by
+      ``accumulate`` when it is above 1; backward through ``scaler`` when set; every ``accumulate`` batches (and at
+      an epoch's end) gradients are unscaled and clipped to ``grad_clip`` when set, then one optimizer step and a
+      per-step ``scheduler`` step; a per-epoch schedule steps at the whole recipe's epoch boundaries;
+    - ``loss`` wrappers nest in hook order: a later strategy's wrapper receives the loss an earlier one installed.
+    """
 
     task: Any
     plan: Pipeline
