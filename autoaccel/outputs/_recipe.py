@@ -166,7 +166,7 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
     (default: the installed ones).
     """
     from autoaccel.task import load_task
-    from autoaccel.trial import CheckpointCache, Trained, serve, trained_model, transform_model
+    from autoaccel.trial import Trained, serve, serving, transform_model
 
     where = str(recipe) if isinstance(recipe, (str, Path)) else "recipe"
     data = read_recipe(recipe, goal) if isinstance(recipe, (str, Path)) else select(recipe, goal)
@@ -177,9 +177,7 @@ def apply(model_or_task: nn.Module | Task | str | Path, recipe: dict[str, Any] |
         task = validate_task(model_or_task)
         check_task(data, task, where)
         plan = recipe_plan(data, task, None, device, registry)
-        cache = CheckpointCache(cache_dir) if cache_dir else None
-        trained = trained_model(task, plan, task.seed, cache)
-        model = transform_model(task, plan, task.seed, trained.model, cache).eval()
+        model, trained = serving(task, plan, task.seed, cache_dir)
         example = latency_input(task.val_data, task.example_input)
     elif isinstance(model_or_task, nn.Module):
         plan = recipe_plan(data, None, model_or_task, device, registry)

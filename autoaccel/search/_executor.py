@@ -195,8 +195,8 @@ class Executor:
 
     def speed_bar(self, study: optuna.Study, goal: str, role: str) -> float | None:
         """The policy's speed bar for a trial of ``goal`` and ``role`` (see Policy.speed_bar)."""
-        if goal != "train" or role not in SEARCH_ROLES:
-            return None
+        if not self.policy.has_speed_bar(goal, role):
+            return None  # the study's records are not read for nothing
         return self.policy.speed_bar(studies.records(study), studies.baseline_of(study), goal, role)
 
     def _wall_cap(self, study: optuna.Study, goal: str, role: str) -> float | None:

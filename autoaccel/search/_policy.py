@@ -106,14 +106,17 @@ class Policy:
         """Why each technique was kept or dropped, as the report says it."""
         return {k: v.to_json() for k, v in self.stages.verdicts(records, base).items()}
 
+    def has_speed_bar(self, goal: str, role: str) -> bool:
+        """Whether a trial of ``goal`` and ``role`` is held to a speed bar: a search trial of the training factor,
+        when training time is an objective."""
+        return goal == "train" and role in SEARCH_ROLES and any(o in TRAINING_OBJECTIVES for o in self.objectives)
+
     def speed_bar(self, records: list[TrialRecord], base: TrialRecord | None, goal: str, role: str) -> float | None:
         """Seconds of training beyond which a search trial of the training factor is stopped early: it can no
         longer win, being slower than the fastest configuration within the accuracy budget so far (STOP_SLOWER
         times its training time, a margin for the projection's noise), so its accuracy is not worth the rest of
         its run. A screen on top of that configuration is judged against it, and would not help either."""
-        if goal != "train" or role not in SEARCH_ROLES or not any(o in TRAINING_OBJECTIVES for o in self.objectives):
-            return None
-        if base is None:
+        if base is None or not self.has_speed_bar(goal, role):
             return None
         best = incumbent(records, base, self.stages.techniques("train"), judging("train", self.objectives))
         fastest = min(base.metrics["train_time"], best.metrics["train_time"] if best is not None else float("inf"))

@@ -5,7 +5,7 @@ cache, the time profile, paired re-measurement, export, and the one typed record
 from autoaccel.trial import _fidelity as fidelity
 from autoaccel.trial import _lifecycle as lifecycle
 from autoaccel.trial import _record as record
-from autoaccel.trial._checkpoints import CheckpointCache, training_key
+from autoaccel.trial._checkpoints import training_key
 from autoaccel.trial._evaluate import latency_input, score, time_inference
 from autoaccel.trial._export import export_model
 from autoaccel.trial._fidelity import Fidelity, affordable, duration, share
@@ -24,14 +24,13 @@ from autoaccel.trial._run import (
     run_trial,
     serve,
     served_model,
-    trained_model,
+    serving,
     transform_model,
     warm_up,
 )
 from autoaccel.trial._train import setup_for
 
 __all__ = [
-    "CheckpointCache",
     "Fidelity",
     "InProcessRunner",
     "IsolatedRunner",
@@ -65,12 +64,12 @@ __all__ = [
     "score",
     "serve",
     "served_model",
+    "serving",
     "setup_for",
     "share",
     "shares",
     "time_inference",
     "train_samples",
-    "trained_model",
     "training_key",
     "transform_model",
     "warm_up",

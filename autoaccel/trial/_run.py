@@ -267,8 +267,14 @@ def transformed(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, 
 
 def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> nn.Module:
     """The model exactly as a trial serves it (trained or cached, transformed, wrapped), for export."""
+    return serving(task, plan, seed, cache_dir)[0]
+
+
+def serving(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> tuple[nn.Module, Trained]:
+    """``served_model``, and the training it came from (reused from the cache, or trained now, and its cost)."""
     cache = CheckpointCache(cache_dir) if cache_dir else None
-    return transform_model(task, plan, seed, trained_model(task, plan, seed, cache).model, cache).eval()
+    trained = trained_model(task, plan, seed, cache)
+    return transform_model(task, plan, seed, trained.model, cache).eval(), trained
 
 
 @dataclass
