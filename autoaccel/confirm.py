@@ -199,13 +199,16 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
         # always timed on the served model itself.
         verdict = f"{describe_speed(answer.speedup, summary.objectives)}; {figures}{noise}"
         return dataclasses.replace(answer, verdict=verdict, accuracy_drop={**drop, "fraction": 1.0},
-                                   evidence={**answer.evidence, "quality": {"fraction": 1.0, "search_fraction": searched}},
+                                   evidence={**answer.evidence, "quality": {
+                                       "fraction": 1.0, "search_fraction": searched, "informative": True, "basis": "measured",
+                                       "recipe_value": base.metrics["accuracy"], "why": "full length: served from your "
+                                       "recipe's model trained whole"}},
                                    notes=[*answer.notes, f"confirmed at full length: {figures}"])
     ratio = base.metrics["train_time"] / trial.metrics["train_time"] if trial.metrics["train_time"] > 0 else 0.0
     projected = float((answer.speedup.get("train_time") or {}).get("value", 0.0))
     confirmed: dict[str, Any] = {"rounds": 1, "ratio": ratio, "projected_ratio": projected, "baseline_trial": base.number,
                                  "trial": trial.number, "baseline_s": base.metrics["train_time"],
-                                 "answer_s": trial.metrics["train_time"]}
+                                 "answer_s": trial.metrics["train_time"], "recipe_value": base.metrics["accuracy"]}
     if base.number < 0:  # the recipe was not trained here: its time is the search's projection
         confirmed["baseline"] = "projected"
         speed = (f"training {ratio:.2f}x faster: its whole training {trial.metrics['train_time']:.1f} s against your "
@@ -217,4 +220,4 @@ def _judge(answer: Answer, base: TrialRecord, trial: TrialRecord | None, fid: Fi
     verdict = f"{describe_speed(answer.speedup, summary.objectives)}; {figures}{noise}"
     return dataclasses.replace(answer, verdict=verdict, accuracy_drop={**drop, "fraction": 1.0},
                                notes=[*answer.notes, f"confirmed at full length: {speed}"],
-                               evidence=evidence.of(answer.goal, None, 1.0, searched, confirmed))
+                               evidence=evidence.of(answer.goal, None, {"fraction": 1.0}, searched, confirmed))

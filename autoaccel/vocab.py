@@ -46,7 +46,8 @@ class Role(StrEnum):
     NEIGHBOUR = "neighbour"  # instead of a sampled repeat of a measured configuration
     ABLATION = "ablation"  # the finish: an answer with one technique dropped
     COMBINED = "combined"  # the finish: the train and serve answers together
-    PROMOTION = "promotion"  # the finish: the train answer and the recipe at a higher share of the schedule
+    PROMOTION = "promotion"  # the finish: a train candidate and the recipe at a higher share of the schedule
+    RUNG = "rung"  # the search: the recipe at a higher rung, or again from another seed (its learning curve)
     CONFIRM = "confirm"  # `autoaccel confirm`: an answer trained whole
 
 

@@ -4,6 +4,7 @@ ablation, its evidence stated), and the summaries the outputs are written from.
 
 from autoaccel.finish import _evidence as evidence
 from autoaccel.finish import _known_recipe as known_recipe
+from autoaccel.finish import _recipe_curve as recipe_curve
 from autoaccel.finish._answers import Answer, describe_speed, goal_score, goals_for, judging, keep
 from autoaccel.finish._evidence import words
 from autoaccel.finish._finisher import Finishing, finalize
@@ -35,6 +36,7 @@ __all__ = [
     "judging",
     "keep",
     "known_recipe",
+    "recipe_curve",
     "output_texts",
     "over_budget",
     "speed_objectives",

@@ -21,6 +21,7 @@ from autoaccel.vocab import SPEED_OBJECTIVES, TRAINING_OBJECTIVES
 
 if TYPE_CHECKING:
     from autoaccel.trial import Point
+    from autoaccel.trial._curve import RecipeCurve
 
 SERVING_OBJECTIVES = ("latency", "throughput")
 GOAL_WORDS = {"train_time": "training", "train_throughput": "training throughput", "latency": "latency",
@@ -141,6 +142,17 @@ def rejection(point: "Point", judged: Sequence[str], max_drop: float, why: str =
     return {"trial": point.trial, "params": point.params, "reason": why}
 
 
+def candidate(point: "Point", judged: Sequence[str], curve: "RecipeCurve | None", why: str = "") -> dict[str, Any]:
+    """A fast configuration whose quality has no informative evidence (measured where the user's recipe has not
+    learned yet): not an answer, but its speed claim is reported as a candidate that `autoaccel confirm` judges."""
+    where = curve.why(point.fraction, point.shown.fmt) if curve is not None else "your recipe's curve was not measured"
+    speed = describe_speed(point.speedup, judged) or "its speed"
+    reason = (f"it is a candidate: {speed}; quality unknown, `autoaccel confirm` judges it "
+              f"({why + '; ' if why else ''}quality not judged: {where})")
+    return {"trial": point.trial, "params": point.params, "reason": reason, "candidate": True,
+            "speedup": {o: point.speedup[o] for o in judged if o in point.speedup}}
+
+
 def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: str = "") -> Answer:
     what = {"train": "your training recipe", "serve": "serving your trained model as it is",
             "combined": "your recipe"}[goal]
@@ -188,14 +200,18 @@ def _remeasured(point: "Point", judged: Sequence[str]) -> bool:
 
 
 def provisional(goal: str, points: Sequence["Point"], baseline: "Point", objectives: Sequence[str],
-                max_drop: float) -> Answer:
+                max_drop: float, curve: "RecipeCurve | None" = None) -> Answer:
     """The answer from single measurements (no re-measurement was run): the best qualifying candidate."""
     judged = judging(goal, objectives)
     if not judged:
         return keep(goal, baseline, None, f"no requested objective judges this goal (add one of "
                                           f"{', '.join(judging(goal, SPEED_OBJECTIVES))} to --objectives)")
     mine = ranked(points, goal, judged)
-    best = next((p for p in mine if qualifies(p, judged, remeasured=_remeasured(p, judged))), None)
+    fast = [p for p in mine if qualifies(p, judged, remeasured=_remeasured(p, judged))]
+    # Quality measured where the recipe has not learned yet is no evidence: such a configuration is a candidate.
+    best = next((p for p in fast if p.judged != "not judged"), None)
     if best is not None:
         return give(goal, best, baseline, objectives, "interleaved re-measurement" if _remeasured(best, judged) else "trial")
+    if fast:
+        return keep(goal, baseline, candidate(fast[0], judged, curve))
     return keep(goal, baseline, rejection(mine[0], judged, max_drop) if mine else None)

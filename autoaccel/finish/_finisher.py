@@ -18,6 +18,7 @@ from autoaccel.finish import _evidence as evidence
 from autoaccel.finish._answers import (
     Answer,
     agrees,
+    candidate,
     describe_speed,
     give,
     goal_score,
@@ -31,7 +32,10 @@ from autoaccel.finish._study_facts import importances
 from autoaccel.finish._summary import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
 from autoaccel.plugin._strategy import split_params, strategy_of
 from autoaccel.trial import Ratio, affordable, paired_ratio, read, share, train_samples, training_key
-from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
+from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES, Role
+
+# Train finalists promoted to an informative rung at most, in order, until one holds there.
+PROMOTED = 2
 
 if TYPE_CHECKING:
     from autoaccel.options import Options
@@ -126,6 +130,8 @@ class Finisher:
         self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
         self.fidelity = given.fidelity
         self.promoted: float | None = None  # the rung the train answer's quality held at (promote), if any
+        # Per goal, the trial an answer's quality was judged on when not its own (a promotion to another rung).
+        self.judged_by: dict[str, Point] = {}
         self.summary = self.refresh()
 
     def refresh(self) -> Summary:
@@ -226,16 +232,16 @@ class Finisher:
                 return
         answers: dict[str, Answer] = {}
         for goal in finalists:
+            # A train answer is promoted within decide, at once: the other goals' ablations must not spend its time.
             answers[goal] = self.decide(goal, finalists[goal])
-            if goal == "train":  # promoted at once: the other goals' ablations must not spend its time
-                answers[goal] = self.promote(answers[goal])
         if "combined" in goals:
             answers["combined"] = self.combine(answers)
         for goal, answer in answers.items():
             if answer.given:
-                # The rung the promotion reached (what the rest of the budget afforded), not the one planned.
-                quality = self.promoted if goal == "train" and self.promoted is not None else self.fidelity.search
-                answer.evidence = evidence.of(goal, self.slice, quality, self.fidelity.search)
+                # The point its quality rests on: the promotion's, at the rung it was judged at, else its own.
+                on = self.judged_by.get(goal) or self.point(answer.trial)
+                answer.evidence = evidence.of(goal, self.slice, evidence.quality_of(on, self.summary.curve),
+                                              self.fidelity.search)
         self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
                                              "goals": {g: a.to_json() for g, a in answers.items()}})
         if self.rows:
@@ -251,12 +257,26 @@ class Finisher:
             return keep(goal, base, None, f"no requested objective judges this goal (add one of "
                                           f"{', '.join(judging(goal, REMEASURED))} to --objectives)")
         rejected = None
-        for p in sorted((self.point(t) for t in finalists), key=lambda p: -goal_score(p, judged)):
+        promotions = 0
+        for p in self.in_order(finalists, judged):
             if qualifies(p, judged, remeasured=True):
                 why = self.check(p, judged)
+                if not why and p.judged == "not judged" and goal != "train":
+                    # A serving change judged on a model that has not learned yet: a candidate, not an answer.
+                    rejected = rejected or candidate(p, judged, self.summary.curve)
+                    continue
                 if not why:
-                    point, notes = self.minimise(self.point(p.trial), goal, judged)
-                    return give(goal, point, base, self.objectives, "interleaved re-measurement", notes)
+                    # Only the first is made minimal: a later finalist's time goes to judging its quality.
+                    point, notes = self.minimise(self.point(p.trial), goal, judged) if not promotions else (p, [])
+                    answer = give(goal, point, base, self.objectives, "interleaved re-measurement", notes)
+                    if goal != "train":
+                        return answer
+                    promotions += 1
+                    answer = self.promote(answer)
+                    if answer.given or answer.rejected is None or promotions >= PROMOTED or not answer.rejected.get("promotable"):
+                        return answer
+                    rejected = rejected or answer.rejected
+                    continue
                 rejected = rejected or rejection(p, judged, self.max_drop, why)
             rejected = rejected or rejection(self.point(p.trial), judged, self.max_drop)
         if rejected is None:
@@ -264,13 +284,28 @@ class Finisher:
             rejected = rejection(mine[0], judged, self.max_drop) if mine else None
         return keep(goal, base, rejected)
 
+    def in_order(self, finalists: list[int], judged: list[str]) -> list[Point]:
+        """The finalists in the order they are tried: fastest first, except that below an informative rung (where
+        nothing is rejected on quality) those whose quality kept up with the others' (within noise of the recipe's,
+        training noise included) go before those that fell behind: quality ranks candidates against each other."""
+        points = [self.point(t) for t in finalists]
+
+        def behind(p: Point) -> bool:
+            return p.judged == "not judged" and over_budget(p.accuracy_drop, self.max_drop, p.fraction) > 1e-12
+
+        return sorted(points, key=lambda p: (behind(p), -goal_score(p, judged)))
+
     def promote(self, answer: Answer) -> Answer:
-        """Successive halving's promotion, for the one finalist that won: the train answer and the user's recipe
-        trained again at the answer's rung (a larger share of the schedule than the search's, same seed and data
-        order), and the answer given only if its quality still holds there."""
+        """Successive halving's promotion, for a finalist that won on speed: the train answer trained again at a
+        higher rung beside the user's recipe (same seed and data order), and given only if its quality holds there.
+        Judged below an informative rung, it goes to the lowest informative rung the recipe's ladder found (the
+        recipe already trained there); judged at an informative rung, as high as the budget affords."""
         self.promoted = None
+        point = self.point(answer.trial)
+        if point.judged == "not judged":
+            return self.promote_to_informative(answer, point)
         low, high = self.fidelity.search, self.fidelity.answer
-        if not answer.given or high <= low:
+        if not answer.given or high <= low or point.judged == "same math":
             return answer
         # The rung was planned from the finish's share of the budget; what is left of it now decides.
         left = self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
@@ -292,6 +327,10 @@ class Finisher:
                    f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
         # Still a share of the schedule (unless full length): out only when over the budget beyond noise, as at the
         # search's rung. It has now survived two rungs; confirm judges it whole.
+        self.refresh()
+        if (promoted := self.summary.point(c.number)) is not None:
+            self.judged_by["train"] = promoted
+            drop = promoted.accuracy_drop  # the same pair, its interval with the rung's training noise
         if over_budget(drop, self.max_drop, high) > 1e-12:
             beyond = " beyond noise" if high < 1.0 else ""
             why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
@@ -304,6 +343,49 @@ class Finisher:
         answer.accuracy_drop = {**drop, "fraction": high, "trials": [c.number, b.number]}
         answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
                             f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
+        return answer
+
+    def promote_to_informative(self, answer: Answer, point: Point) -> Answer:
+        """A train answer whose quality was not judged (the search's rung is below where the recipe has learned):
+        trained at the lowest informative rung the ladder found, and judged there against the recipe's run at that
+        rung; without one, or the time to train it, it stays a candidate whose quality is unknown."""
+        curve, low = self.summary.curve, self.fidelity.search
+        rung = curve.judged_at(low) if curve is not None else None
+        if rung is None:
+            return keep("train", self.summary.baseline, candidate(point, judging("train", self.objectives), curve))
+        left = self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
+        # The recipe is already trained there (the ladder): one training at that rung, with the search's start-up.
+        if left is not None and self.baseline_wall() + self.fidelity.full_s * (rung - low) > left:
+            lacking = candidate(point, judging("train", self.objectives), curve,
+                                f"no time was left in the budget to train it at {share(rung)} of your schedule, where "
+                                "your recipe has learned")
+            return keep("train", self.summary.baseline, lacking)
+        self.given.say(f"train answer: quality was not judged at {share(low)} of your schedule (your recipe has not "
+                       f"learned there); training it at {share(rung)}, where your recipe has ...")
+        trial = self.given.run_fixed(self.study, self.runner, answer.params, Role.PROMOTION.value, rung)
+        self.refresh()
+        promoted = self.summary.point(trial.number) if trial is not None else None
+        if promoted is None:
+            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "promotable": True,
+                                                          "reason": f"its training at {share(rung)} of your schedule failed"})
+        shown, drop = promoted.shown, promoted.accuracy_drop
+        reference = curve.value(rung) if curve is not None else None
+        figures = (f"{shown.name} {shown.fmt(promoted.metrics['accuracy'])} vs "
+                   f"{shown.fmt(reference if reference is not None else float('nan'))} at {share(rung)} of your schedule "
+                   f"(trial {promoted.trial} and your recipe's trial {curve.trials.get(repr(rung)) if curve else '?'})")
+        if not promoted.feasible:
+            why = (f"its {shown.drop_word} {drop['value']:.4g} [{drop['ci95'][0]:.4g}, {drop['ci95'][1]:.4g}] at {share(rung)} "
+                   f"of your schedule, where your recipe has learned, is over the budget of {self.max_drop:g} beyond noise "
+                   f"({figures})")
+            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why,
+                                                          "promotable": True, "fraction": rung, "informative": True})
+        self.promoted = rung
+        self.judged_by["train"] = promoted
+        noise = " (the difference is within noise)" if drop["within_noise"] else ""
+        answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"
+        answer.accuracy_drop = {**drop, "fraction": rung, "trials": [promoted.trial, curve.trials.get(repr(rung)) if curve else None]}
+        answer.notes.append(f"quality not judged at the search's {share(low)} (your recipe had not learned there); judged "
+                            f"at {share(rung)}: {shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
         return answer
 
     def baseline_wall(self) -> float:
@@ -325,6 +407,9 @@ class Finisher:
         """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
         where a drop within noise kept it in the running; given only if the drop itself is within the budget."""
         low, drop = self.fidelity.search, answer.accuracy_drop
+        if self.point(answer.trial).judged == "same math":
+            answer.notes.append(f"{why}; a speed-only change, its quality is your recipe's")
+            return answer
         if over_budget(drop, self.max_drop, None) > 1e-12:  # by its value, as at full length: nothing more to go on
             return keep("train", self.summary.baseline, {
                 "trial": answer.trial, "params": answer.params,
@@ -423,7 +508,12 @@ class Finisher:
             missing = [g for g, a in (("train", train), ("serve", serve)) if a is None or not a.given]
             return keep("combined", base, None, f"a combined answer needs both a train and a serve answer; "
                                                 f"{' and '.join(missing)} said keep your recipe")
-        trial = self.given.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined")
+        # Measured where both halves' quality was: the train answer's promotion rung, else the serve answer's model's.
+        judged_at = (self.judged_by.get("train") or self.point(train.trial)).fraction
+        if self.point(train.trial).judged == "same math":
+            judged_at = self.point(serve.trial).fraction
+        fraction = None if judged_at == self.fidelity.search else judged_at
+        trial = self.given.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined", fraction)
         if trial is None:
             last = read(self.study.get_trials(deepcopy=False)[-1])  # the combination's own trial, just run
             return keep("combined", base, None, f"the combination failed to run: {last.reason or 'unknown reason'}")
@@ -436,10 +526,15 @@ class Finisher:
         def at(d: dict[str, Any]) -> str:
             return f" at {share(d['fraction'])} of your schedule" if d.get("fraction", 1.0) < 1.0 else ""
 
-        here = {"fraction": self.fidelity.search}
-        attribution = (f"accuracy drop {p.accuracy_drop['value']:+.4f}{at(here)}; with the training change alone "
-                       f"{train.accuracy_drop['value']:+.4f}{at({**here, **train.accuracy_drop})}, with the serving "
-                       f"change alone {serve.accuracy_drop['value']:+.4f}{at(here)}")
+        curve = self.summary.curve
+        told = "" if curve is None else (" (informative: your recipe has learned there)" if curve.informative(p.fraction)
+                                         else " (not informative: your recipe has not learned there)")
+        halves = {g: self.judged_by.get(g) or self.point(a.trial) for g, a in (("train", train), ("serve", serve))}
+        alone = {g: ("+0.0000 (a speed-only change: your recipe's math)" if q.judged == "same math"
+                     else f"{q.accuracy_drop['value']:+.4f}{at({'fraction': q.fraction})}") for g, q in halves.items()}
+        attribution = (f"{p.shown.drop_word} {p.accuracy_drop['value']:+.4f} [{p.accuracy_drop['ci95'][0]:+.4f}, "
+                       f"{p.accuracy_drop['ci95'][1]:+.4f}]{at({'fraction': p.fraction})}{told}; with the training change "
+                       f"alone {alone['train']}, with the serving change alone {alone['serve']}")
         if why or not qualifies(p, judged, remeasured=True):
             rejected = rejection(p, judged, self.max_drop, why)
             rejected["reason"] += f" ({attribution})"

@@ -15,14 +15,20 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from scipy import stats
 
+from autoaccel.finish import _evidence as evidence
 from autoaccel.finish._answers import Answer, goals_for, judging, provisional
+from autoaccel.finish._recipe_curve import curve_of, fraction_of, recipes
+from autoaccel.finish._recipe_curve import stored as stated_metric
 from autoaccel.task import Shown, paired_drop
 from autoaccel.trial import Point, TrialRecord, read
+from autoaccel.trial._curve import Z95, RecipeCurve
 from autoaccel.vocab import METRICS, SPEED_OBJECTIVES
 
 # The primary answer (pareto.json's `recommended`): both changes where there is such an answer, else the one
 # there is.
 PRIMARY = ("combined", "train", "serve")
+# pareto.json's layout version: 2 added evidence.quality's recipe_value, informative and why, and the recipe's curve.
+SCHEMA = 2
 
 
 @dataclass
@@ -49,6 +55,8 @@ class Summary:
     # verdict ({strategy: {status, reason, trial, speedup}}); empty for studies that predate them.
     profile: dict[str, float] = field(default_factory=dict)
     screening: dict[str, Any] = field(default_factory=dict)
+    # The recipe's quality at each rung measured and where quality can be judged (trial/_curve.py).
+    curve: RecipeCurve | None = None
 
     @property
     def metric(self) -> Shown:
@@ -63,6 +71,7 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "schema": SCHEMA,
             "objectives": list(self.objectives),
             # "accuracy" in metrics is the quality slot: this metric, negated when lower is better; each point's
             # "metric" shows it under its own name and sign. The budget and drops are in its units (worse > 0).
@@ -77,7 +86,8 @@ class Summary:
             "verdict": self.verdict,
             "trials": {"complete": len(self.points), "failed": len(self.failures)},
             "failures": [asdict(f) for f in self.failures],
-            "search": {"profile": self.profile, "screening": self.screening},
+            "search": {"profile": self.profile, "screening": self.screening,
+                       "recipe_curve": self.curve.to_json() if self.curve is not None else None},
         }
 
 
@@ -95,10 +105,13 @@ def _unpack(hex_bits: str, n: int) -> np.ndarray:
     return np.unpackbits(np.frombuffer(bytes.fromhex(hex_bits), dtype=np.uint8))[:n].astype(np.float64)
 
 
-def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTrial) -> dict[str, Any]:
+def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTrial,
+                  training_noise: float | None = None) -> dict[str, Any]:
     """The drop against the baseline with a 95% interval: paired over validation samples when both trials
     stored per-sample correctness or the metric's rows (same samples or batches, so their shared difficulty
-    cancels), else from the two metric intervals as if independent."""
+    cancels), else from the two metric intervals as if independent. ``training_noise``: the run-to-run standard
+    deviation of quality at the trials' rung (curve.py), which two trainings differ by even with the same math:
+    it widens the interval (with_training_noise)."""
     base, cand = _record(base), _record(cand)
     b_acc, c_acc = base.metrics["accuracy"], cand.metrics["accuracy"]
     drop = b_acc - c_acc
@@ -123,7 +136,18 @@ def accuracy_drop(base: TrialRecord | FrozenTrial, cand: TrialRecord | FrozenTri
         cl, ch = cand.ci95.get("accuracy", [c_acc, c_acc])
         half = math.hypot((bh - bl) / 2, (ch - cl) / 2)
         lo, hi = drop - half, drop + half
-    return {"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}
+    return with_training_noise({"value": drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi}, training_noise)
+
+
+def with_training_noise(drop: dict[str, Any], sd: float | None) -> dict[str, Any]:
+    """The drop's interval with run-to-run training noise joined to its sampling noise: two independent trainings
+    differ by sqrt(2) x sd, added in quadrature to each side of the sampling interval."""
+    if not sd or drop.get("training_noise") is not None:
+        return drop
+    half = Z95 * math.sqrt(2.0) * sd
+    value, (lo, hi) = drop["value"], drop["ci95"]
+    lo, hi = value - math.hypot(value - lo, half), value + math.hypot(hi - value, half)
+    return {**drop, "ci95": [lo, hi], "within_noise": lo <= 0.0 <= hi, "training_noise": sd}
 
 
 def _replicate_drops(base: Mapping[str, Any], cand: Mapping[str, Any], shown: Shown) -> np.ndarray | None:
@@ -136,12 +160,17 @@ def _replicate_drops(base: Mapping[str, Any], cand: Mapping[str, Any], shown: Sh
     return drops if len(drops) >= 2 else None
 
 
-def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None) -> float:
-    """How far a quality drop is over the budget (<= 0: within it). On a compressed run (a low rung of the
-    schedule, where a barely trained recipe's accuracy moves by points between runs of the same math) successive
-    halving keeps what can still win: the drop is over only beyond noise, by the low end of its paired 95%
-    interval. At full length, and for the answer at its own rung (Finisher.promote), by its value."""
+def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None,
+                curve: RecipeCurve | None = None) -> float:
+    """How far a quality drop is over the budget (<= 0: within it). At a rung where the recipe has not learned yet
+    (``curve`` says the rung is not informative) nothing is over: candidates there are ranked, never rejected
+    against a budget meant for full length. On a compressed run (a low rung of the schedule, where the accuracy of
+    the same math moves by points between runs) successive halving keeps what can still win: the drop is over only
+    beyond noise, by the low end of its 95% interval (training noise included where measured). At full length by
+    its value."""
     compressed = fraction is not None and fraction < 1.0
+    if compressed and curve is not None and not curve.informative(fraction):
+        return 0.0
     return (float(drop["ci95"][0]) if compressed else float(drop["value"])) - max_drop
 
 
@@ -183,9 +212,15 @@ def _record(t: TrialRecord | FrozenTrial) -> TrialRecord:
     return t if isinstance(t, TrialRecord) else read(t)
 
 
-def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
-    drop = accuracy_drop(base, t)
+def _point(t: TrialRecord, base: TrialRecord, max_drop: float, curve: RecipeCurve) -> Point:
+    """``t`` against ``base``, the recipe at ``t``'s own share of the schedule, its quality judged as the curve
+    says it can be there."""
+    fraction = fraction_of(t)
+    drop = accuracy_drop(base, t, curve.training_noise(fraction) if fraction < 1.0 else None)
     details = t.details
+    check = details.get("quality") or {}
+    # A speed-only change whose loss agreed with the recipe's own run: its quality is the recipe's, at any rung.
+    same_math = check.get("sanity") == "passed" and check.get("from") == base.number
     return Point(
         trial=t.number,
         role=t.role,
@@ -195,13 +230,15 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float) -> Point:
         speedup=single_speedups(t.metrics, base.metrics),
         accuracy_drop=drop,
         # Judged as the constraint was (over_budget); the interval is shown beside it.
-        feasible=over_budget(drop, max_drop, t.fraction) <= 1e-12,
+        feasible=over_budget(drop, max_drop, t.fraction, curve) <= 1e-12,
         plan=dict(t.plan),
         goal=t.goal or ("baseline" if t.role == "baseline" else "combined"),
         members=t.members,
         load={k: details[k] for k in ("foreign_cores", "loadavg") if k in details},
         finetune_s=float(details.get("finetune_s", 0.0)),
         shown=Shown.of(details.get("metric")),
+        fraction=fraction,
+        judged="same math" if same_math else ("measured" if curve.informative(fraction) else "not judged"),
     )
 
 
@@ -222,10 +259,14 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     base_trial = next((t for t in complete if t.role == "baseline"), None)
     if base_trial is None:
         raise ValueError("the study has no completed baseline trial")
-    # Trials at another share of the schedule than the baseline's (a promotion, a confirmation) are compared with
-    # the baseline at their own share by whoever ran them (finish.py, confirm.py), never with this one.
-    points = [_point(t, base_trial, max_drop) for t in complete
-              if t.duplicate_of is None and (t.fraction or 1.0) == (base_trial.fraction or 1.0)]
+    curve = curve_of(complete, max_drop, stated_metric(study.user_attrs))
+    # Each trial is compared with the recipe at its own share of the schedule (the search's, a rung of the recipe's
+    # curve that serving trials and promotions use); confirmations are compared at full length by confirm.py. The
+    # recipe's own trials at other rungs (its curve, its replicas) are not candidates.
+    references = recipes(complete)
+    points = [_point(t, references[fraction_of(t)], max_drop, curve) for t in complete
+              if t.duplicate_of is None and fraction_of(t) in references and t.role not in ("rung", "confirm")
+              and (t.settings or t.number == base_trial.number)]
     baseline = next(p for p in points if p.trial == base_trial.number)
     baseline.verdict = "baseline"
     feasible = [p for p in points if p.feasible]
@@ -241,7 +282,11 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     if stored.get("baseline") == base_trial.number:
         answers = [Answer.from_json(stored["goals"][g]) for g in goals if g in stored.get("goals", {})]
     else:
-        answers = [provisional(g, points, baseline, objectives, max_drop) for g in goals if g != "combined"]
+        answers = [provisional(g, points, baseline, objectives, max_drop, curve) for g in goals if g != "combined"]
+        for a in answers:
+            if a.given and (judged := next((p for p in points if p.trial == a.trial), None)) is not None:
+                # Every given answer states its evidence, a provisional one too (its quality's rung and the recipe's).
+                a.evidence = evidence.of(a.goal, None, evidence.quality_of(judged, curve), baseline.fraction)
     given = {a.goal: a for a in answers if a.given}
     primary = next((given[g] for g in PRIMARY if g in given), None)
     recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
@@ -250,7 +295,8 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
                 # A proposal that repeated a failed configuration ran nothing: the failure is listed once, as it ran.
                 for t in trials if t.state == TrialState.FAIL and not t.not_run and t.duplicate_of is None]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
-                   answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}))
+                   answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}),
+                   curve)
 
 
 def recipe_answers(summary: Summary) -> dict[str, Any]:
@@ -264,7 +310,8 @@ def recipe_answers(summary: Summary) -> dict[str, Any]:
                    for m in a.members]
         out[a.goal] = {"trial": a.trial, "params": a.params, "plan": point.plan if point else {},
                        "metrics": point.metrics if point else {}, "speedup": a.speedup, "accuracy_drop": a.accuracy_drop,
-                       "members": members, "verdict": a.verdict, "evidence": a.evidence}
+                       "members": members, "verdict": a.verdict, "evidence": a.evidence,
+                       "evidence_in_words": evidence.words(a.evidence, a.goal, summary.metric)}
     return out
 
 

@@ -129,7 +129,7 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
         head = f"trial {a.trial}: {fmt_params(a.params, {})}" if a.given else "keep your recipe"
         console.print(f"  [bold]{a.goal}[/] -> {escape(head)}")
         console.print(f"      {escape(a.verdict)}")
-        if a.given and (said := evidence_words(a.evidence, a.goal)):
+        if a.given and (said := evidence_words(a.evidence, a.goal, summary.metric)):
             console.print(f"      evidence: {escape(said)}")
         for note in a.notes:
             console.print(f"      {escape(note)}")

@@ -255,7 +255,7 @@ def _answers(summary: Summary, rounds: Any) -> str:
                              f'<div class="small">{_ratio(sp, wrap=False)}<br>{e(fmt_metric(o, p.metrics[o]))}'
                              + (f" vs {e(fmt_metric(o, base.metrics[o]))}" if o in base.metrics else "") + "</div></div>")
         extra = "".join(f"<li>{e(n)}</li>" for n in a.notes)
-        if said := evidence_words(a.evidence, a.goal):
+        if said := evidence_words(a.evidence, a.goal, summary.metric):
             extra = f"<li>Evidence: {e(said)}</li>" + extra
         if a.members:
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g} s)" for m in a.members)

@@ -114,6 +114,10 @@ class Pipeline:
     # runs the whole schedule compressed into a sixteenth of its steps (fidelity.py). Part of the training key: a
     # model trained on a compressed schedule is another model.
     fraction: float = 1.0
+    # 0: trained from the task's seed; k > 0: from seed + k (another initialisation and data order): a replica of
+    # the recipe that measures how much quality moves from run to run at a rung (trial/_curve.py). Part of the
+    # training key, as another seed trains another model.
+    replica: int = 0
 
     # Plan fields that act only after training or are derived from the recipe: never part of the training key.
     SERVING: ClassVar[frozenset[str]] = frozenset({"eval_batch_size", "members", "baseline_key", "steps"})
@@ -162,10 +166,11 @@ class Pipeline:
         return out
 
     def _described(self) -> list[dataclasses.Field[Any]]:
-        """The fields that describe the plan: all of them, but the whole schedule (fraction 1) goes unsaid, so a
-        whole-training plan keeps the fingerprint and training key it had before plans could be compressed (the
+        """The fields that describe the plan: all of them, but the whole schedule (fraction 1) and the task's own
+        seed (replica 0) go unsaid, so a whole-training plan keeps the fingerprint and training key it had before plans could be compressed (the
         studies, caches and recorded tables of earlier versions stay valid)."""
-        return [f for f in dataclasses.fields(self) if not (f.name == "fraction" and self.fraction == 1.0)]
+        return [f for f in dataclasses.fields(self) if not (f.name == "fraction" and self.fraction == 1.0)
+                and not (f.name == "replica" and self.replica == 0)]
 
     def math_key(self) -> str:
         """Identity of the training math: the training key's fields without the speed-only sections

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel.errors import AutoaccelError, TrialFailure, interrupt_reason
-from autoaccel.finish import goal_score, judging, summarize_study
+from autoaccel.finish import goal_score, judging, recipe_curve, summarize_study
 from autoaccel.options import Options
 from autoaccel.outputs import Progress, fmt_metric, fmt_params
 from autoaccel.plugin._configuration import culprits, goal_of, suggest
@@ -31,7 +31,7 @@ from autoaccel.search._setup import Setup
 from autoaccel.search.team import Coordinator
 from autoaccel.search.team._claims import me, who
 from autoaccel.task import Shown, Task
-from autoaccel.trial import Fidelity, InProcessRunner, IsolatedRunner, TrialResult, record
+from autoaccel.trial import Fidelity, InProcessRunner, IsolatedRunner, TrialResult, record, share
 from autoaccel.vocab import FACTORS, SEARCH_ROLES, Role
 
 Runner = IsolatedRunner | InProcessRunner
@@ -62,6 +62,9 @@ class Executor:
         self.outcomes, self.team, self.progress, self.budget = outcomes, team, progress, budget
         self.objectives = outcomes.objectives
         self.fidelity = Fidelity()  # the share of the schedule search trials train (the search sets it at the start)
+        # The share of the schedule serving trials serve the recipe's model from, once the ladder found where the
+        # recipe has learned (None: the search's).
+        self.serving_fraction: float | None = None
         self.threads = torch.get_num_threads()  # what a trial uses when this worker is alone on its host
 
     def one_trial(self, study: optuna.Study, runner: Runner, n: int, quiet: bool = False) -> int:
@@ -79,11 +82,12 @@ class Executor:
             self.team.heartbeat.drop(trial._trial_id)
 
     def run_fixed(self, study: optuna.Study, runner: Runner, config: dict[str, Any], role: str,
-                  fraction: float | None = None) -> optuna.trial.FrozenTrial | None:
+                  fraction: float | None = None, replica: int | None = None) -> optuna.trial.FrozenTrial | None:
         """Measure one given configuration as a trial of the study (an ablation variant, a combined answer, a
-        promotion to another share of the schedule); a configuration already measured is reused. None when it
-        failed."""
-        study.enqueue_trial({**self.setup.defaults, **config}, user_attrs=record.enqueued(role, fraction=fraction))
+        promotion to another share of the schedule, a rung of the recipe's curve or a replica from another seed);
+        a configuration already measured is reused. None when it failed."""
+        study.enqueue_trial({**self.setup.defaults, **config},
+                            user_attrs=record.enqueued(role, fraction=fraction, replica=replica or None))
         number = self.one_trial(study, runner, 0, quiet=True)
         trial = study.get_trials(deepcopy=False)[number]
         if (twin := record.read(trial).duplicate_of) is not None:
@@ -96,7 +100,12 @@ class Executor:
         role = queued.role
         strategies, wanted = self.policy.sampling(role)
         params = suggest(trial, strategies, self.setup.space, self.options.mode, wanted)
-        config, plan, missing = self.plans.build(params, study, queued.fraction)
+        config, plan, missing = self.plans.build(params, study, queued.fraction, queued.replica or 0)
+        if queued.fraction is None and self.serving_fraction is not None and \
+                goal_of(config, self.setup.strategies, self.options.mode) == "serve":
+            # Serving changes are judged on a model that has learned: the recipe's at the rung its curve flattened
+            # (already trained by the ladder, so reused from the cache), not the search's near-chance one.
+            config, plan, missing = self.plans.build(params, study, self.serving_fraction)
         fingerprint = plan.fingerprint()
         goal = goal_of(config, self.setup.strategies, self.options.mode)
         record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=plan.fraction,
@@ -218,6 +227,13 @@ class Executor:
             text += f"  (speed only: {shown.name} of trial {quality['from']}, its loss within {quality['loss_gap']:.0%})"
         elif quality.get("sanity") == "failed":
             text += f"  [yellow](speed only, but its loss drifted {quality['loss_gap']:.0%} from trial {quality['against']}'s)[/]"
+        records = studies.records(study)
+        curve = recipe_curve.curve_of(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
+        fraction = recipe_curve.fraction_of(done)
+        if done.settings and quality.get("sanity") != "passed" and not curve.informative(fraction) \
+                and (here := curve.value(fraction)) is not None:
+            # No verdict where the recipe has not learned yet: ranked, never ruled out on quality (trial/_curve.py).
+            return text + f"  (quality not judged at {share(fraction)}: your recipe reaches {shown.fmt(here)} there)"
         return text + ("" if done.feasible else f"  [yellow]({shown.drop_word} over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:

@@ -53,9 +53,10 @@ def plan_of(study: optuna.Study, trial: int, task: Task, strategies: Sequence[St
     """The plan a completed trial ran, its members rebuilt from the trials they came from."""
     trials = study.get_trials(deepcopy=False)
     t = read(trials[trial])
-    if t.fraction is not None and t.fraction != base.fraction:
-        # A trial trained at another share of the schedule (a promotion, a confirmation) than the search's.
-        base = base.replace(fraction=t.fraction)
+    if (t.fraction is not None and t.fraction != base.fraction) or t.replica:
+        # A trial trained at another share of the schedule (a rung, a promotion, a confirmation) than the search's,
+        # or a replica of the recipe from another seed.
+        base = base.replace(fraction=base.fraction if t.fraction is None else t.fraction, replica=t.replica or 0)
         base = base.replace(baseline_key=training_key(task, base))
     plan = apply_all(strategies, base, t.config or {})
     members = [member_of(read(trials[int(m["trial"])]), task, strategies, base, mode) for m in t.members]

@@ -10,7 +10,7 @@ import optuna
 import pluggy
 from optuna.trial import TrialState
 
-from autoaccel.finish import accuracy_drop, over_budget
+from autoaccel.finish import accuracy_drop, over_budget, recipe_curve
 from autoaccel.options import Options
 from autoaccel.search import _sanity as sanity
 from autoaccel.search import _study as studies
@@ -62,13 +62,21 @@ class Outcomes:
         drop = studies.max_drop(study, self.options, base_acc)
         if base is None:
             study.set_user_attr("max_accuracy_drop", drop)  # a relative budget is absolute once the baseline is known
-        if base is None:
-            constraint = -drop
+        # Compared with the recipe at the trial's own share of the schedule (the recipe's rungs are measured first).
+        records = studies.records(study)
+        reference = recipe_curve.recipes(records).get(recipe_curve.fraction_of(me))
+        if base is None or reference is None:
+            constraint = -drop  # the recipe itself (at the search's rung, a rung of its curve, a replica)
         else:
             # The record as it will read back: its intervals stored as lists (record.write), not the result's tuples.
             ci95 = {m: list(v) for m, v in result.ci95.items()}
             mine = dataclasses.replace(me, metrics=result.metrics, ci95=ci95, details=result.details)
-            constraint = over_budget(accuracy_drop(base, mine), drop, me.fraction)
+            # Judged as the recipe's curve allows at this rung: no verdict where the recipe has not learned yet, and
+            # run-to-run training noise in the drop's interval (trial/_curve.py).
+            curve = recipe_curve.curve_of(records, drop, recipe_curve.stored(study.user_attrs))
+            fraction = recipe_curve.fraction_of(me)
+            noise = curve.training_noise(fraction) if fraction < 1.0 else None
+            constraint = over_budget(accuracy_drop(reference, mine, noise), drop, me.fraction, curve)
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)
         trial.set_constraint("accuracy_drop", constraint)

@@ -27,21 +27,23 @@ class Plans:
         """The user's recipe as a plan, at the search's share of the schedule once that is planned."""
         return self.setup.base
 
-    def base_at(self, fraction: float | None) -> Pipeline:
-        """The user's recipe as a plan training ``fraction`` of its schedule (None: the search's fidelity)."""
-        if fraction is None or fraction == self.setup.base.fraction:
+    def base_at(self, fraction: float | None, replica: int = 0) -> Pipeline:
+        """The user's recipe as a plan training ``fraction`` of its schedule (None: the search's fidelity), from the
+        task's seed or, as a replica, another (``replica``)."""
+        if (fraction is None or fraction == self.setup.base.fraction) and not replica:
             return self.setup.base
-        base = self.setup.base.replace(fraction=fraction)
+        base = self.setup.base.replace(fraction=self.setup.base.fraction if fraction is None else fraction, replica=replica)
         return base.replace(baseline_key=training_key(self.task, base))
 
     def build(self, params: dict[str, Any], study: optuna.Study | None = None,
-              fraction: float | None = None) -> tuple[dict[str, Any], Pipeline, int]:
+              fraction: float | None = None, replica: int = 0) -> tuple[dict[str, Any], Pipeline, int]:
         """The configuration (settings that change the plan), its plan with the trained members its strategies
         ask for chosen from ``study``, and how many of those the study cannot supply yet. ``fraction``: a share of
-        the schedule other than the search's (the finish's promotion, `autoaccel confirm`)."""
+        the schedule other than the search's (the recipe's ladder, a promotion, `autoaccel confirm`); ``replica``:
+        another seed (the recipe's replicas)."""
         strategies = self.setup.strategies
         config = configuration(strategies, self.setup.base, params, self.setup.defaults)
-        plan = apply_all(strategies, self.base_at(fraction), config)
+        plan = apply_all(strategies, self.base_at(fraction, replica), config)
         grouped = split_params(config)
         wanted = sum(s.members_needed(grouped[s.name]) for s in strategies if s.name in grouped)
         if wanted and study is not None:

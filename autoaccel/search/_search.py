@@ -7,6 +7,7 @@ published as one generation."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,32 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel.errors import AutoaccelError, TrialFailure
-from autoaccel.finish import Finishing, Summary, environment, finalize, goals_for, summarize_study
+from autoaccel.finish import Finishing, Summary, environment, finalize, goals_for, recipe_curve, summarize_study
 from autoaccel.options import Options, mask_url, parse_val_fraction
 from autoaccel.outputs import Generation, Progress, export_recommended, publish, sweep
 from autoaccel.scratch import run_scratch
 from autoaccel.search import _study as studies
 from autoaccel.search._budget import Budget, plan_fidelity, study_fidelity
 from autoaccel.search._executor import Executor, Runner
+from autoaccel.search._ladder import Ladder
 from autoaccel.search._outcomes import Outcomes
 from autoaccel.search._plans import Plans
 from autoaccel.search._policy import Policy
 from autoaccel.search._setup import default_study_name, set_up_search
 from autoaccel.search._stages import Proposal
 from autoaccel.search.team import Coordinator
-from autoaccel.task import Task, val_share
-from autoaccel.trial import Fidelity, InProcessRunner, IsolatedRunner, TaskSource, TrialRecord, TrialResult, record, training_key
+from autoaccel.task import Shown, Task, val_share
+from autoaccel.trial import (
+    Fidelity,
+    InProcessRunner,
+    IsolatedRunner,
+    TaskSource,
+    TrialRecord,
+    TrialResult,
+    record,
+    share,
+    training_key,
+)
 from autoaccel.vocab import Role
 
 
@@ -45,6 +57,7 @@ class Search:
         self.out_dir = options.out_dir(task.name)
         self.study_name = options.study or default_study_name(task, self.setup.target, options.mode)
         self.total = self.options.resolved_trials()
+        self.said_curve = False  # whether the recipe's curve has been summed up on the terminal
         self.budget = Budget()
         self.plans = Plans(self.task, self.setup, options.mode)
         self.policy = Policy(self.setup, self.plans, self.options, self.objectives)
@@ -220,6 +233,8 @@ class Search:
         base = studies.baseline_of(study)
         if base is None:
             return self.executor.one_trial(study, runner, n)
+        if (number := self._climb(study, runner, base)) is not None:
+            return number
         proposal = self.policy.propose(study, studies.records(study), base)
         for message in proposal.messages:
             self.progress.info(escape(message))
@@ -232,6 +247,34 @@ class Search:
             if (near := self.policy.instead_of_repeat(study, trial)) is not None:
                 study.enqueue_trial({**self.setup.defaults, **near}, user_attrs=record.enqueued(Role.NEIGHBOUR.value))
                 number = self._observe(study, proposal, self.executor.one_trial(study, runner, n))
+        return number
+
+    def _climb(self, study: optuna.Study, runner: Runner, base: TrialRecord) -> int | None:
+        """The recipe's next rung (ladder.py), before any candidate: where its quality can be judged decides how
+        every candidate's is. None once the ladder is done (serving trials then serve from where it learned)."""
+        ladder, shown = Ladder(self.fidelity), Shown.of(base.details.get("metric"))
+        records = studies.records(study)
+        curve = ladder.curve(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
+        step = ladder.next(records, curve, None if self.budget.deadline is None else self.budget.deadline - time.monotonic())
+        if step is None:
+            if self.executor.serving_fraction is None and self.fidelity.compressed and not self.said_curve:
+                self.said_curve = True
+                self.executor.serving_fraction = Ladder.serving_fraction(curve, self.fidelity.search)
+                self.progress.info(escape(Ladder.words(curve, self.fidelity.search, shown)))
+            return None
+        fraction, replica = step
+        why = (f"your recipe again from another seed at {share(fraction)} of its schedule: how far two runs of the same "
+               "math differ there" if replica else
+               f"your recipe at {share(fraction)} of its schedule: has it learned by then? (where quality can be judged)")
+        self.progress.info(escape(why))
+        study.enqueue_trial(dict(self.setup.defaults), user_attrs=record.enqueued(Role.RUNG.value, fraction=fraction,
+                                                                                  replica=replica or None))
+        number = self.executor.one_trial(study, runner, 0, quiet=True)
+        done = record.read(study.get_trials(deepcopy=False)[number])
+        if done.measured:
+            self.progress.info(escape(f"  {shown.name} {shown.fmt(done.metrics['accuracy'])} "
+                                      f"(trial {number}; your recipe's at {share(self.fidelity.search)}: "
+                                      f"{shown.fmt(base.metrics['accuracy'])})"))
         return number
 
     def _observe(self, study: optuna.Study, proposal: Proposal, number: int) -> int:

@@ -26,16 +26,22 @@ EXTRA_TRIALS = 4
 TRAINING_SHARE = 0.6
 # A compressed run takes at least this many steps: the steady step time and the loss curve need them.
 MIN_STEPS = 40
-# The answer's rung is up to this many times the search's; its two trainings (the answer and the baseline) may
-# take this share of the finish's time.
+# The answer's rung is up to this many times the search's (with --fidelity); its two trainings (the answer and the
+# baseline) may take this share of the finish's time.
 PROMOTION = 4
 ANSWER_SHARE = 0.5
+# The highest rung the recipe's ladder climbs to find where quality can be judged (curve.py, search/_ladder.py):
+# the ladder (the recipe at each rung up to it, and once more with another seed: about three trainings at that rung
+# in all) and PROMOTED candidates promoted there must fit in this share of the whole budget.
+LADDER_SHARE = 0.35
+PROMOTED = 2
 PROBE_STEPS = 30  # steps of the user's recipe the probe times
 
 
 @dataclass(frozen=True)
 class Fidelity:
-    """The fractions of the schedule the search and the answer train, and what they were planned from."""
+    """The fractions of the schedule the search and the answer train, and what they were planned from. ``answer``
+    is the highest rung the recipe's ladder climbs and a candidate is promoted to (where quality can be judged)."""
 
     search: float = 1.0
     answer: float = 1.0
@@ -55,9 +61,10 @@ class Fidelity:
         lead = f"one full training of your recipe takes about {duration(self.full_s)} here ({self.full_steps} steps)"
         if not self.compressed:
             return f"{lead}: every training trial trains it whole"
-        answer = "the answer at full length" if self.answer >= 1.0 else f"the answer at {share(self.answer)}"
+        up = "full length" if self.answer >= 1.0 else share(self.answer)
         return (f"{lead}: speed is judged on {max(1, round(self.search * self.full_steps))}-step runs projected to the whole "
-                f"recipe, quality on runs of {share(self.search)} of your schedule, {answer} ({self.how})")
+                f"recipe, quality where your recipe has learned: its curve is measured from {share(self.search)} of your "
+                f"schedule up to {up}, and candidates are promoted there ({self.how})")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,11 +118,10 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
     search = max(search, next((r for r in reversed(RUNGS) if r >= lowest), 1.0))
     answer = search
     if finish_s is not None:
-        for factor in (PROMOTION, 2):
-            candidate = min(1.0, search * factor)
-            if 2 * candidate * full_s <= ANSWER_SHARE * finish_s:
-                answer = max(answer, candidate)
-                break
+        # The rung where the recipe's curve is looked for, and the answer promoted to: the highest whose ladder
+        # and promotions the budget affords (curve.py says at which rung quality means something).
+        share_s = LADDER_SHARE * (search_s + finish_s)
+        answer = max(search, next((r for r in RUNGS if (3 + PROMOTED) * r * full_s <= share_s), search))
     how = (f"planned for {wanted} training trials in {duration(search_s)} of searching" if search < 1.0
            else "the budget affords whole trainings")
     return Fidelity(search, answer, full_s, full_steps, step_s, how)

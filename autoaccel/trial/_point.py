@@ -30,6 +30,10 @@ class Point:
     finetune_s: float = 0.0  # training after the main run (fine-tuning a pruned model), included in train_time
     # The task's metric, which metrics["accuracy"] (the quality slot, higher is better) holds oriented.
     shown: Shown = field(default_factory=Shown)
+    fraction: float = 1.0  # the share of the schedule it trained (its quality is the model's after that)
+    # How its quality was judged: "measured" at an informative rung, "same math" (a speed-only change whose loss
+    # agreed with the same math's: its quality), or "not judged" (a rung where the recipe has not learned yet).
+    judged: str = "measured"
 
     def ratio(self, objective: str) -> float:
         return float(self.speedup.get(objective, {}).get("value", 1.0))

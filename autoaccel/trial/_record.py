@@ -49,6 +49,8 @@ class TrialRecord:
     # The identity of its training math (Pipeline.math_key) and, when it changes only training speed, the loss
     # tolerance of its sanity check: {"key": ..., "tolerance": ... or None}.
     math: dict[str, Any] | None = None
+    # A replica of the user's recipe trained from another seed (Pipeline.replica): it measures run-to-run noise.
+    replica: int | None = None
 
     @property
     def measured(self) -> bool:

@@ -108,6 +108,7 @@ def trained_model(task: Task, plan: Pipeline, seed: int, cache: CheckpointCache 
     """
     if plan.weights_from is not None:
         return trained_model(task, plan.weights_from, seed, cache, stage)
+    seed += plan.replica  # a replica of a recipe: another initialisation and data order (curve.py)
     seed_everything(seed)  # the same initial weights wherever this recipe is built
     model = lifecycle.build_model(task, plan, seed, stage)
     if stage is not None:

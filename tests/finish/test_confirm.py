@@ -41,7 +41,9 @@ def test_search_at_a_quarter_then_confirm_after_a_kill(tmp_path: Path) -> None:
     study = _study(out)
     records = [read(t) for t in study.get_trials() if t.state == TrialState.COMPLETE]
     # Every search trial trained a quarter of the schedule, and its train_time is the whole recipe's, projected.
-    assert {r.fraction for r in records} == {0.25}
+    assert {r.fraction for r in records if r.role != "rung"} == {0.25}
+    # The recipe's ladder: a replica at the search's rung and the rung above it (where quality could be judged).
+    assert {(r.fraction, r.replica) for r in records if r.role == "rung"} >= {(0.25, 1), (0.5, None)}
     base = next(r for r in records if r.role == "baseline")
     assert base.details["fidelity"]["steps"] == 45 and base.details["fidelity"]["full_steps"] == 180
     assert base.details["fidelity"]["projected"] and base.metrics["train_time"] > 3 * base.details["fidelity"]["own_s"]
@@ -49,7 +51,7 @@ def test_search_at_a_quarter_then_confirm_after_a_kill(tmp_path: Path) -> None:
     assert pareto["fidelity"]["search"] == 0.25 and pareto["fidelity"]["how"] == "set by --fidelity"
 
     # The run's train answer, as a finish gives one (the tiny model gives no reliable speedup to find here).
-    candidate = next(r for r in records if r.role != "baseline")
+    candidate = next(r for r in records if r.role not in ("baseline", "rung"))
     answer = {"goal": "train", "given": True, "trial": candidate.number, "params": candidate.settings,
               "speedup": {"train_time": {"value": 1.2, "ci95": [1.1, 1.3], "label": "faster"}},
               "accuracy_drop": {"value": 0.0, "ci95": [0.0, 0.0]}, "verdict": "training 1.20x faster",

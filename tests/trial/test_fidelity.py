@@ -16,6 +16,7 @@ from autoaccel.plugin._contexts import Guards
 from autoaccel.search import _sanity as sanity
 from autoaccel.trial import _fidelity as fidelity
 from autoaccel.trial._course import Course
+from autoaccel.trial._curve import RecipeCurve, key
 from autoaccel.trial._record import TrialRecord
 from autoaccel.trial._run import run_trial
 from autoaccel.trial._train import setup_for, train
@@ -98,7 +99,7 @@ def test_the_budget_plans_the_rungs_from_one_trainings_cost() -> None:
     plan = fidelity.plan(71.0, 720, 0.1, 210.0, 90.0, techniques=7)
     assert (plan.search, plan.answer) == (1 / 16, 1 / 4)
     assert "takes about 71 s here (720 steps)" in plan.header() and "1/16 of your schedule" in plan.header()
-    assert "the answer at 1/4" in plan.header()
+    assert "its curve is measured from 1/16 of your schedule up to 1/4, and candidates are promoted there" in plan.header()
     # Five times longer: a lower rung, never below MIN_STEPS steps.
     long = fidelity.plan(355.0, 3600, 0.1, 210.0, 90.0, techniques=7)
     assert long.search == 1 / 64 and long.search * 3600 >= fidelity.MIN_STEPS
@@ -119,17 +120,24 @@ def test_fidelity_flag_takes_a_share_and_refuses_anything_else() -> None:
 def test_evidence_says_what_stands_behind_each_claim() -> None:
     sliced = evidence.speed_slice(512, 32, 7)
     assert sliced == {"kind": "slice", "samples": 512, "steps": 16, "rounds": 7}
-    train = evidence.of("train", sliced, 0.25, 1 / 16)
-    assert train == {"quality": {"fraction": 0.25, "search_fraction": 1 / 16}, "speed": sliced}
+    curve = RecipeCurve(0.01, {key(1 / 16): 0.21, key(0.25): 0.98, key(1.0): 0.99}, full_from="--baseline-metric")
+    at_quarter = curve.evidence(0.25)
+    train = evidence.of("train", sliced, at_quarter, 1 / 16)
+    assert train["speed"] == sliced and train["quality"]["informative"] is True
+    assert train["quality"]["fraction"] == 0.25 and train["quality"]["recipe_value"] == 0.98
     assert evidence.words(train, "train") == ("training speed from 7 paired 16-step slices; quality at 1/4 of your "
-                                              "schedule, not yet at full length (autoaccel confirm)")
-    full = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5})
-    assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0
+                                              "schedule, where your recipe reaches 0.9800 of its full-length 0.9900; not "
+                                              "yet at full length (autoaccel confirm)")
+    early = evidence.of("train", sliced, curve.evidence(1 / 16), 1 / 16)
+    assert early["quality"]["informative"] is False and not evidence.established(early)
+    assert "quality not judged: at 1/16 of your schedule your recipe reaches only 0.2100" in evidence.words(early, "train")
+    full = evidence.of("train", None, {"fraction": 1.0}, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5, "recipe_value": 0.99})
+    assert full["speed"]["kind"] == "full" and full["quality"]["fraction"] == 1.0 and full["quality"]["informative"]
     assert evidence.words(full, "train") == "training speed from one whole training each, back to back; quality at full length"
-    known = evidence.of("train", None, 1.0, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5, "baseline": "projected"})
+    known = evidence.of("train", None, {"fraction": 1.0}, 1 / 16, confirmed={"rounds": 1, "ratio": 1.5, "baseline": "projected"})
     assert evidence.words(known, "train") == ("training speed from its whole training against your recipe's projected "
                                               "time; quality at full length")
-    assert evidence.words(evidence.of("serve", None, 1.0, 1.0), "serve") == "quality at full length"
+    assert evidence.words(evidence.of("serve", None, {"fraction": 1.0}, 1.0), "serve") == "quality at full length"
 
 
 def test_loss_gap_is_the_mean_relative_gap_past_the_first_tenth() -> None:

@@ -75,9 +75,11 @@ class Coordinator:
 
     def used(self, study: optuna.Study) -> int:
         """Trials of this run's trial budget so far (every worker's; running ones included): a configuration
-        reused from an earlier measurement, or not run, costs nothing."""
+        reused from an earlier measurement, or not run, costs nothing; nor does the recipe's ladder (search/_ladder.py),
+        which is the budget's time, not a candidate."""
         run = self.crew.run
         return sum(1 for r in studies.records(study) if r.run == run and r.duplicate_of is None and not r.not_run
+                   and r.role != "rung"
                    and r.state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING))
 
     def fail_stale(self, study: optuna.Study) -> None:
