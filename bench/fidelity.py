@@ -20,6 +20,7 @@ Every figure comes from real trainings in one process, one configuration after t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -30,15 +31,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from optuna.trial import TrialState  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from autoaccel.errors import TrialFailure
+from autoaccel.finish import accuracy_drop, over_budget
+from autoaccel.finish._recipe_curve import curve_of
 from autoaccel.options import Options
 from autoaccel.plugin._registry import plugin_manager  # noqa: E402
 from autoaccel.plugin._strategy import apply_all  # noqa: E402
 from autoaccel.search import QUALITY_DETAILS, set_up_search
 from autoaccel.task import load_task
-from autoaccel.trial import run_trial, warm_up
+from autoaccel.trial import TrialRecord, run_trial, warm_up
+from autoaccel.trial._curve import RecipeCurve
 
 # The restricted training space: the techniques a CPU run screens first, alone and in the pairs that matter.
 CONFIGS: list[dict[str, Any]] = [
@@ -168,6 +173,79 @@ def summarize(table: dict[str, Any]) -> list[str]:
     return out
 
 
+def _record(number: int, at: dict[str, Any], fraction: float) -> TrialRecord:
+    """A table cell as the trial record the search's rules read (quality, its interval, what pairs it)."""
+    return TrialRecord(number, TrialState.COMPLETE, role="baseline" if number == 0 else "rung", fraction=fraction,
+                       metrics={"accuracy": at["accuracy"], "train_time": at["train_time"]},
+                       ci95={k: list(v) for k, v in (at.get("ci95") or {}).items()}, details=dict(at.get("pairing") or {}))
+
+
+def table_curve(rows: list[dict[str, Any]], fractions: list[float], budget: float) -> RecipeCurve:
+    """The recipe's curve as the search's ladder would read it from the table's proxies (full length left out:
+    the search does not have it). Run-to-run noise comes from the table's same-math pairs where it has them: the
+    recipe's seed replicas (``replicas``), and channels_last, a speed-only change (the spread across speed-only
+    trials of the same math that the search also uses)."""
+    records: list[TrialRecord] = []
+    for f in fractions:
+        base = rows[0]["at"][str(f)]
+        records.append(_record(len(records), base, f))
+        for again in rows[0].get("replicas", {}).get(str(f), []):
+            records.append(dataclasses.replace(_record(len(records), again, f), replica=1))
+        same = next((r for r in rows if r["config"] == {"memory_format.format": "channels_last"}), None)
+        if same is not None and str(f) in same["at"]:
+            measured = same["at"][str(f)]["accuracy"]
+            records.append(TrialRecord(len(records), TrialState.COMPLETE, role="screen", fraction=f,
+                                       config={"memory_format.format": "channels_last"},
+                                       metrics={"accuracy": base["accuracy"], "train_time": 1.0},
+                                       details={"quality": {"against": records[0 if f == fractions[0] else -2].number,
+                                                            "measured": measured}}))
+    # Each rung's recipe is the first record at it (the replicas and same-math pairs follow it).
+    return curve_of(records, budget)
+
+
+def rule_verdicts(table: dict[str, Any]) -> list[str]:
+    """How often the old rule (judge at the search's rung, sampling noise only) and the new one (judge at the
+    lowest informative rung of the recipe's curve, training noise included; no verdict where none is) accept or
+    reject a configuration as full length would, and find the full-length best within 5%."""
+    rows = [r for r in table["rows"] if not any("failed" in at for at in r["at"].values())]
+    fractions = [float(f) for f in table["fractions"]]
+    budget = quality_budget(rows[0]["at"]["1.0"]["accuracy"], table.get("budget", BUDGET))
+    curve = table_curve(rows, fractions, budget)
+
+    def drop_at(row: dict[str, Any], f: float, noise: float | None = None) -> dict[str, Any]:
+        return accuracy_drop(_record(0, rows[0]["at"][str(f)], f), _record(1, row["at"][str(f)], f), noise)
+
+    truth = [drop_at(r, 1.0)["value"] <= budget + 1e-12 for r in rows]
+    speed = [rows[0]["at"]["1.0"]["train_time"] / r["at"]["1.0"]["train_time"] for r in rows]
+    best = max(s for s, ok in zip(speed, truth) if ok)
+    out = [f"{table['task']}: quality verdicts against full length ({len(rows)} configurations, {sum(truth)} within the "
+           f"budget of {budget:.4g} at full length; full-length best {best:.2f}x)"]
+    for f in fractions:
+        old = [over_budget(drop_at(r, f), budget, f) <= 1e-12 for r in rows]
+        at = curve.judged_at(f)
+        new: list[bool | None] = [None] * len(rows) if at is None else [
+            over_budget(drop_at(r, at, curve.training_noise(at)), budget, at) <= 1e-12 for r in rows]
+
+        def agree(verdicts: list[bool | None]) -> str:
+            same = sum(v == t for v, t in zip(verdicts, truth))
+            unknown = sum(v is None for v in verdicts)
+            wrong = len(rows) - same - unknown
+            return f"{same}/{len(rows)} as full length, {wrong} wrong" + (f", {unknown} not judged" if unknown else "")
+
+        def found(verdicts: list[bool | None], f: float = f) -> str:
+            picks = [i for i, v in enumerate(verdicts) if v]
+            if not picks:
+                return "no answer"
+            i = min(picks, key=lambda i: rows[i]["at"][str(f)]["train_time"])  # the fastest the proxy accepts
+            ok = truth[i] and speed[i] >= (1 - NEAR) * best
+            return f"{'finds' if ok else 'misses'} the best within 5% ({speed[i]:.2f}x{'' if truth[i] else ', over budget'})"
+
+        where = "no informative rung" if at is None else f"judged at {Fraction(at).limit_denominator()}"
+        out.append(f"  search at {Fraction(f).limit_denominator()}: old rule {agree(old)}, {found(old)}; new rule ({where}) "
+                   f"{agree(new)}, {found(new)}")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", help="a model.py to record (omit with --table)")
@@ -184,6 +262,7 @@ def main() -> None:
         tables.append(table)
     for table in tables:
         print("\n".join(summarize(table)))
+        print("\n".join(rule_verdicts(table)))
 
 
 if __name__ == "__main__":

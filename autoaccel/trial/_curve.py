@@ -10,8 +10,8 @@ it (the ladder, search/_ladder.py) and, once, again with another seed (a replica
   measured rung above (or at full length, when known from ``--baseline-metric`` or a whole training) differs from
   its quality at this rung by no more than the quality budget, allowing for noise (the low end of the change's
   95% interval, training and sampling noise together). "Differs", not "gains": a curve that falls (a model that
-  overfits by the end) has not flattened either. Full length is informative by definition; the top rung measured
-  with nothing above it is not (nothing says where its curve goes next).
+  overfits by the end) has not flattened either. Full length is informative by definition; the top rung measured,
+  with nothing above it, is informative only when the curve had flattened on the way up to it.
 - **training noise**: the run-to-run spread of the recipe's quality at a rung, from the replica pairs at that rung
   (the recipe with another seed; a speed-only change, whose measured quality differs from the same math's only by
   rounding amplified over the run). Every drop judged at that rung carries it in its interval (finish/_summary.py).
@@ -85,6 +85,16 @@ class RecipeCurve:
             return True
         found = self.change(fraction)
         if found is None:
+            # The highest rung measured: informative when the curve had already flattened on the way up to it (the
+            # rung below is informative, its change to this one within the budget); else nothing says so.
+            below = max((f for f in self.fractions if f < fraction - 1e-12), default=None)
+            return below is not None and self.value(fraction) is not None and self._flat(below)
+        return self._flat(fraction)
+
+    def _flat(self, fraction: float) -> bool:
+        """Whether the change from ``fraction`` to the rung above it is within the budget, allowing for noise."""
+        found = self.change(fraction)
+        if found is None:
             return False
         delta, sd = found
         return abs(delta) - Z95 * sd <= self.budget + 1e-9
@@ -104,6 +114,8 @@ class RecipeCurve:
         lead = f"your recipe reaches {show(here)} at {share(fraction)} of its schedule"
         found = self.change(fraction)
         if found is None:
+            if self.informative(fraction):
+                return f"{lead}; its curve had flattened on the way up to it"
             return f"{lead}; nothing measured above it says whether its curve has flattened there"
         up = self.above(fraction)
         assert up is not None

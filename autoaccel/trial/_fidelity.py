@@ -31,10 +31,11 @@ MIN_STEPS = 40
 PROMOTION = 4
 ANSWER_SHARE = 0.5
 # The highest rung the recipe's ladder climbs to find where quality can be judged (curve.py, search/_ladder.py):
-# the ladder (the recipe at each rung up to it, and once more with another seed: about three trainings at that rung
-# in all) and PROMOTED candidates promoted there must fit in this share of the whole budget.
+# the ladder (the recipe at each rung up to it: under two trainings at the top rung), a replica at the rung below it
+# and two candidates promoted there (a training at half the top rung each) cost about LADDER_COST trainings at the
+# top rung, which must fit in this share of the whole budget.
 LADDER_SHARE = 0.35
-PROMOTED = 2
+LADDER_COST = 3.5
 PROBE_STEPS = 30  # steps of the user's recipe the probe times
 
 
@@ -121,7 +122,7 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
         # The rung where the recipe's curve is looked for, and the answer promoted to: the highest whose ladder
         # and promotions the budget affords (curve.py says at which rung quality means something).
         share_s = LADDER_SHARE * (search_s + finish_s)
-        answer = max(search, next((r for r in RUNGS if (3 + PROMOTED) * r * full_s <= share_s), search))
+        answer = max(search, next((r for r in RUNGS if LADDER_COST * r * full_s <= share_s), search))
     how = (f"planned for {wanted} training trials in {duration(search_s)} of searching" if search < 1.0
            else "the budget affords whole trainings")
     return Fidelity(search, answer, full_s, full_steps, step_s, how)
