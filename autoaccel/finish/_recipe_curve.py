@@ -21,7 +21,8 @@ def fraction_of(r: TrialRecord) -> float:
 
 def is_recipe(r: TrialRecord) -> bool:
     """A measured trial of the user's recipe itself (no setting changed), from the task's seed or another."""
-    return r.measured and r.duplicate_of is None and not r.settings and r.role in RECIPE_ROLES
+    # The baseline is the recipe whatever its stored parameters say (the search's defaults); others by their settings.
+    return r.measured and r.duplicate_of is None and (r.role == Role.BASELINE or (not r.settings and r.role in RECIPE_ROLES))
 
 
 def recipes(records: Iterable[TrialRecord]) -> dict[float, TrialRecord]:

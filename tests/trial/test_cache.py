@@ -66,6 +66,7 @@ VARIANTS: dict[str, Any] = {
     "baseline_key": "abc", "weights_from": BASE, "members": (Member(1, "k", BASE, {}, 1.0),),
     "steps": with_params(BASE, DYNAMIC_INT8).steps,  # a serving section: the per-strategy test covers the others
     "fraction": 0.25,  # a model trained on a compressed schedule is another model
+    "replica": 1,  # another seed trains another model
 }
 
 
