@@ -186,20 +186,20 @@ def table_curve(rows: list[dict[str, Any]], fractions: list[float], budget: floa
     recipe's seed replicas (``replicas``), and channels_last, a speed-only change (the spread across speed-only
     trials of the same math that the search also uses)."""
     records: list[TrialRecord] = []
+    same = next((r for r in rows if r["config"] == {"memory_format.format": "channels_last"}), None)
     for f in fractions:
         base = rows[0]["at"][str(f)]
-        records.append(_record(len(records), base, f))
+        recipe = _record(len(records), base, f)  # the recipe at this rung: the first record at it
+        records.append(recipe)
         for again in rows[0].get("replicas", {}).get(str(f), []):
             records.append(dataclasses.replace(_record(len(records), again, f), replica=1))
-        same = next((r for r in rows if r["config"] == {"memory_format.format": "channels_last"}), None)
         if same is not None and str(f) in same["at"]:
-            measured = same["at"][str(f)]["accuracy"]
+            # As the search's sanity check records it: its own measured quality against the recipe's at this rung.
             records.append(TrialRecord(len(records), TrialState.COMPLETE, role="screen", fraction=f,
                                        config={"memory_format.format": "channels_last"},
                                        metrics={"accuracy": base["accuracy"], "train_time": 1.0},
-                                       details={"quality": {"against": records[0 if f == fractions[0] else -2].number,
-                                                            "measured": measured}}))
-    # Each rung's recipe is the first record at it (the replicas and same-math pairs follow it).
+                                       details={"quality": {"against": recipe.number,
+                                                            "measured": same["at"][str(f)]["accuracy"]}}))
     return curve_of(records, budget)
 
 

@@ -7,13 +7,15 @@ from autoaccel.finish import _known_recipe as known_recipe
 from autoaccel.finish import _recipe_curve as recipe_curve
 from autoaccel.finish._answers import Answer, describe_speed, goal_score, goals_for, judging, keep
 from autoaccel.finish._evidence import words
-from autoaccel.finish._finisher import Finishing, finalize
+from autoaccel.finish._finisher import finalize
+from autoaccel.finish._finishing import Finishing
 from autoaccel.finish._study_facts import environment
 from autoaccel.finish._summary import (
     PRIMARY,
     Point,
     Summary,
     accuracy_drop,
+    judge,
     output_texts,
     over_budget,
     speed_objectives,
@@ -35,6 +37,7 @@ __all__ = [
     "goals_for",
     "judging",
     "keep",
+    "judge",
     "known_recipe",
     "recipe_curve",
     "output_texts",

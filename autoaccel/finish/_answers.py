@@ -171,8 +171,11 @@ def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: st
 
 def give(goal: str, point: "Point", baseline: "Point", objectives: Sequence[str], source: str,
          notes: Sequence[str] = ()) -> Answer:
+    # Compared with the recipe at the point's own rung (a serving change at the rung where the recipe has learned),
+    # whose quality is the point's plus its drop.
+    recipe = point.metrics["accuracy"] + point.accuracy_drop["value"]
     verdict = (f"{describe_speed(point.speedup, objectives)}; "
-               f"{describe_drop(point.accuracy_drop, baseline.metrics['accuracy'], point.metrics['accuracy'], point.shown)}")
+               f"{describe_drop(point.accuracy_drop, recipe, point.metrics['accuracy'], point.shown)}")
     if source != "interleaved re-measurement":
         verdict += " (single measurements, not yet re-measured)"
     speedup = {o: point.speedup[o] for o in objectives if o in point.speedup}  # what the user asked for, no more

@@ -59,12 +59,6 @@ def of(goal: str, speed: Mapping[str, Any] | None, quality: Mapping[str, Any], s
     return out
 
 
-def established(evidence: Mapping[str, Any] | None) -> bool:
-    """Whether an answer's quality claim rests on something: an informative rung, or the recipe's own math."""
-    quality = (evidence or {}).get("quality") or {}
-    return bool(quality.get("informative")) or quality.get("basis") == SAME_MATH
-
-
 def _quality_words(quality: Mapping[str, Any], goal: str, shown: Shown) -> str:
     fraction = float(quality.get("fraction", 1.0))
     if quality.get("basis") == SAME_MATH:

@@ -1,14 +1,12 @@
 """The end of a search: the finalists of each goal re-measured against the baseline, one answer per goal chosen,
-checked for consistency across its measurements and made minimal (an ablation), and the combined answer run
-and re-measured. Each step records what it found in the study, so `autoaccel report` rebuilds it from storage."""
+checked for consistency across its measurements and made minimal (an ablation), the train answer promoted to a
+higher rung (promotion.py), and the combined answer run and re-measured. Each step records what it found in the
+study, so `autoaccel report` rebuilds it from storage."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from rich.markup import escape
@@ -19,7 +17,6 @@ from autoaccel.finish._answers import (
     Answer,
     agrees,
     candidate,
-    describe_speed,
     give,
     goal_score,
     judging,
@@ -28,49 +25,20 @@ from autoaccel.finish._answers import (
     ranked,
     rejection,
 )
+from autoaccel.finish._finishing import Finishing
+from autoaccel.finish._promotion import Promotion
 from autoaccel.finish._study_facts import importances
-from autoaccel.finish._summary import Point, Summary, accuracy_drop, over_budget, single_speedups, summarize_study
+from autoaccel.finish._summary import Point, Summary, over_budget, single_speedups, summarize_study
 from autoaccel.plugin._strategy import split_params, strategy_of
-from autoaccel.trial import Ratio, affordable, paired_ratio, read, share, train_samples, training_key
-from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES, Role
+from autoaccel.trial import Ratio, paired_ratio, read, share, train_samples, training_key
+from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
 
 # Train finalists promoted to an informative rung at most, in order, until one holds there.
 PROMOTED = 2
 
 if TYPE_CHECKING:
-    from autoaccel.options import Options
-    from autoaccel.plugin._pipeline import Pipeline
-    from autoaccel.task import Task
-    from autoaccel.trial import Fidelity, InProcessRunner, IsolatedRunner, Timings
-
-    Runner = IsolatedRunner | InProcessRunner
-
-
-class RunFixed(Protocol):
-    """Measure one configuration as a trial of the study (role: why; fraction: a share of the schedule other than
-    the search's); None when it failed. The search's executor does it."""
-
-    def __call__(self, study: optuna.Study, runner: Runner, config: dict[str, Any], role: str,
-                 fraction: float | None = None) -> optuna.trial.FrozenTrial | None: ...
-
-
-@dataclass(frozen=True)
-class Finishing:
-    """Everything the finish works with, given by the search that ran the study: the run's settings, and how to
-    measure more (a configuration as a trial of the study) and to rebuild a trial's plan. The finish imports
-    nothing of the search; it is handed these."""
-
-    task: Task
-    options: Options
-    objectives: tuple[str, ...]
-    goals: tuple[str, ...]  # the answers this run gives (train, serve, combined: those its factors allow)
-    trains: bool  # whether the user's recipe trains here (not in --mode inference with Task.weights)
-    max_drop: float  # the quality budget in the metric's own units
-    fidelity: Fidelity  # the shares of the schedule the search and the answer train
-    budget_end: float | None  # monotonic time by which the run should be done (None: no limit)
-    plan_of: Callable[[optuna.Study, int], Pipeline]
-    run_fixed: RunFixed
-    say: Callable[[str], None]
+    from autoaccel.finish._finishing import Runner
+    from autoaccel.trial import Timings
 
 
 def timed_objectives(objectives: tuple[str, ...], trains: bool) -> list[str]:
@@ -129,10 +97,8 @@ class Finisher:
         self.rows: list[dict[str, Any]] = []
         self.slice: dict[str, Any] | None = None  # the training slices the last re-measurement timed
         self.fidelity = given.fidelity
-        self.promoted: float | None = None  # the rung the train answer's quality held at (promote), if any
-        # Per goal, the trial an answer's quality was judged on when not its own (a promotion to another rung).
-        self.judged_by: dict[str, Point] = {}
         self.summary = self.refresh()
+        self.promotion = Promotion(given, study, runner, self.refresh)
 
     def refresh(self) -> Summary:
         self.summary = summarize_study(self.study, self.objectives, self.max_drop)
@@ -239,7 +205,7 @@ class Finisher:
         for goal, answer in answers.items():
             if answer.given:
                 # The point its quality rests on: the promotion's, at the rung it was judged at, else its own.
-                on = self.judged_by.get(goal) or self.point(answer.trial)
+                on = self.judged_on(goal, answer)
                 answer.evidence = evidence.of(goal, self.slice, evidence.quality_of(on, self.summary.curve),
                                               self.fidelity.search)
         self.study.set_user_attr("answers", {"baseline": self.summary.baseline.trial,
@@ -272,7 +238,7 @@ class Finisher:
                     if goal != "train":
                         return answer
                     promotions += 1
-                    answer = self.promote(answer)
+                    answer = self.promotion.promote(answer)
                     if answer.given or answer.rejected is None or promotions >= PROMOTED or not answer.rejected.get("promotable"):
                         return answer
                     rejected = rejected or answer.rejected
@@ -295,128 +261,11 @@ class Finisher:
 
         return sorted(points, key=lambda p: (behind(p), -goal_score(p, judged)))
 
-    def promote(self, answer: Answer) -> Answer:
-        """Successive halving's promotion, for a finalist that won on speed: the train answer trained again at a
-        higher rung beside the user's recipe (same seed and data order), and given only if its quality holds there.
-        Judged below an informative rung, it goes to the lowest informative rung the recipe's ladder found (the
-        recipe already trained there); judged at an informative rung, as high as the budget affords."""
-        self.promoted = None
-        point = self.point(answer.trial)
-        if point.judged == "not judged":
-            return self.promote_to_informative(answer, point)
-        low, high = self.fidelity.search, self.fidelity.answer
-        if not answer.given or high <= low or point.judged == "same math":
-            return answer
-        # The rung was planned from the finish's share of the budget; what is left of it now decides.
-        left = self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
-        rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), left)
-        if rung is None:
-            return self.unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
-                                           f"schedule than the search's {share(low)}")
-        high = rung
-        self.given.say(f"train answer: training it and your recipe at {share(high)} of your schedule "
-                                  f"(the search judged quality at {share(low)}) ...")
-        base = self.given.run_fixed(self.study, self.runner, {}, "promotion", high)
-        mine = self.given.run_fixed(self.study, self.runner, answer.params, "promotion", high)
-        if base is None or mine is None:
-            return self.unpromoted(answer, f"its training at {share(high)} of your schedule failed")
-        b, c = read(base), read(mine)
-        shown = self.summary.baseline.shown
-        drop = accuracy_drop(b, c)
-        figures = (f"{shown.name} {shown.fmt(c.metrics['accuracy'])} vs {shown.fmt(b.metrics['accuracy'])} "
-                   f"at {share(high)} of your schedule (trials {c.number} and {b.number})")
-        # Still a share of the schedule (unless full length): out only when over the budget beyond noise, as at the
-        # search's rung. It has now survived two rungs; confirm judges it whole.
-        self.refresh()
-        if (promoted := self.summary.point(c.number)) is not None:
-            self.judged_by["train"] = promoted
-            drop = promoted.accuracy_drop  # the same pair, its interval with the rung's training noise
-        if over_budget(drop, self.max_drop, high) > 1e-12:
-            beyond = " beyond noise" if high < 1.0 else ""
-            why = (f"its {shown.drop_word} {drop['value']:.4g} at {share(high)} of your schedule is over the budget of "
-                   f"{self.max_drop:g}{beyond} ({figures})")
-            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why})
-        self.promoted = high
-        # The answer's quality is now the one measured at the higher rung, its evidence says which.
-        noise = " (the difference is within noise)" if drop["within_noise"] else ""
-        answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"
-        answer.accuracy_drop = {**drop, "fraction": high, "trials": [c.number, b.number]}
-        answer.notes.append(f"quality judged at {share(high)} of your schedule, after the search's {share(low)}: "
-                            f"{shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
-        return answer
-
-    def promote_to_informative(self, answer: Answer, point: Point) -> Answer:
-        """A train answer whose quality was not judged (the search's rung is below where the recipe has learned):
-        trained at the lowest informative rung the ladder found, and judged there against the recipe's run at that
-        rung; without one, or the time to train it, it stays a candidate whose quality is unknown."""
-        curve, low = self.summary.curve, self.fidelity.search
-        rung = curve.judged_at(low) if curve is not None else None
-        if rung is None:
-            return keep("train", self.summary.baseline, candidate(point, judging("train", self.objectives), curve))
-        left = self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
-        # The recipe is already trained there (the ladder): one training at that rung, with the search's start-up.
-        if left is not None and self.baseline_wall() + self.fidelity.full_s * (rung - low) > left:
-            lacking = candidate(point, judging("train", self.objectives), curve,
-                                f"no time was left in the budget to train it at {share(rung)} of your schedule, where "
-                                "your recipe has learned")
-            return keep("train", self.summary.baseline, lacking)
-        self.given.say(f"train answer: quality was not judged at {share(low)} of your schedule (your recipe has not "
-                       f"learned there); training it at {share(rung)}, where your recipe has ...")
-        trial = self.given.run_fixed(self.study, self.runner, answer.params, Role.PROMOTION.value, rung)
-        self.refresh()
-        promoted = self.summary.point(trial.number) if trial is not None else None
-        if promoted is None:
-            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "promotable": True,
-                                                          "reason": f"its training at {share(rung)} of your schedule failed"})
-        shown, drop = promoted.shown, promoted.accuracy_drop
-        reference = curve.value(rung) if curve is not None else None
-        figures = (f"{shown.name} {shown.fmt(promoted.metrics['accuracy'])} vs "
-                   f"{shown.fmt(reference if reference is not None else float('nan'))} at {share(rung)} of your schedule "
-                   f"(trial {promoted.trial} and your recipe's trial {curve.trials.get(repr(rung)) if curve else '?'})")
-        if not promoted.feasible:
-            why = (f"its {shown.drop_word} {drop['value']:.4g} [{drop['ci95'][0]:.4g}, {drop['ci95'][1]:.4g}] at {share(rung)} "
-                   f"of your schedule, where your recipe has learned, is over the budget of {self.max_drop:g} beyond noise "
-                   f"({figures})")
-            return keep("train", self.summary.baseline, {"trial": answer.trial, "params": answer.params, "reason": why,
-                                                          "promotable": True, "fraction": rung, "informative": True})
-        self.promoted = rung
-        self.judged_by["train"] = promoted
-        noise = " (the difference is within noise)" if drop["within_noise"] else ""
-        answer.verdict = f"{describe_speed(answer.speedup, self.objectives)}; {figures}{noise}"
-        answer.accuracy_drop = {**drop, "fraction": rung, "trials": [promoted.trial, curve.trials.get(repr(rung)) if curve else None]}
-        answer.notes.append(f"quality not judged at the search's {share(low)} (your recipe had not learned there); judged "
-                            f"at {share(rung)}: {shown.drop_word} {drop['value']:+.4f} [{drop['ci95'][0]:+.4f}, {drop['ci95'][1]:+.4f}]")
-        return answer
-
-    def baseline_wall(self) -> float:
-        """Wall seconds of the baseline's search trial (a training at the search's rung, start-up and evaluation)."""
-        return read(self.study.get_trials(deepcopy=False)[self.summary.baseline.trial]).seconds or 0.0
-
-    def crowds_out_promotion(self, trainings: int) -> bool:
-        """Whether ``trainings`` more runs at the search's rung (an ablation's variants) would leave no time in the
-        budget for the train answer's promotion that the budget affords now. Quality at a higher rung is worth
-        more than a minimal answer: evidence, not tidiness."""
-        low, high = self.fidelity.search, self.fidelity.answer
-        if high <= low or self.given.budget_end is None:
-            return False
-        left, wall = self.given.budget_end - time.monotonic(), self.baseline_wall()
-        possible = affordable(low, high, self.fidelity.full_s, wall, left)
-        return possible is not None and affordable(low, high, self.fidelity.full_s, wall, left - trainings * wall) is None
-
-    def unpromoted(self, answer: Answer, why: str) -> Answer:
-        """The train answer when it could not be trained at a higher rung: its quality stands at the search's rung,
-        where a drop within noise kept it in the running; given only if the drop itself is within the budget."""
-        low, drop = self.fidelity.search, answer.accuracy_drop
-        if self.point(answer.trial).judged == "same math":
-            answer.notes.append(f"{why}; a speed-only change, its quality is your recipe's")
-            return answer
-        if over_budget(drop, self.max_drop, None) > 1e-12:  # by its value, as at full length: nothing more to go on
-            return keep("train", self.summary.baseline, {
-                "trial": answer.trial, "params": answer.params,
-                "reason": f"{why}, and at {share(low)} of your schedule its accuracy drop {drop['value']:.4g} is over the "
-                          f"budget of {self.max_drop:g} (within noise: it could still have won at a higher share)"})
-        answer.notes.append(f"{why}; its quality stands at {share(low)}")
-        return answer
+    def judged_on(self, goal: str, answer: Answer) -> Point:
+        """The point an answer's quality rests on: the train answer's promotion, at the rung it was judged at, else
+        the answer's own trial."""
+        promoted = self.promotion.judged_on if goal == "train" else None  # set only for the answer that held
+        return promoted if promoted is not None else self.point(answer.trial)
 
     def check(self, p: Point, judged: list[str]) -> str:
         """'' when the trial's own ratio agrees with its re-measurement; otherwise measure again, and say why
@@ -443,7 +292,7 @@ class Finisher:
         names = list(split_params(p.params))
         if len(names) < 2 or not self.given.options.ablation:
             return p, []
-        if goal == "train" and self.crowds_out_promotion(len(names) + 1):
+        if goal == "train" and self.promotion.crowds_out(len(names) + 1):
             return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
                        f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
         self.given.say(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
@@ -509,11 +358,11 @@ class Finisher:
             return keep("combined", base, None, f"a combined answer needs both a train and a serve answer; "
                                                 f"{' and '.join(missing)} said keep your recipe")
         # Measured where both halves' quality was: the train answer's promotion rung, else the serve answer's model's.
-        judged_at = (self.judged_by.get("train") or self.point(train.trial)).fraction
-        if self.point(train.trial).judged == "same math":
-            judged_at = self.point(serve.trial).fraction
-        fraction = None if judged_at == self.fidelity.search else judged_at
-        trial = self.given.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined", fraction)
+        halves = {"train": self.judged_on("train", train), "serve": self.judged_on("serve", serve)}
+        at_rung = halves["serve" if halves["train"].judged == "same math" else "train"].fraction
+        if at_rung != self.fidelity.search:
+            self.promotion.measure_noise(at_rung)  # it trains its own model there: judged with that rung's noise
+        trial = self.given.run_fixed(self.study, self.runner, {**train.params, **serve.params}, "combined", at_rung)
         if trial is None:
             last = read(self.study.get_trials(deepcopy=False)[-1])  # the combination's own trial, just run
             return keep("combined", base, None, f"the combination failed to run: {last.reason or 'unknown reason'}")
@@ -529,7 +378,6 @@ class Finisher:
         curve = self.summary.curve
         told = "" if curve is None else (" (informative: your recipe has learned there)" if curve.informative(p.fraction)
                                          else " (not informative: your recipe has not learned there)")
-        halves = {g: self.judged_by.get(g) or self.point(a.trial) for g, a in (("train", train), ("serve", serve))}
         alone = {g: ("+0.0000 (a speed-only change: your recipe's math)" if q.judged == "same math"
                      else f"{q.accuracy_drop['value']:+.4f}{at({'fraction': q.fraction})}") for g, q in halves.items()}
         attribution = (f"{p.shown.drop_word} {p.accuracy_drop['value']:+.4f} [{p.accuracy_drop['ci95'][0]:+.4f}, "

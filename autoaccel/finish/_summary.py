@@ -174,6 +174,17 @@ def over_budget(drop: Mapping[str, Any], max_drop: float, fraction: float | None
     return (float(drop["ci95"][0]) if compressed else float(drop["value"])) - max_drop
 
 
+def judge(base: TrialRecord, cand: TrialRecord, max_drop: float, curve: RecipeCurve) -> tuple[dict[str, Any], float]:
+    """``cand``'s quality drop against ``base`` (the recipe at ``cand``'s share of the schedule), its interval with
+    that rung's training noise when ``cand`` trained a model of its own (a serving change serves the recipe's very
+    checkpoint: only sampling noise parts them), and how far it is over the budget as the curve lets it be judged
+    there (over_budget): the one verdict the search's constraint and the finish's points share."""
+    fraction = fraction_of(cand)
+    trained = cand.goal != "serve" and fraction < 1.0
+    drop = accuracy_drop(base, cand, curve.training_noise(fraction) if trained else None)
+    return drop, over_budget(drop, max_drop, cand.fraction, curve)
+
+
 def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
     """Whether ``a`` is at least as good as ``b`` on every objective and better on one: exactly when ``a`` alone
     is the front of the pair (one definition of dominance, Optuna's, for the front and this test alike)."""
@@ -216,7 +227,7 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float, curve: RecipeCurv
     """``t`` against ``base``, the recipe at ``t``'s own share of the schedule, its quality judged as the curve
     says it can be there."""
     fraction = fraction_of(t)
-    drop = accuracy_drop(base, t, curve.training_noise(fraction) if fraction < 1.0 else None)
+    drop, over = judge(base, t, max_drop, curve)
     details = t.details
     check = details.get("quality") or {}
     # A speed-only change whose loss agreed with the recipe's own run: its quality is the recipe's, at any rung.
@@ -230,7 +241,7 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float, curve: RecipeCurv
         speedup=single_speedups(t.metrics, base.metrics),
         accuracy_drop=drop,
         # Judged as the constraint was (over_budget); the interval is shown beside it.
-        feasible=over_budget(drop, max_drop, t.fraction, curve) <= 1e-12,
+        feasible=over <= 1e-12,
         plan=dict(t.plan),
         goal=t.goal or ("baseline" if t.role == "baseline" else "combined"),
         members=t.members,

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel.errors import AutoaccelError, TrialFailure, interrupt_reason
-from autoaccel.finish import goal_score, judging, recipe_curve, summarize_study
+from autoaccel.finish import goal_score, judging, summarize_study
 from autoaccel.options import Options
 from autoaccel.outputs import Progress, fmt_metric, fmt_params
 from autoaccel.plugin._configuration import culprits, goal_of, suggest
@@ -101,13 +101,12 @@ class Executor:
         strategies, wanted = self.policy.sampling(role)
         params = suggest(trial, strategies, self.setup.space, self.options.mode, wanted)
         config, plan, missing = self.plans.build(params, study, queued.fraction, queued.replica or 0)
-        if queued.fraction is None and self.serving_fraction is not None and \
-                goal_of(config, self.setup.strategies, self.options.mode) == "serve":
+        goal = goal_of(config, self.setup.strategies, self.options.mode)
+        if queued.fraction is None and self.serving_fraction is not None and goal == "serve":
             # Serving changes are judged on a model that has learned: the recipe's at the rung its curve flattened
             # (already trained by the ladder, so reused from the cache), not the search's near-chance one.
             config, plan, missing = self.plans.build(params, study, self.serving_fraction)
         fingerprint = plan.fingerprint()
-        goal = goal_of(config, self.setup.strategies, self.options.mode)
         record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=plan.fraction,
                      math={"key": plan.math_key(), "tolerance": plan.speed_only_tolerance()})
         asked = Asked(trial, n, quiet, config, plan, goal, role, fmt_params(config, {}))
@@ -227,13 +226,11 @@ class Executor:
             text += f"  (speed only: {shown.name} of trial {quality['from']}, its loss within {quality['loss_gap']:.0%})"
         elif quality.get("sanity") == "failed":
             text += f"  [yellow](speed only, but its loss drifted {quality['loss_gap']:.0%} from trial {quality['against']}'s)[/]"
-        records = studies.records(study)
-        curve = recipe_curve.curve_of(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
-        fraction = recipe_curve.fraction_of(done)
-        if done.settings and quality.get("sanity") != "passed" and not curve.informative(fraction) \
-                and (here := curve.value(fraction)) is not None:
+        rung = done.details.get("rung") or {}  # how the outcomes judged it (outcomes.py)
+        if quality.get("sanity") != "passed" and rung.get("informative") is False and rung.get("recipe_value") is not None:
             # No verdict where the recipe has not learned yet: ranked, never ruled out on quality (trial/_curve.py).
-            return text + f"  (quality not judged at {share(fraction)}: your recipe reaches {shown.fmt(here)} there)"
+            return text + (f"  (quality not judged at {share(rung['fraction'])}: your recipe reaches "
+                           f"{shown.fmt(rung['recipe_value'])} there)")
         return text + ("" if done.feasible else f"  [yellow]({shown.drop_word} over budget)[/]")
 
     def _best(self, study: optuna.Study) -> str:

@@ -1,6 +1,7 @@
 """The recipe's ladder: before candidates are judged on quality, the user's recipe is trained at the rungs above
-the search's (1/16, 1/8, 1/4, ... of its schedule), and once more from another seed, until a rung is found where its
-curve has flattened (trial/_curve.py says when). Quality drops are judged there; below it candidates are ranked
+the search's (1/16, 1/8, 1/4, ... of its schedule) until a rung is found where its curve has flattened
+(trial/_curve.py says when); when that is the search's own rung, once more there from another seed (its
+run-to-run noise joins every candidate's interval). Quality drops are judged there; below it candidates are ranked
 and the fastest promoted (finish/_finisher.py). The ladder reads what it has measured from the study's trials, so a
 resumed run or a joining worker climbs on from where the study is.
 
@@ -30,9 +31,6 @@ class Ladder:
     def __init__(self, fidelity: Fidelity) -> None:
         self.fidelity = fidelity
 
-    def curve(self, records: Sequence[TrialRecord], budget: float, stated: float | None) -> RecipeCurve:
-        return recipe_curve.curve_of(records, budget, stated)
-
     def next(self, records: Sequence[TrialRecord], curve: RecipeCurve, seconds_left: float | None) -> tuple[float, int] | None:
         """(fraction, replica) of the recipe's next training; None: the ladder is done."""
         low = self.fidelity.search
@@ -40,13 +38,14 @@ class Ladder:
             return None
         if any(r.role == Role.RUNG and r.failure_kind and not r.not_run for r in records):
             return None  # a rung failed (said on its line): judged with what there is, not retried
-        replicated = {recipe_curve.fraction_of(r) for r in records if r.replica and (r.measured or r.failure_kind)}
-        if low not in replicated:
-            return (low, 1)  # the run-to-run noise where the candidates are measured
         found = curve.judged_at(low)
+        if found == low:
+            # Candidates are judged where they are measured: the run-to-run noise there joins their intervals.
+            replicated = any(r.replica and recipe_curve.fraction_of(r) == low for r in records)
+            return None if replicated else (low, 1)
         if found is not None:
-            # The noise where quality will be judged, unless it is measured there already (or is full length).
-            return (found, 1) if found < 1.0 and found not in replicated and self._affordable(found, seconds_left) else None
+            # Judged higher up: only the finish's promotions train there, and measure its noise first (promotion.py).
+            return None
         top = max(f for f in curve.fractions if f < 1.0)
         up = min(1.0, top * 2)
         if up > self.fidelity.answer + 1e-12 or not self._affordable(up, seconds_left):

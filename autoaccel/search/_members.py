@@ -49,15 +49,22 @@ def choose_members(study: optuna.Study, task: Task, strategies: Sequence[Strateg
     return tuple(found)
 
 
+def recipe_at(task: Task, base: Pipeline, fraction: float | None, replica: int = 0) -> Pipeline:
+    """The user's recipe ``base`` (at the search's share of the schedule) training ``fraction`` of its schedule
+    instead (None: the search's), from the task's seed or, as a replica, another (``replica``)."""
+    if (fraction is None or fraction == base.fraction) and not replica:
+        return base
+    moved = base.replace(fraction=base.fraction if fraction is None else fraction, replica=replica)
+    return moved.replace(baseline_key=training_key(task, moved))
+
+
 def plan_of(study: optuna.Study, trial: int, task: Task, strategies: Sequence[Strategy], base: Pipeline, mode: str) -> Pipeline:
     """The plan a completed trial ran, its members rebuilt from the trials they came from."""
     trials = study.get_trials(deepcopy=False)
     t = read(trials[trial])
-    if (t.fraction is not None and t.fraction != base.fraction) or t.replica:
-        # A trial trained at another share of the schedule (a rung, a promotion, a confirmation) than the search's,
-        # or a replica of the recipe from another seed.
-        base = base.replace(fraction=base.fraction if t.fraction is None else t.fraction, replica=t.replica or 0)
-        base = base.replace(baseline_key=training_key(task, base))
+    # A trial trained at another share of the schedule (a rung, a promotion, a confirmation) than the search's, or a
+    # replica of the recipe from another seed.
+    base = recipe_at(task, base, t.fraction, t.replica or 0)
     plan = apply_all(strategies, base, t.config or {})
     members = [member_of(read(trials[int(m["trial"])]), task, strategies, base, mode) for m in t.members]
     return plan.replace(members=tuple(m for m in members if m is not None)) if members else plan

@@ -10,7 +10,7 @@ import optuna
 import pluggy
 from optuna.trial import TrialState
 
-from autoaccel.finish import accuracy_drop, over_budget, recipe_curve
+from autoaccel.finish import judge, recipe_curve
 from autoaccel.options import Options
 from autoaccel.search import _sanity as sanity
 from autoaccel.search import _study as studies
@@ -72,11 +72,12 @@ class Outcomes:
             ci95 = {m: list(v) for m, v in result.ci95.items()}
             mine = dataclasses.replace(me, metrics=result.metrics, ci95=ci95, details=result.details)
             # Judged as the recipe's curve allows at this rung: no verdict where the recipe has not learned yet, and
-            # run-to-run training noise in the drop's interval (trial/_curve.py).
+            # run-to-run training noise in the drop's interval (trial/_curve.py). The trial's line says which.
             curve = recipe_curve.curve_of(records, drop, recipe_curve.stored(study.user_attrs))
+            _, constraint = judge(reference, mine, drop, curve)
             fraction = recipe_curve.fraction_of(me)
-            noise = curve.training_noise(fraction) if fraction < 1.0 else None
-            constraint = over_budget(accuracy_drop(reference, mine, noise), drop, me.fraction, curve)
+            result.details["rung"] = {"fraction": fraction, "informative": curve.informative(fraction),
+                                      "recipe_value": curve.value(fraction)}
         record.write(trial, metrics=result.metrics, ci95=result.ci95, details=result.details, constraint=constraint,
                      seconds=time.monotonic() - started)
         trial.set_constraint("accuracy_drop", constraint)

@@ -10,10 +10,9 @@ import optuna
 from autoaccel.plugin._configuration import configuration
 from autoaccel.plugin._pipeline import Member, Pipeline
 from autoaccel.plugin._strategy import apply_all, split_params
-from autoaccel.search._members import choose_members, plan_of
+from autoaccel.search._members import choose_members, plan_of, recipe_at
 from autoaccel.search._setup import Setup
 from autoaccel.task import Task
-from autoaccel.trial import training_key
 
 
 class Plans:
@@ -30,10 +29,7 @@ class Plans:
     def base_at(self, fraction: float | None, replica: int = 0) -> Pipeline:
         """The user's recipe as a plan training ``fraction`` of its schedule (None: the search's fidelity), from the
         task's seed or, as a replica, another (``replica``)."""
-        if (fraction is None or fraction == self.setup.base.fraction) and not replica:
-            return self.setup.base
-        base = self.setup.base.replace(fraction=self.setup.base.fraction if fraction is None else fraction, replica=replica)
-        return base.replace(baseline_key=training_key(self.task, base))
+        return recipe_at(self.task, self.setup.base, fraction, replica)
 
     def build(self, params: dict[str, Any], study: optuna.Study | None = None,
               fraction: float | None = None, replica: int = 0) -> tuple[dict[str, Any], Pipeline, int]:

@@ -254,7 +254,7 @@ class Search:
         every candidate's is. None once the ladder is done (serving trials then serve from where it learned)."""
         ladder, shown = Ladder(self.fidelity), Shown.of(base.details.get("metric"))
         records = studies.records(study)
-        curve = ladder.curve(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
+        curve = recipe_curve.curve_of(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
         step = ladder.next(records, curve, None if self.budget.deadline is None else self.budget.deadline - time.monotonic())
         if step is None:
             if self.executor.serving_fraction is None and self.fidelity.compressed and not self.said_curve:

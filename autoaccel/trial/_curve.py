@@ -23,7 +23,6 @@ rejected or accepted against the budget; the finish promotes the fastest to the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,8 @@ from autoaccel.trial._fidelity import share
 Z95 = 1.959964  # two-sided 95% normal quantile
 
 
-def _key(fraction: float) -> str:
+def key(fraction: float) -> str:
+    """How a rung is spelled as a key of the curve's maps (JSON keys are strings)."""
     return repr(float(fraction))
 
 
@@ -53,16 +53,16 @@ class RecipeCurve:
         return sorted(float(k) for k in self.quality)
 
     def value(self, fraction: float) -> float | None:
-        return self.quality.get(_key(fraction))
+        return self.quality.get(key(fraction))
 
     def training_noise(self, fraction: float) -> float | None:
         """The run-to-run standard deviation of quality at ``fraction``: measured there, else measured at the
         nearest rung below it (noise shrinks as a run converges, so the lower rung's is the wider one); None when no
         replica measured any."""
-        if (own := self.noise.get(_key(fraction))) is not None:
+        if (own := self.noise.get(key(fraction))) is not None:
             return own
         below = [float(k) for k in self.noise if float(k) <= fraction]
-        return self.noise[_key(max(below))] if below else None
+        return self.noise[key(max(below))] if below else None
 
     def above(self, fraction: float) -> float | None:
         """The next measured rung above ``fraction`` (full length among them, when known)."""
@@ -74,8 +74,8 @@ class RecipeCurve:
         up, here = self.above(fraction), self.value(fraction)
         if up is None or here is None:
             return None
-        there = self.quality[_key(up)]
-        parts = [self.sampling.get(_key(fraction), 0.0), self.sampling.get(_key(up), 0.0),
+        there = self.quality[key(up)]
+        parts = [self.sampling.get(key(fraction), 0.0), self.sampling.get(key(up), 0.0),
                  self.training_noise(fraction) or 0.0, self.training_noise(up) or 0.0 if up < 1.0 else 0.0]
         return there - here, math.sqrt(sum(p * p for p in parts))
 
@@ -122,7 +122,7 @@ class RecipeCurve:
         where = "at full length" + (f" ({self.full_from})" if self.full_from else "") if up >= 1.0 else f"at {share(up)}"
         delta, sd = found
         verdict = "flattened: within the budget" if self.informative(fraction) else "still changing: beyond the budget"
-        return (f"{lead} and {show(self.quality[_key(up)])} {where}, a change of {delta:+.4g} (noise \u00b1{Z95 * sd:.2g}), "
+        return (f"{lead} and {show(self.quality[key(up)])} {where}, a change of {delta:+.4g} (noise \u00b1{Z95 * sd:.2g}), "
                 f"{verdict} of {self.budget:g}")
 
     def evidence(self, fraction: float | None, fmt: Any = None) -> dict[str, Any]:
@@ -131,22 +131,13 @@ class RecipeCurve:
         up = self.above(f)
         return {"fraction": f, "recipe_value": self.value(f), "informative": self.informative(f),
                 "why": self.why(f, fmt), "training_noise": self.training_noise(f) if f < 1.0 else None,
-                "above": {"fraction": up, "recipe_value": self.quality[_key(up)],
+                "above": {"fraction": up, "recipe_value": self.quality[key(up)],
                           "from": self.full_from if up >= 1.0 and self.full_from else None} if up is not None else None}
 
     def to_json(self) -> dict[str, Any]:
         return {"budget": self.budget, "quality": dict(self.quality), "sampling": dict(self.sampling),
                 "noise": dict(self.noise), "trials": dict(self.trials), "full_from": self.full_from,
                 "informative": {k: self.informative(float(k)) for k in self.quality}}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any] | None) -> "RecipeCurve | None":
-        if not data:
-            return None
-        return cls(float(data["budget"]), {k: float(v) for k, v in data.get("quality", {}).items()},
-                   {k: float(v) for k, v in data.get("sampling", {}).items()},
-                   {k: float(v) for k, v in data.get("noise", {}).items()},
-                   {k: int(v) for k, v in data.get("trials", {}).items()}, str(data.get("full_from", "")))
 
 
 def replica_sd(pairs: list[tuple[float, float]]) -> float | None:
@@ -162,8 +153,3 @@ def standard_error(ci95: Any) -> float:
         return 0.0
     lo, hi = (float(v) for v in ci95)
     return max(0.0, hi - lo) / (2 * Z95) if math.isfinite(lo) and math.isfinite(hi) else 0.0
-
-
-def key(fraction: float) -> str:
-    """How a rung is spelled as a key of the curve's maps (JSON keys are strings)."""
-    return _key(fraction)
