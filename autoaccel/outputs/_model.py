@@ -24,11 +24,12 @@ def export_recommended(plan: Pipeline, runner: IsolatedRunner | InProcessRunner,
         say(f"[yellow]could not export the recommended model ({failure.kind}): {escape(failure.reason)}[/]")
         return {"files": {}, "notes": [failure.reason]}
     if plan.fraction < 1.0:
-        # The search's own checkpoint, trained on the compressed schedule: right for checking the export and its
-        # latency, not a model to deploy; `autoaccel apply` trains the recipe whole.
+        # A checkpoint of the search, trained on a compressed schedule (the search's rung, or the rung its serving
+        # trials served from): right for checking the export and its latency, not a model to deploy; `autoaccel apply`
+        # trains the recipe whole.
         report = {**report, "notes": [*report.get("notes", []), f"the exported model was trained on {share(plan.fraction)} "
-                                      "of your schedule (the search's fidelity); `autoaccel apply recipe.yaml MODEL.py "
-                                      "--goal ...` trains it whole"], "fraction": plan.fraction}
+                                      "of your schedule (a compressed run of the search); `autoaccel apply recipe.yaml "
+                                      "MODEL.py --goal ...` trains it whole"], "fraction": plan.fraction}
     for note in report.get("notes", []):
         say(f"export: {escape(note)}")
     return report

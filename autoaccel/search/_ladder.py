@@ -2,7 +2,7 @@
 the search's (1/16, 1/8, 1/4, ... of its schedule) until a rung is found where its curve has flattened
 (trial/_curve.py says when); when that is the search's own rung, once more there from another seed (its
 run-to-run noise joins every candidate's interval). Quality drops are judged there; below it candidates are ranked
-and the fastest promoted (finish/_finisher.py). The ladder reads what it has measured from the study's trials, so a
+and the fastest promoted (finish/_promotion.py). The ladder reads what it has measured from the study's trials, so a
 resumed run or a joining worker climbs on from where the study is.
 
 Its trials are the recipe's own (role ``rung``): they count against the budget's time, not against ``--trials``,
@@ -19,8 +19,8 @@ from autoaccel.trial import Fidelity, TrialRecord, share
 from autoaccel.trial._curve import RecipeCurve
 from autoaccel.vocab import Role
 
-# A rung is climbed only when its training, estimated from the baseline's trial, takes at most this share of the
-# search's time left: the candidates still need the rest.
+# A rung is climbed only when its training (that share of one whole training, as the probe timed it) takes at most
+# this share of the search's time left: the candidates still need the rest.
 RUNG_SHARE = 0.4
 
 

@@ -57,7 +57,7 @@ class Search:
         self.out_dir = options.out_dir(task.name)
         self.study_name = options.study or default_study_name(task, self.setup.target, options.mode)
         self.total = self.options.resolved_trials()
-        self.said_curve = False  # whether the recipe's curve has been summed up on the terminal
+        self.climbed = False  # whether the recipe's ladder is done (ladder.py), its finding said on the terminal
         self.budget = Budget()
         self.plans = Plans(self.task, self.setup, options.mode)
         self.policy = Policy(self.setup, self.plans, self.options, self.objectives)
@@ -252,13 +252,15 @@ class Search:
     def _climb(self, study: optuna.Study, runner: Runner, base: TrialRecord) -> int | None:
         """The recipe's next rung (ladder.py), before any candidate: where its quality can be judged decides how
         every candidate's is. None once the ladder is done (serving trials then serve from where it learned)."""
+        if self.climbed:
+            return None  # done in this process: the study's records are not read again for it
         ladder, shown = Ladder(self.fidelity), Shown.of(base.details.get("metric"))
         records = studies.records(study)
         curve = recipe_curve.curve_of(records, studies.max_drop(study, self.options), recipe_curve.stored(study.user_attrs))
         step = ladder.next(records, curve, None if self.budget.deadline is None else self.budget.deadline - time.monotonic())
         if step is None:
-            if self.executor.serving_fraction is None and self.fidelity.compressed and not self.said_curve:
-                self.said_curve = True
+            self.climbed = True
+            if self.fidelity.compressed:
                 self.executor.serving_fraction = Ladder.serving_fraction(curve, self.fidelity.search)
                 self.progress.info(escape(Ladder.words(curve, self.fidelity.search, shown)))
             return None
