@@ -5,6 +5,7 @@ earlier measurement of the same plan, or runs it in the worker and tells the stu
 from __future__ import annotations
 
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ from autoaccel.vocab import FACTORS, SEARCH_ROLES, Role
 Runner = IsolatedRunner | InProcessRunner
 # However little of a budget is left, a trial may take this long before it is stopped.
 MIN_TRIAL_S = 30.0
+# How often a configuration enqueued here and taken by another worker is looked at until it is measured.
+POLL_S = 1.0
 # A compressed search trial that trains is stopped past this many times the wall time of the baseline's trial.
 SLOW_TRIAL = 3.0
 
@@ -86,13 +89,24 @@ class Executor:
         """Measure one given configuration as a trial of the study (an ablation variant, a combined answer, a
         promotion to another share of the schedule, a rung of the recipe's curve or a replica from another seed);
         a configuration already measured is reused. None when it failed."""
+        ticket = uuid.uuid4().hex
         study.enqueue_trial({**self.setup.defaults, **config},
-                            user_attrs=record.enqueued(role, fraction=fraction, replica=replica or None))
-        number = self.one_trial(study, runner, 0, quiet=True)
-        trial = study.get_trials(deepcopy=False)[number]
+                            user_attrs=record.enqueued(role, fraction=fraction, replica=replica or None, ticket=ticket))
+        # Optuna gives the oldest waiting trial: one that a killed process enqueued and never ran comes first (it
+        # is run here: it is a trial somebody wanted), and another worker may take ours (then it is awaited).
+        while (trial := self._ticketed(study, ticket)).state == TrialState.WAITING:
+            self.one_trial(study, runner, 0, quiet=True)
+        deadline = time.monotonic() + 2 * self.options.trial_timeout  # its worker may die: not awaited forever
+        while not trial.state.is_finished() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+            trial = self._ticketed(study, ticket)
         if (twin := record.read(trial).duplicate_of) is not None:
             trial = study.get_trials(deepcopy=False)[twin]  # measured before: that one
         return trial if trial.state == TrialState.COMPLETE else None
+
+    @staticmethod
+    def _ticketed(study: optuna.Study, ticket: str) -> optuna.trial.FrozenTrial:
+        return next(t for t in reversed(study.get_trials(deepcopy=False)) if t.user_attrs.get("ticket") == ticket)
 
     def _asked(self, study: optuna.Study, runner: Runner, trial: optuna.Trial, n: int, quiet: bool) -> int:
         record.write(trial, worker=me(), run=self.team.crew.run)

@@ -51,6 +51,9 @@ class TrialRecord:
     math: dict[str, Any] | None = None
     # A replica of the user's recipe trained from another seed (Pipeline.replica): it measures run-to-run noise.
     replica: int | None = None
+    # Set by whoever enqueued the trial (Executor.run_fixed), which finds it by this: Optuna hands out the oldest
+    # waiting trial, which may be another's (one left waiting by a killed process, or taken by another worker).
+    ticket: str | None = None
 
     @property
     def measured(self) -> bool:
