@@ -143,10 +143,10 @@ class ServeContext:
 
     def _seen_inputs(self, model: nn.Module, batch: Any) -> Any:
         """What the Task's evaluation_step passes ``model`` for ``batch`` (positional arguments, as exported)."""
-        from autoaccel.task import watching
+        from autoaccel.task import evaluating, watching
 
-        with torch.no_grad(), watching(model) as seen:
-            self.task.evaluation_step(model.eval(), batch)
+        with torch.no_grad(), evaluating(model), watching(model) as seen:
+            self.task.evaluation_step(model, batch)
         if seen.inputs is None:
             return features(batch)
         args = tuple(a for a in seen.inputs.args if isinstance(a, torch.Tensor))

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from autoaccel.errors import TrialFailure
-from autoaccel.task import call, prediction
+from autoaccel.task import call, evaluating, move, prediction
 
 
 def input_names(example: Any) -> list[str]:
@@ -53,7 +53,7 @@ class Layout:
 
     @classmethod
     def of(cls, model: nn.Module, example: Any) -> "Layout":
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(model):
             leaves, spec = pytree.tree_flatten(call(model, example))
         return cls(spec, tuple(None if isinstance(x, torch.Tensor) else x for x in leaves))
 
@@ -84,26 +84,32 @@ class _Flat(nn.Module):
 
 
 def export_onnx(model: nn.Module, example: Any, path: str | Path) -> Path:
-    """Export with a dynamic batch axis. The TorchScript exporter is used on purpose: it needs no onnxscript
-    and handles the plain models this tool serves."""
+    """Export with a dynamic batch axis, in eval mode; the model is left in the mode and on the device it was.
+    The TorchScript exporter is used on purpose: it needs no onnxscript and handles the plain models this tool
+    serves."""
     path = Path(path)
-    model = getattr(model, "_orig_mod", model).eval().cpu()  # a compiled module exports as its original
+    model = getattr(model, "_orig_mod", model)  # a compiled module exports as its original
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
     names = input_names(example)
     args = tuple(t.cpu() if isinstance(t, torch.Tensor) else t for t in flat_inputs(example))
     # The batch axis is dynamic; token ids' every axis is (sequences vary in length, and a (seq, batch) model's
     # batch is not on axis 0).
     axes = {name: ({i: f"{name}_{i}" for i in range(t.ndim)} if isinstance(t, torch.Tensor) and not t.is_floating_point()
                    else {0: "batch"}) for name, t in zip(names, args)}
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), evaluating(model.cpu()):
         warnings.simplefilter("ignore")
         try:
-            layout = Layout.of(model, example)
+            layout = Layout.of(model, move(example, "cpu"))
             outputs = ["output"] + [f"output_{i}" for i in range(1, layout.tensors)]
-            torch.onnx.export(_Flat(model, example, layout), args, str(path), dynamo=False, input_names=names,
+            # The wrapper in eval mode too: the exporter restores the mode of the module it was given afterwards,
+            # recursively, and a new module's is training (which would put the user's model back in it).
+            torch.onnx.export(_Flat(model, example, layout).eval(), args, str(path), dynamo=False, input_names=names,
                               output_names=outputs, dynamic_axes={**axes, "output": {0: "batch"}}, opset_version=17)
         except Exception as exc:  # noqa: BLE001 - any exporter failure means "this graph does not export"
             raise TrialFailure(f"ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                                kind="unsupported") from exc
+        finally:
+            model.to(device)
     return path
 
 
@@ -132,6 +138,6 @@ def run_onnx(path: str | Path, inputs: Any) -> torch.Tensor:
 
 def check_onnx(path: Path, model: nn.Module, inputs: Any) -> float:
     """Load ``path`` in onnxruntime, run ``inputs``, return the largest absolute difference to ``model``."""
-    with torch.no_grad():
-        expected = prediction(call(model.eval(), inputs)).float()
+    with torch.no_grad(), evaluating(model):
+        expected = prediction(call(model, inputs)).float()
     return float((expected - run_onnx(path, inputs)).abs().max())

@@ -6,7 +6,7 @@ knows about strategies or the search.
 
 from autoaccel.task import _target as target
 from autoaccel.task import _val_share as val_share
-from autoaccel.task._batches import call, features, map_tensors, move, prediction, size, split, with_prediction
+from autoaccel.task._batches import call, evaluating, features, map_tensors, move, prediction, size, split, with_prediction
 from autoaccel.task._data import eval_batches, materialize, sample_batch, targets_of, train_batches
 from autoaccel.task._loading import load_task
 from autoaccel.task._metrics import Metric, Shown, custom_metric, paired_drop, ratio_of_sums
@@ -29,6 +29,7 @@ __all__ = [
     "autoaccel_detect_target",
     "bound",
     "call",
+    "evaluating",
     "check_batched",
     "custom_metric",
     "eval_batches",

@@ -15,11 +15,13 @@ positional arguments (``model(x, lengths)``).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.data import default_collate
 
 Batch = Any  # a tensor, or a (nested) tuple, list or dict of tensors and plain values
@@ -92,6 +94,21 @@ class Arguments:
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` in eval mode for the block, each submodule's own mode restored after it: whatever runs the
+    user's model outside training (export, a graph's layout, calibration, checks) must neither update BatchNorm's
+    running statistics (nor fail on a batch of one reaching a 1x1 feature map) nor leave the model in another
+    mode than it found it."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in modes:
+            module.training = training
 
 
 def call(model: Callable[..., Any], inputs: Batch) -> Any:

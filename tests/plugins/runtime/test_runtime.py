@@ -49,3 +49,28 @@ def test_pytorch_quantized_models_stay_eager() -> None:
     static = QuantizationStrategy().apply(BASE, {"method": "static_int8_ort"})
     served = RuntimeStrategy().apply(static, {"engine": "onnxruntime", "provider": "cpu"})
     assert served.section("quantization") == QuantizationSection("static_int8_ort") and served.engine() == "onnxruntime"
+
+
+def _pooled_cnn() -> torch.nn.Module:
+    """A zoo CNN in miniature: BatchNorm, and a feature map that reaches 1x1 (an ImageNet architecture on 32x32
+    images), where a batch of one in training mode raises."""
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, stride=2), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.BatchNorm2d(4), torch.nn.Flatten(),
+                               torch.nn.Linear(4, 3))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_serving_leaves_the_models_mode_and_batchnorm_statistics_as_it_found_them(tiny_task, mode: str) -> None:  # type: ignore[no-untyped-def]
+    plan = RuntimeStrategy().apply(BASE, {"engine": "onnxruntime", "provider": "cpu"})
+    model = _pooled_cnn()
+    model.train(mode == "train")
+    model[2].eval()  # a submodule in its own mode keeps it
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    served = serve(tiny_task, plan, model, torch.rand(1, 1, 8, 8), 0)  # a batch of one: fine in eval mode
+    assert isinstance(served, OrtModule)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before), "running statistics changed by serving"
+    assert model.training == (mode == "train") and not model[2].training and model[1].training == (mode == "train")
+    x = torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(served(x), model.eval()(x), atol=1e-4, rtol=0)
