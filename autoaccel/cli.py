@@ -60,7 +60,7 @@ def _scalar(text: str, item: str) -> object:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoaccel", description="Find the fastest way to train and serve your PyTorch model here.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks: the run's own errors', and each failed trial's")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_optimize(sub)
     _add_other_commands(sub)
@@ -166,7 +166,7 @@ def _optimize(args: argparse.Namespace) -> int:
         "out": args.out, "isolate": not args.no_isolation,
         "remeasure_rounds": args.remeasure_rounds, "ablation": not args.no_ablation,
         "quiet": args.quiet, "choices": parse_choices(args.choices), "fidelity": args.fidelity, "val_fraction": args.val_fraction,
-        "confirm": args.confirm, "baseline_metric": args.baseline_metric,
+        "confirm": args.confirm, "baseline_metric": args.baseline_metric, "debug": args.debug,
     }
     # --json keeps stdout for the JSON document alone; progress goes to stderr as always.
     result = optimize(args.model, **options)

@@ -20,13 +20,17 @@ class AutoaccelError(Exception):
 class TrialFailure(Exception):
     """A trial could not produce metrics; ``reason`` is what the table and the study record."""
 
-    def __init__(self, reason: str, kind: str = "error", stage: str = "") -> None:
+    def __init__(self, reason: str, kind: str = "error", stage: str = "", where: str = "", trace: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         # Where in the trial it failed ("training", "transform:<i>", "serving"), so the search can name the
         # technique and choice responsible.
         self.stage = stage
+        # Where in the code: the user's last frame and the library's that raised (trial/_where.py), and the
+        # whole traceback (--debug prints it; the study keeps it).
+        self.where = where
+        self.trace = trace
 
 
 class Interrupted(KeyboardInterrupt):

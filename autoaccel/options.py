@@ -65,6 +65,8 @@ class Options:
     # The user's recipe's metric at full length, as they measured it (confirm.py: its whole training is then not
     # repeated); None: measured here (from Task.weights when set, else by training the recipe whole).
     baseline_metric: float | None = None
+    # Print each failed trial's whole traceback (CLI --debug, which also shows the run's own errors' tracebacks).
+    debug: bool = False
 
     def drop_spec(self) -> tuple[float, bool]:
         """The quality budget as (value, relative): 0.01 -> (0.01, False); "2%" -> (0.02, True)."""

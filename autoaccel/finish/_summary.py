@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from autoaccel.finish._recipe_curve import stored as stated_metric
 from autoaccel.task import Shown, paired_drop
 from autoaccel.trial import Point, TrialRecord, read
 from autoaccel.trial._curve import Z95, RecipeCurve
-from autoaccel.vocab import METRICS, SPEED_OBJECTIVES
+from autoaccel.vocab import METRICS, SPEED_OBJECTIVES, FailureKind
 
 # The primary answer (pareto.json's `recommended`): both changes where there is such an answer, else the one
 # there is.
@@ -37,6 +38,7 @@ class Failure:
     kind: str
     reason: str
     params: dict[str, Any]
+    where: str = ""  # the user's last frame and the library's that raised: "model.py:42 in forward → torch/..."
 
 
 @dataclass
@@ -69,6 +71,16 @@ class Summary:
     def point(self, trial: int) -> Point | None:
         return next((p for p in self.points if p.trial == trial), None)
 
+    @property
+    def stopped(self) -> list[Failure]:
+        """Trials the search stopped early because they could not be an answer (too slow): not a fault."""
+        return [f for f in self.failures if f.kind == FailureKind.TOO_SLOW]
+
+    @property
+    def failed(self) -> list[Failure]:
+        """Trials that failed: a technique that does not work here, a timeout, a crash."""
+        return [f for f in self.failures if f.kind != FailureKind.TOO_SLOW]
+
     def to_json(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA,
@@ -84,7 +96,9 @@ class Summary:
             # The primary answer's point (combined, else train, else serve; the baseline when none is given).
             "recommended": self.recommended.to_json(),
             "verdict": self.verdict,
-            "trials": {"complete": len(self.points), "failed": len(self.failures)},
+            # Trials stopped early as too slow are the search economising, not failures: counted apart.
+            "trials": {"complete": len(self.points), "failed": len(self.failed), "stopped_early": len(self.stopped),
+                       "by_kind": dict(Counter(f.kind for f in self.failures))},
             "failures": [asdict(f) for f in self.failures],
             "search": {"profile": self.profile, "screening": self.screening,
                        "recipe_curve": self.curve.to_json() if self.curve is not None else None},
@@ -302,7 +316,7 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     primary = next((given[g] for g in PRIMARY if g in given), None)
     recommended = next((p for p in points if primary is not None and p.trial == primary.trial), baseline)
     verdict = "; ".join(f"{a.goal}: {a.verdict}" for a in answers) or "no goal could be judged"
-    failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params))
+    failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params), t.where or "")
                 # A proposal that repeated a failed configuration ran nothing: the failure is listed once, as it ran.
                 for t in trials if t.state == TrialState.FAIL and not t.not_run and t.duplicate_of is None]
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),

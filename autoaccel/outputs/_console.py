@@ -137,8 +137,7 @@ def print_summary(console: Console, summary: Summary, defaults: Mapping[str, Any
             paid = ", ".join(f"trial {m['trial']} ({m['train_time']:.3g}s)" for m in a.members)
             console.print(f"      its train_time includes the training of the other models it serves: {escape(paid)}")
     # Trials the search stopped early because they could not be an answer are not failures of a technique.
-    stopped = [f for f in summary.failures if f.kind == "too_slow"]
-    failed = [f for f in summary.failures if f.kind != "too_slow"]
+    stopped, failed = summary.stopped, summary.failed
     if failed:
         console.print(f"{len(failed)} trial(s) failed:")
         for f in failed:

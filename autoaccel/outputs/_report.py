@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -289,8 +290,9 @@ def _pareto_table(summary: Summary) -> str:
         cls = ' class="rec"' if p is summary.recommended else ""
         rows.append(f'<tr data-trial="{p.trial}"{cls}>{"".join(cells)}</tr>')
     n_inf = sum(not p.feasible for p in summary.points)
+    stopped = f", {len(summary.stopped)} stopped early as too slow (by design)" if summary.stopped else ""
     return (f'<section><h2>Pareto front</h2>{_plots(summary)}<p>{len(summary.points)} completed trial(s), {len(summary.pareto)} on the '
-            f'feasible front, {n_inf} over the {e(summary.metric.name)} budget, {len(summary.failures)} failed.</p>'
+            f'feasible front, {n_inf} over the {e(summary.metric.name)} budget, {_failed_count(summary)}{stopped}.</p>'
             f'{_table(head, rows, "pareto-table")}</section>')
 
 
@@ -384,17 +386,25 @@ def _warnings(study: optuna.Study, summary: Summary) -> str:
     return f'<section id="warnings"><h2>Techniques that did not help on this target</h2>{body}</section>'
 
 
+def _failed_count(summary: Summary) -> str:
+    """"3 failed (2 diverged, 1 unsupported)": the kinds say whether a technique does not fit or something broke."""
+    kinds = Counter(f.kind for f in summary.failed)
+    said = ", ".join(f"{n} {e(kind)}" for kind, n in kinds.most_common())
+    return f"{len(summary.failed)} failed" + (f" ({said})" if said else "")
+
+
 def _failures(summary: Summary) -> str:
     """Failed trials, and apart from them the trials stopped early as too slow (a judgement, not a fault)."""
-    stopped = [f for f in summary.failures if f.kind == "too_slow"]
-    failed = [f for f in summary.failures if f.kind != "too_slow"]
+    stopped, failed = summary.stopped, summary.failed
 
     def rows(items: Sequence[Any]) -> list[str]:
         return [f'<tr><td class="num">{f.trial}</td><td>{e(f.kind)}</td><td><code>{e(f.reason)}</code></td>'
+                f'<td><code>{e(f.where) or "—"}</code></td>'
                 f"<td>{e(fmt_params(f.params, summary.baseline.params))}</td></tr>" for f in items]
 
-    head = ["trial", "kind", "reason", "changes from your recipe"]
-    body = (f'<h2>Failed trials ({len(failed)})</h2><p>Each ran isolated; the study went on without it.</p>' + _table(head, rows(failed))
+    head = ["trial", "kind", "reason", "where", "changes from your recipe"]
+    body = (f'<h2>Failed trials: {_failed_count(summary)}</h2><p>Each ran isolated; the study went on without it. '
+            "Where: the last line of your code it passed through, then the line that raised.</p>" + _table(head, rows(failed))
             if failed else "<h2>Failed trials</h2><p>No trial failed.</p>")
     if stopped:
         body += (f'<h3>Stopped early as too slow ({len(stopped)})</h3><p>Each was on course to train slower than an answer '

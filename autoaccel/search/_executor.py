@@ -191,19 +191,23 @@ class Executor:
         if failure.kind == "timeout" and cap is not None and time.monotonic() - started >= cap * 0.99:
             failure = TrialFailure(f"stopped after {cap:.0f} s of wall time, {SLOW_TRIAL:g}x your recipe's trial at the "
                                    "same share of the schedule: one-off costs (compilation, start-up) a run this "
-                                   "short cannot repay", kind=STOPPED, stage=failure.stage)
+                                   "short cannot repay", kind=STOPPED, stage=failure.stage, where=failure.where,
+                                   trace=failure.trace)
         # Name the technique and choice that failed, then the library's own words, on one line.
         culprit = culprits(self.setup.strategies, self.setup.base, asked.config, failure.stage)
         reason = f"{culprit}: {failure.reason}".splitlines()[0]
-        self.outcomes.fail(study, asked.trial, failure.kind, reason, started)
+        self.outcomes.fail(study, asked.trial, failure.kind, reason, started, failure.where, failure.trace)
         # A run stopped because it could not win is the search economising, not a technique failing.
         outcome = ("[yellow]stopped early[/]" if failure.kind == STOPPED else f"[red]failed ({failure.kind})[/]") + f": {escape(reason)}"
         if asked.quiet:
             self.progress.info(f"  {escape(asked.role)} trial #{asked.trial.number} {escape(asked.label)} {outcome}")
         else:
             self.progress.trial(asked.n, self.options.trials, asked.trial.number, asked.label, outcome, "")
+        if self.options.debug and failure.trace and failure.kind != STOPPED:
+            self.progress.info(f"[dim]{escape(failure.trace.rstrip())}[/]")
         if asked.role == Role.BASELINE:
-            raise AutoaccelError(f"the baseline (trial {asked.trial.number}, your own recipe) failed: {failure.reason}") from None
+            at = f" (at {failure.where})" if failure.where else ""
+            raise AutoaccelError(f"the baseline (trial {asked.trial.number}, your own recipe) failed: {failure.reason}{at}") from None
 
     def _guards(self, study: optuna.Study, goal: str, role: str) -> Guards | None:
         """The early stops of a search trial that trains: the speed bar, and the baseline's loss curve (a run far

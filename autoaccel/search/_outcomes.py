@@ -27,7 +27,7 @@ class Outcomes:
         """Record ``trial`` as the measured ``twin`` (its configuration's plan is the same): results, or failure."""
         record.write(trial, duplicate_of=twin.number)
         if twin.state == TrialState.FAIL:
-            record.write(trial, failure_kind=twin.failure_kind or "error",
+            record.write(trial, failure_kind=twin.failure_kind or "error", where=twin.where,
                          reason=f"same configuration as trial {twin.number}, which failed: {twin.reason or ''}")
             study.tell(trial, state=TrialState.FAIL)
             return
@@ -35,8 +35,10 @@ class Outcomes:
         trial.set_constraint("accuracy_drop", float(twin.constraint or 0.0))
         study.tell(trial, twin.values)
 
-    def fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float) -> None:
-        record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started)
+    def fail(self, study: optuna.Study, trial: optuna.Trial, kind: str, reason: str, started: float,
+             where: str = "", trace: str = "") -> None:
+        record.write(trial, failure_kind=kind, reason=reason, seconds=time.monotonic() - started, where=where or None,
+                     traceback=trace or None)
         study.tell(trial, state=TrialState.FAIL)
         self._finished(study, trial.number)
 

@@ -8,13 +8,16 @@ The worker is long-lived (torch and the task are imported once), so isolation co
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import multiprocessing as mp
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -32,6 +35,10 @@ from autoaccel.trial._export import export_model
 from autoaccel.trial._launch import by_value
 from autoaccel.trial._remeasure import TRAIN_SAMPLES
 from autoaccel.trial._run import Timings, TrialResult, probe, remeasure_plans, run_trial, warm_up
+from autoaccel.trial._where import from_dump, located
+
+# How long a hung worker is given to write its stack (faulthandler, on SIGUSR1) before it is killed.
+DUMP_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -70,12 +77,17 @@ def _die_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="autoaccel-watchdog", daemon=True).start()
 
 
-def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
+def _serve(conn: Connection, source: TaskSource, parent: int, dump: str) -> None:
     """The worker's loop: load the task once, then run each plan it is sent and send back the outcome."""
     # A process group of its own: everything a trial starts can be killed with it, at a timeout or when the
     # search process dies. (Ctrl-C then reaches the search process only, which decides what it means.)
     os.setpgrp()
     _die_with_parent(parent)
+    # Its stack goes to ``dump`` on a native crash, and on SIGUSR1 (sent when it hangs past the trial timeout):
+    # the parent reads where it was from there. Appended to: the parent reads what a call added.
+    stacks = open(dump, "a")  # noqa: SIM115 - open for the worker's life, closed by its exit
+    faulthandler.enable(stacks, all_threads=True)
+    faulthandler.register(signal.SIGUSR1, stacks, all_threads=True)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A spawned child inherits "spawn" as its start method, so the trial's DataLoader workers would be spawned
     # too (torch re-imported every epoch: 6 s became 28 s for num_workers=1 on digits). The user's own script
@@ -102,9 +114,10 @@ def _serve(conn: Connection, source: TaskSource, parent: int) -> None:
         try:
             outcome: tuple[Any, ...] = ("ok", JOBS[kind](task, **kwargs))
         except TrialFailure as exc:
-            outcome = ("fail", exc.kind, exc.reason, exc.stage)
+            where, trace = (exc.where, exc.trace) if exc.where else located(exc)
+            outcome = ("fail", exc.kind, exc.reason, exc.stage, where, trace)
         except BaseException as exc:  # noqa: BLE001 - report, never die silently
-            outcome = ("fail", "error", describe(exc), "")
+            outcome = ("fail", "error", describe(exc), "", *located(exc))
         conn.send(outcome)
 
 
@@ -134,6 +147,11 @@ def _main_not_rerun() -> Iterator[None]:
             setattr(main, name, value)
 
 
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 def _describe_exit(code: int | None) -> tuple[str, str]:
     if code is None:
         return "crash", "worker process stopped answering"
@@ -157,12 +175,17 @@ class IsolatedRunner:
         self.ctx = mp.get_context("spawn")  # fork would inherit torch's thread pools and locks mid-state
         self.proc: Any = None
         self.conn: Connection | None = None
+        # Where the worker writes its stack when it crashes or hangs (one file for the runner's workers).
+        fd, self.dump = tempfile.mkstemp(prefix="autoaccel-stacks-", suffix=".txt")
+        os.close(fd)
+        weakref.finalize(self, _remove, self.dump)
         self.threads: int | None = None  # torch threads per trial (None: the worker's own default)
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
         # Not a daemon: the trial's DataLoader must be free to start worker processes of its own.
-        self.proc = self.ctx.Process(target=_serve, args=(child, self.source, os.getpid()), daemon=False, name="autoaccel-trial")
+        self.proc = self.ctx.Process(target=_serve, args=(child, self.source, os.getpid(), self.dump), daemon=False,
+                                     name="autoaccel-trial")
         with _main_not_rerun():
             self.proc.start()
         child.close()
@@ -203,6 +226,7 @@ class IsolatedRunner:
         if self.proc is None or not self.proc.is_alive():
             self._start()
         assert self.conn is not None
+        start = os.path.getsize(self.dump)  # what this call's stacks are appended after
         self.conn.send(cloudpickle.dumps((kind, {**kwargs, "threads": self.threads})))
         try:
             ready = self.conn.poll(self.trial_timeout)
@@ -210,16 +234,37 @@ class IsolatedRunner:
             self.kill()
             raise
         if not ready:
+            self._ask_for_stack(start)
             self.kill()
-            raise TrialFailure(f"hang: no result within --trial-timeout {self.trial_timeout:g}s; the trial was stopped", kind="timeout")
+            where, trace = self._stack(start)
+            raise TrialFailure(f"hang: no result within --trial-timeout {self.trial_timeout:g}s; the trial was stopped",
+                               kind="timeout", where=where, trace=trace)
         try:
             outcome = self.conn.recv()
         except (EOFError, ConnectionResetError):
             kind, reason = _describe_exit(self._reap())
-            raise TrialFailure(reason, kind=kind) from None
+            where, trace = self._stack(start)  # a native crash's, written by faulthandler (none for SIGKILL)
+            raise TrialFailure(reason, kind=kind, where=where, trace=trace) from None
         if outcome[0] == "ok":
             return outcome[1]
-        raise TrialFailure(outcome[2], kind=outcome[1], stage=outcome[3])
+        raise TrialFailure(outcome[2], kind=outcome[1], stage=outcome[3], where=outcome[4], trace=outcome[5])
+
+    def _ask_for_stack(self, start: int) -> None:
+        """Signal a hung worker to write its stack, and give it a moment to."""
+        if self.proc is None or self.proc.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(self.proc.pid, signal.SIGUSR1)
+            deadline = time.monotonic() + DUMP_WAIT_S
+            while time.monotonic() < deadline and os.path.getsize(self.dump) == start:
+                time.sleep(0.05)
+            time.sleep(0.1)  # the rest of the dump (it is written frame by frame)
+
+    def _stack(self, start: int) -> tuple[str, str]:
+        with open(self.dump) as f:
+            f.seek(start)
+            text = f.read()
+        return from_dump(text, "_serve") if text.strip() else ("", "")
 
     def kill(self) -> None:
         """Kill the worker and everything it started (its process group), then reap it."""

@@ -36,6 +36,8 @@ class TrialRecord:
     constraint: float | None = None  # accuracy drop minus the budget: <= 0 is feasible
     failure_kind: str | None = None
     reason: str | None = None
+    where: str | None = None  # of a failure: the user's last frame and the library's that raised (trial/_where.py)
+    traceback: str | None = None  # of a failure: the whole traceback, or a hung or crashed worker's stack
     seconds: float | None = None  # wall time the trial took
     not_run: bool = False  # proposed too early (too few trained models for it), never measured
     duplicate_of: int | None = None  # the trial that measured this configuration before

@@ -23,6 +23,7 @@ from autoaccel.trial._evaluate import latency_input, peak_memory_mb, reset_peak_
 from autoaccel.trial._launch import TrainingJob, baseline_loader, launch_training, seed_everything
 from autoaccel.trial._remeasure import TRAIN_SAMPLES
 from autoaccel.trial._train import train
+from autoaccel.trial._where import located
 from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
 
 # The shared vocabulary of objectives lives in vocab.py (light to import); re-exported here for the runner's users.
@@ -54,12 +55,15 @@ def run_trial(task: Task, plan: Pipeline, seed: int = 0, timing_budget_s: float 
             result = _run(task, plan, seed, timing_budget_s, cache_dir, stage, guards)
         except TrialFailure as exc:
             exc.stage = exc.stage or stage.name
+            if not exc.where:
+                exc.where, exc.trace = located(exc)
             raise
         except Exception as exc:  # noqa: BLE001 - the user's model may raise anything; the study must go on
+            at, trace = located(exc)
             if _is_oom(exc):
                 raise TrialFailure(f"out of memory at batch size {plan.batch_size} (infeasible): {exc}".splitlines()[0],
-                                   kind="oom", stage=stage.name) from exc
-            raise TrialFailure(describe(exc), kind="error", stage=stage.name) from exc
+                                   kind="oom", stage=stage.name, where=at, trace=trace) from exc
+            raise TrialFailure(describe(exc), kind="error", stage=stage.name, where=at, trace=trace) from exc
     seen = dict.fromkeys(f"{w.category.__name__}: {str(w.message).strip().splitlines()[0] if str(w.message).strip() else ''}"
                          for w in caught)
     if seen:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 import types
 from collections.abc import Callable, Mapping
@@ -48,7 +49,8 @@ def test_faults_become_failed_trials_and_the_study_finishes(tmp_path: Path, caps
     pm.register(local_plugin())
     out = tmp_path / "out"
     result = autoaccel.optimize(str(FAULTY), pm=pm, target="cpu", sampler="grid", trials=5, trial_timeout=15,
-                                objectives="accuracy,train_time", remeasure_rounds=3, out=str(out), timing_budget_s=0.2)
+                                objectives="accuracy,train_time", remeasure_rounds=3, out=str(out), timing_budget_s=0.2,
+                                debug=True)
     study = optuna.load_study(study_name="faulty-cpu-both", storage=f"sqlite:///{out / 'study.db'}")
     by_size: dict[int, optuna.trial.FrozenTrial] = {}
     for t in study.trials:  # the grid may propose the baseline's size again: that repeat is reused, not run
@@ -66,4 +68,13 @@ def test_faults_become_failed_trials_and_the_study_finishes(tmp_path: Path, caps
     assert result.recommended.trial in {by_size[8].number, by_size[128].number}
     pareto = json.loads((out / "pareto.json").read_text())
     assert {f["kind"] for f in pareto["failures"]} == {"crash", "error", "timeout"}
+    # Each says where, in the model's own file (an abort and a hang from the worker's stack), and keeps the trace.
+    assert all(re.search(r"faulty_model\.py:\d+ in forward", f["where"]) for f in pareto["failures"]), pareto["failures"]
+    assert all(t.user_attrs.get("traceback") for t in study.trials if t.state == fail and "duplicate_of" not in t.user_attrs)
+    assert pareto["trials"]["by_kind"] == {"crash": 1, "error": 1, "timeout": 1} and pareto["trials"]["failed"] == 3
+    # --debug: each failure's whole traceback under its one-line outcome.
+    said = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in said and "ValueError: this model refuses batches of 32" in said
+    report = (out / "report.html").read_text()
+    assert "3 failed (" in report and "faulty_model.py:" in report
     assert sys.modules.get("fault_plugin") is None  # the local plugin never had to be importable by the worker

@@ -44,6 +44,11 @@ TRIPWIRE = task_source(
 BUDGET = 0.02  # seconds of timing per figure: these tests are about isolation, not speed
 
 
+def _line(text: str) -> int:
+    """The line of model.py (as write_model writes it) that holds ``text``."""
+    return next(i for i, line in enumerate(TRIPWIRE.splitlines(), 1) if text in line)
+
+
 def plan(batch_size: int) -> Pipeline:
     return Pipeline(device="cpu", batch_size=batch_size, lr=0.1, epochs=1)
 
@@ -83,6 +88,9 @@ def test_a_model_that_raises_is_an_error_and_the_worker_survives(runner: Isolate
     with pytest.raises(TrialFailure, match=r"ValueError: tripwire: a batch of 6") as info:
         runner.run(plan(6), seed=0, timing_budget_s=BUDGET)
     assert info.value.kind == "error"
+    # Where: the line of the model's forward that raised (the user's code), and the whole traceback.
+    assert info.value.where.endswith(f"model.py:{_line('raise ValueError')} in forward"), info.value.where
+    assert "Traceback" in info.value.trace and "tripwire: a batch of 6" in info.value.trace
     pid = runner.proc.pid
     assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
     assert runner.proc.pid == pid
@@ -95,6 +103,8 @@ def test_a_native_crash_is_a_crash_and_the_runner_restarts(runner: IsolatedRunne
         runner.run(plan(5), seed=0, timing_budget_s=BUDGET)
     assert info.value.kind == "crash"
     assert "worker process died of signal SIGABRT" in info.value.reason
+    # The worker's stack as faulthandler wrote it when it aborted: the user's line, then the library's.
+    assert f"model.py:{_line('os.abort()')} in forward" in info.value.where, info.value.where
     # The next plan gets a fresh worker and runs fine.
     assert_good(runner.run(plan(16), seed=0, timing_budget_s=BUDGET), 16)
     assert runner.proc.pid != first
@@ -106,6 +116,8 @@ def test_a_hang_past_the_trial_timeout_is_a_timeout(runner: IsolatedRunner, monk
         runner.run(plan(7), seed=0, timing_budget_s=BUDGET)
     assert info.value.kind == "timeout"
     assert runner.proc is None, "the hung worker was killed"
+    # Asked for its stack before it was killed: where it hung.
+    assert info.value.where.endswith(f"model.py:{_line('time.sleep(3600)')} in forward"), info.value.where
     assert_good(runner.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
 
 
