@@ -69,6 +69,8 @@ class Progress:
         self.console = make_console(stderr=True, quiet=quiet)
         self.bar: RichProgress | None = None
         self.task_id: TaskID | None = None
+        # Proposals that repeated a measured configuration since the last line: said on one line, not one each.
+        self.reuses: list[tuple[int, int]] = []
 
     def start(self, total: int | None) -> None:
         if self.console.quiet or not self.console.is_terminal:
@@ -80,16 +82,32 @@ class Progress:
         self.bar.start()
 
     def stop(self) -> None:
+        self._said_reuses()
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
 
     def info(self, text: str) -> None:
+        self._said_reuses()
         self.console.print(text)
+
+    def reused(self, number: int, twin: int) -> None:
+        """Trial ``number`` repeated trial ``twin``'s configuration and took its measurement: folded with the
+        next ones into one line (a search that keeps proposing what it measured would fill the screen)."""
+        self.reuses.append((number, twin))
+
+    def _said_reuses(self) -> None:
+        if not self.reuses:
+            return
+        pairs = ", ".join(f"#{number} as #{twin}" for number, twin in self.reuses)
+        what = "a configuration measured before" if len(self.reuses) == 1 else f"{len(self.reuses)} configurations measured before"
+        self.reuses = []
+        self.console.print(f"    [dim]reused {what}, not run again: {pairs}[/]")
 
     def trial(self, n: int, total: int | None, number: int, params: str, outcome: str, best: str,
               counted: bool = True) -> None:
         """One finished trial; ``total`` is None when a budget, not a trial count, bounds the run."""
+        self._said_reuses()
         count = f"{n}/{total}" if total is not None else str(n)
         self.console.print(f"[bold]trial {count}[/] (#{number}) {escape(params)}\n    -> {outcome}{best}")
         if self.bar is not None and self.task_id is not None:

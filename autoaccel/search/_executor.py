@@ -144,8 +144,7 @@ class Executor:
             self.team.crew.release(claim)
             self.outcomes.reuse(study, trial, twin)
             if not quiet:
-                self.progress.trial(n, self.options.trials, trial.number, asked.label, f"same as trial {twin.number}, reused", "",
-                                    counted=False)
+                self.progress.reused(trial.number, twin.number)
             return trial.number
         try:
             return self._measure(study, runner, asked)

@@ -48,6 +48,16 @@ class Tried:
     own: dict[str, Any]  # the technique's own settings in it
 
     @property
+    def alone(self) -> bool:
+        return self.against is None or self.against.role == "baseline"
+
+    @property
+    def failed_in_combination(self) -> bool:
+        """Failed added to another configuration: the pair's failure, not yet the technique's own (it is tried
+        alone before anything says it failed on this task)."""
+        return not self.alone and not self.record.measured and self.record.failure_kind in FATAL
+
+    @property
     def on_top(self) -> str:
         """How the verdict's reason says what it was judged against."""
         return "" if self.against is None or self.against.role == "baseline" else f" on top of trial {self.against.number}"
@@ -115,6 +125,8 @@ class Screening:
         # Probes handed out by this process: one whose trial turned out to change nothing (a no-op setting, reused
         # as the baseline) leaves no evidence, and must not be handed out again.
         self.proposed: set[str] = set()
+        # Probes handed out again alone after failing added to another configuration (failed_in_combination).
+        self.proposed_alone: set[str] = set()
 
     def order(self, profile: Mapping[str, float]) -> list[Strategy]:
         """Serving techniques first (an evaluation each), then training techniques by the share of the baseline's
@@ -184,11 +196,16 @@ class Screening:
         best: tuple[float, Tried] | None = None
         helped: tuple[float, Tried] | None = None
         improving = False
+        again = self.again_alone(name, tried)
+        combined = [t for t in tried if t.failed_in_combination]
+        # A failure in combination counts as a setting tried only once that setting has been tried alone too.
+        tried = [t for t in tried if not t.failed_in_combination]
         for t in tried:
             r, against = t.record, t.against or base
             if not r.measured:
                 if r.failure_kind in FATAL:
-                    return Verdict(name, "failed", f"failed on this task: {r.reason or r.failure_kind}", r.number)
+                    alone = "" if t.alone else t.on_top  # (a failure on top stands once the setting failed alone too)
+                    return Verdict(name, "failed", f"failed on this task{alone}: {r.reason or r.failure_kind}", r.number)
                 improving = False
                 continue
             gain = speedup(r, against, metrics) if metrics else 0.0
@@ -206,11 +223,16 @@ class Screening:
                 improving = False
             if best is None or gain > best[0]:
                 best = (gain, t)
-        untried = [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.own) for t in tried)]
+        untried = again + [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.own) for t in tried)]
+        if again:
+            last = combined[-1]
+            return Verdict(name, "pending", f"failed{last.on_top} ({last.record.reason or last.record.failure_kind}): "
+                           "to be tried alone")
         if helped is not None and not (improving and untried):
             gain, t = helped
             over = "" if t.record.feasible else ", though over the accuracy budget alone (kept to combine)"
-            return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{t.on_top}{over}", t.record.number, gain)
+            pair = f"; it failed{combined[-1].on_top} (that pair does not work together)" if combined else ""
+            return Verdict(name, "helps", f"{gain:.2f}x faster beyond noise{t.on_top}{over}{pair}", t.record.number, gain)
         if helped is None and (len(tried) >= MAX_PROBES or not untried):
             if not self.probes[name]:
                 return Verdict(name, "no gain", "nothing to try: every setting left in its space is your recipe's")
@@ -228,20 +250,32 @@ class Screening:
                            "allowed for)", t.record.number, gain)
         return Verdict(name, "pending", f"{len(tried)} of its settings tried so far")
 
+    def again_alone(self, name: str, tried: Sequence[Tried]) -> list[dict[str, Any]]:
+        """The probes of ``name`` that failed added to another configuration and are not yet tried alone."""
+        failed = [t.own for t in tried if t.failed_in_combination]
+        alone = [t.own for t in tried if t.alone]
+        return [p for p in self.probes.get(name, []) if _key(p) not in self.proposed_alone
+                and any(_same(p, f) for f in failed) and not any(_same(p, a) for a in alone)]
+
     def next_probe(self, records: Sequence[TrialRecord], base: TrialRecord, profile: Mapping[str, float],
-                   factor: str | None = None) -> tuple[Strategy, dict[str, Any]] | None:
-        """The next technique (of ``factor``, or any) to try alone and its setting; None when that is screened."""
+                   factor: str | None = None) -> tuple[Strategy, dict[str, Any], bool] | None:
+        """The next technique (of ``factor``, or any) to try and its setting, and whether it must be tried alone (it
+        failed added to another configuration); None when that is screened."""
         evidence = self.evidence(records, base)
         pending = [s for s in self.order(profile) if (factor is None or factor_of(s, self.mode) == factor)
                    and self._judge(s, evidence[s.name], base).status == "pending"]
+        for strategy in pending:
+            if again := self.again_alone(strategy.name, evidence[strategy.name]):
+                self.proposed_alone.add(_key(again[0]))
+                return strategy, again[0], True
         # Every technique's first (most promising) setting before any technique's second: a short run tries
         # each technique once rather than one technique thoroughly.
         for strategy in sorted(pending, key=lambda s: bool(evidence[s.name])):
-            tried = [t.own for t in evidence[strategy.name]]
+            tried = [t.own for t in evidence[strategy.name] if not t.failed_in_combination]
             for probe in self.probes[strategy.name]:
                 if _key(probe) not in self.proposed and not any(_same(probe, t) for t in tried):
                     self.proposed.add(_key(probe))
-                    return strategy, probe
+                    return strategy, probe, False
         return None
 
 

@@ -95,6 +95,8 @@ class Stages:
                     self._enter("screening", notes, "stage 1: each technique against your recipe, serving first "
                                 "(an evaluation each), then training techniques by the share of your training time "
                                 "they could remove, each on top of the best training recipe so far")
+                    if probe[2]:  # it failed added to another configuration: now alone, before any verdict
+                        return Proposal("screen", probe[1], probe[0], messages=notes)
                     return self._screen(probe[0], probe[1], factor, records, base, notes)
                 if factor not in self.stacked:
                     self.stacked.add(factor)

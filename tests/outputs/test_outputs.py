@@ -182,3 +182,18 @@ def test_concurrent_writers_never_show_a_reader_half_a_file(tmp_path: Path) -> N
 
 def generation_of_files(out: Path) -> dict[str, str]:
     return {name: json.loads((out / name).read_text())["generation"] for name in ("pareto.json", "recipe.yaml", "report.html")}
+
+
+def test_proposals_that_repeat_measured_configurations_fold_into_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from autoaccel.outputs import Progress
+
+    progress = Progress(quiet=False)
+    progress.trial(1, 8, 4, "compile.mode=default", "-> accuracy 0.9", "")
+    for number, twin in ((5, 2), (6, 4), (7, 2)):
+        progress.reused(number, twin)
+    progress.trial(2, 8, 8, "pruning.amount=0.3", "-> accuracy 0.8", "")
+    progress.reused(9, 8)
+    progress.stop()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "reused" in line]
+    assert lines == ["    reused 3 configurations measured before, not run again: #5 as #2, #6 as #4, #7 as #2",
+                     "    reused a configuration measured before, not run again: #9 as #8"]

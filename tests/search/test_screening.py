@@ -224,6 +224,35 @@ def test_a_probe_added_to_a_configuration_is_judged_against_that_configuration()
     assert nxt is not None and nxt[1] != {"precision.dtype": "bf16"}  # the probe it tried on top is not repeated
 
 
+def test_a_technique_that_fails_added_to_another_is_tried_alone_before_it_is_judged_failed() -> None:
+    strategies = _strategies("batch_size", "precision")
+    screening = Screening(strategies, _space(strategies), "train", {"train": ["train_time"]})
+    base, batch = _base(), _probe(1, 64, 5.0)
+    on_top = TrialRecord(2, TrialState.FAIL, role="screen", over=batch.number, fingerprint="bf16-on-64",
+                         config={**batch.settings, "precision.dtype": "bf16"}, failure_kind="error",
+                         reason="precision.dtype=bf16: RuntimeError: fake tensor call")
+    records = [base, batch, on_top]
+    verdict = screening.verdicts(records, base)["precision"]
+    assert verdict.status == "pending" and "on top of trial 1" in verdict.reason and "tried alone" in verdict.reason
+    nxt = screening.next_probe(records, base, {}, "train")
+    assert nxt is not None and nxt[0].name == "precision" and nxt[1] == {"precision.dtype": "bf16"} and nxt[2]
+    stages = Stages(strategies, _space(strategies), "train", {"train": ["train_time"]}, ("train",))
+    stages.screening.proposed |= screening.proposed
+    proposal = stages.next(records, base)
+    assert proposal.role == "screen" and proposal.over is None and proposal.config == {"precision.dtype": "bf16"}
+    # Alone it works and helps: the pair's failure is named, not the technique's.
+    alone = TrialRecord(3, TrialState.COMPLETE, role="screen", config={"precision.dtype": "bf16"}, fingerprint="bf16",
+                        constraint=-0.01, metrics={"accuracy": 0.9, "train_time": 4.0})
+    screening.proposed.update(repr(sorted(p.items())) for p in screening.probes["precision"])
+    helps = screening.verdicts([*records, alone], base)["precision"]
+    assert helps.status == "helps" and helps.trial == 3 and "failed on top of trial 1" in helps.reason
+    # Alone it fails too: now it is the technique's own failure.
+    lone_failure = TrialRecord(3, TrialState.FAIL, role="screen", config={"precision.dtype": "bf16"}, fingerprint="bf16",
+                               failure_kind="unsupported", reason="bf16 is not supported here")
+    failed = screening.verdicts([*records, lone_failure], base)["precision"]
+    assert failed.status == "failed" and "bf16 is not supported here" in failed.reason and failed.trial == 3
+
+
 def _short_stages(short: bool) -> Any:
     strategies = _strategies("batch_size", "precision")
     stages = Stages(strategies, _space(strategies), "train", {"train": ["train_time"]}, ("train",))
