@@ -225,8 +225,8 @@ class Screening:
                 best = (gain, t)
         untried = again + [p for p in self.probes[name] if _key(p) not in self.proposed and not any(_same(p, t.own) for t in tried)]
         if again:
-            pair = combined[-1]
-            return Verdict(name, "pending", f"failed{pair.on_top} ({pair.record.reason or pair.record.failure_kind}): "
+            first = combined[-1]
+            return Verdict(name, "pending", f"failed{first.on_top} ({first.record.reason or first.record.failure_kind}): "
                            "to be tried alone")
         if helped is not None and not (improving and untried):
             gain, t = helped
