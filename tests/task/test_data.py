@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from autoaccel.plugin._contexts import TrainingSetup
 from autoaccel.plugin._pipeline import Pipeline
-from autoaccel.plugins.dataloader import CachedBatches
+from autoaccel.plugins.dataloader import CachedBatches, whole
 from autoaccel.task._data import eval_batches, materialize, sample_batch, train_batches
 from autoaccel.trial._train import setup_for
 from tiny_digits import make_task, with_params
@@ -32,8 +32,7 @@ def epoch_targets(batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> list[
 
 
 def test_cached_batches_cover_every_sample_exactly_once_per_epoch() -> None:
-    inputs, targets = materialize(indexed_dataset())
-    batches = CachedBatches(inputs, targets, batch_size=10, seed=0)
+    batches = CachedBatches(whole(indexed_dataset()), batch_size=10, seed=0)
     assert len(batches) == 11
     epochs = [epoch_targets(batches) for _ in range(3)]
     for seen in epochs:
@@ -45,17 +44,31 @@ def test_cached_batches_cover_every_sample_exactly_once_per_epoch() -> None:
 
 
 def test_cached_batches_keep_inputs_and_targets_aligned() -> None:
-    inputs, targets = materialize(indexed_dataset())
-    for x, y in CachedBatches(inputs, targets, batch_size=16, seed=1):
+    for x, y in CachedBatches(whole(indexed_dataset()), batch_size=16, seed=1):
         assert torch.equal(x[:, 0].long(), y)
 
 
 def test_cached_batches_same_seed_same_order() -> None:
-    inputs, targets = materialize(indexed_dataset())
-    a = epoch_targets(CachedBatches(inputs, targets, 10, seed=7))
-    b = epoch_targets(CachedBatches(inputs, targets, 10, seed=7))
+    data = whole(indexed_dataset())
+    a = epoch_targets(CachedBatches(data, 10, seed=7))
+    b = epoch_targets(CachedBatches(data, 10, seed=7))
     assert a == b
-    assert epoch_targets(CachedBatches(inputs, targets, 10, seed=8)) != a
+    assert epoch_targets(CachedBatches(data, 10, seed=8)) != a
+
+
+def test_a_cached_dataset_of_dict_items_gives_the_dict_batches_a_dataloader_would() -> None:
+    class Sentences(torch.utils.data.Dataset):  # a tokenizer's items: input_ids, attention_mask, labels
+        def __len__(self) -> int:
+            return N
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"input_ids": torch.full((4,), i), "attention_mask": torch.ones(4), "labels": torch.tensor(i)}
+
+    data = whole(Sentences(), chunk=30)
+    assert set(data) == {"input_ids", "attention_mask", "labels"} and data["input_ids"].shape == (N, 4)
+    batches = list(CachedBatches(data, batch_size=16, seed=0))
+    assert all(torch.equal(b["input_ids"][:, 0], b["labels"]) for b in batches)  # the rows stay together
+    assert sorted(int(v) for b in batches for v in b["labels"]) == list(range(N))
 
 
 def test_materialize_stacks_the_whole_dataset_across_chunks() -> None:

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from autoaccel import AutoaccelError, Task
-from autoaccel.plugins.dataloader import CachedBatches
-from autoaccel.task._data import materialize, train_batches
+from autoaccel.plugins.dataloader import CachedBatches, whole
+from autoaccel.task._data import train_batches
 from autoaccel.task._task import validate_task
 from autoaccel.trial._train import train
 from tiny_digits import base_plan
@@ -82,7 +82,7 @@ def test_in_order_batches_and_the_per_epoch_hook(tiny_task: Task) -> None:
     assert seen == [0, 1]
     first = next(iter(train_batches(task.train_data, 8, seed=0, shuffle=False)))
     assert torch.equal(first[0], torch.stack([task.train_data[i][0] for i in range(8)]))
-    cached = next(iter(CachedBatches(*materialize(task.train_data), task.batch_size, seed=0, shuffle=False)))
+    cached = next(iter(CachedBatches(whole(task.train_data), task.batch_size, seed=0, shuffle=False)))
     assert torch.equal(cached[0], torch.stack([task.train_data[i][0] for i in range(task.batch_size)]))
 
 

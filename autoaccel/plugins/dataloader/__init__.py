@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils import _pytree as pytree
+from torch.utils.data import default_collate
 
 from autoaccel.plugin import (
     Capability,
@@ -15,9 +18,9 @@ from autoaccel.plugin import (
     Section,
     Strategy,
     Target,
+    Task,
     TrainingSetup,
     hookimpl,
-    materialize,
     train_batches,
 )
 
@@ -40,24 +43,46 @@ class LoaderSection(Section):
         return 0.25 if self.num_workers > 0 else 0.15
 
 
+def whole(dataset: Any, chunk: int = 1024) -> Any:
+    """The whole dataset as one batch, shaped as the DataLoader collates it (``[inputs, targets]``, a dict of a
+    tokenizer's tensors, ...), read once in chunks."""
+    parts = [default_collate([dataset[i] for i in range(start, min(start + chunk, len(dataset)))])
+             for start in range(0, len(dataset), chunk)]
+    leaves, spec = pytree.tree_flatten(parts[0])
+    columns = zip(*(pytree.tree_flatten(p)[0] for p in parts))
+    return pytree.tree_unflatten([torch.cat(list(c)) for c in columns] if len(parts) > 1 else leaves, spec)
+
+
+def _tensors_only(dataset: Any) -> bool:
+    """Whether the dataset's items collate into tensors only (strings or ragged items cannot be cached)."""
+    try:
+        batch = default_collate([dataset[i] for i in range(min(2, len(dataset)))])
+    except Exception:  # noqa: BLE001 - whatever collation raises, the items cannot be stacked
+        return False
+    return all(isinstance(x, torch.Tensor) for x in pytree.tree_flatten(batch)[0])
+
+
 class CachedBatches:
-    """Shuffled batches sliced from tensors already in memory (on the device when it is a GPU).
+    """Shuffled batches sliced from the whole dataset already in memory (on the device when it is a GPU), shaped as
+    the DataLoader's.
 
     Caching removes per-sample ``__getitem__`` and collation, which dominate small models on small data.
     """
 
-    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor, batch_size: int, seed: int, shuffle: bool = True) -> None:
-        self.inputs, self.targets, self.batch_size, self.shuffle = inputs, targets, batch_size, shuffle
+    def __init__(self, data: Any, batch_size: int, seed: int, shuffle: bool = True) -> None:
+        self.data, self.batch_size, self.shuffle = data, batch_size, shuffle
+        first = pytree.tree_flatten(data)[0][0]
+        self.size, self.device = len(first), first.device
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
-        return (len(self.inputs) + self.batch_size - 1) // self.batch_size
+        return (self.size + self.batch_size - 1) // self.batch_size
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = torch.randperm(len(self.inputs), generator=self.generator) if self.shuffle else torch.arange(len(self.inputs))
-        for start in range(0, len(self.inputs), self.batch_size):
-            idx = order[start : start + self.batch_size].to(self.inputs.device)
-            yield self.inputs[idx], self.targets[idx]
+    def __iter__(self) -> Iterator[Any]:
+        order = torch.randperm(self.size, generator=self.generator) if self.shuffle else torch.arange(self.size)
+        for start in range(0, self.size, self.batch_size):
+            idx = order[start : start + self.batch_size].to(self.device)
+            yield pytree.tree_map(lambda t, rows=idx: t[rows], self.data)
 
 
 class DataLoaderStrategy(Strategy[LoaderSection]):
@@ -77,6 +102,12 @@ class DataLoaderStrategy(Strategy[LoaderSection]):
             reason = "pin_memory only helps host-to-GPU copies; dropped on this target"
         return Capability(True, reason, allowed)
 
+    def fits(self, model: nn.Module, task: Task, target: Target) -> Capability:
+        if _tensors_only(task.train_data):
+            return Capability(True)
+        return Capability(True, "caching the dataset in memory needs items that stack into tensors (these hold other "
+                          "values, or vary in size); dropped", {"cache": [False]})
+
     def apply(self, pipeline: Pipeline, params: Mapping[str, Any]) -> Pipeline:
         cache = bool(params.get("cache", False))
         # A cached dataset is sliced in memory, with no DataLoader: worker and pinning settings mean nothing then,
@@ -95,10 +126,10 @@ class DataLoaderStrategy(Strategy[LoaderSection]):
     def configure_training(self, section: LoaderSection, setup: TrainingSetup) -> None:
         plan = setup.plan
         if section.cache:
-            inputs, targets = materialize(setup.task.train_data)
+            data = whole(setup.task.train_data)
             if plan.device != "cpu":
-                inputs, targets = inputs.to(plan.device), targets.to(plan.device)
-            setup.batches = CachedBatches(inputs, targets, plan.batch_size, setup.seed, setup.task.shuffle)
+                data = pytree.tree_map(lambda t: t.to(plan.device), data)
+            setup.batches = CachedBatches(data, plan.batch_size, setup.seed, setup.task.shuffle)
             return
         options: dict[str, Any] = {"num_workers": section.num_workers,
                                    "pin_memory": section.pin_memory and plan.device.startswith("cuda")}
