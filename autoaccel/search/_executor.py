@@ -205,7 +205,8 @@ class Executor:
         if self.options.debug and failure.trace and failure.kind != STOPPED:
             self.progress.info(f"[dim]{escape(failure.trace.rstrip())}[/]")
         if asked.role == Role.BASELINE:
-            at = f" (at {failure.where})" if failure.where else ""
+            # Where in the user's code; autoaccel's own checks (a metric that is not a number) say it in words.
+            at = f" (at {failure.where})" if failure.where and not failure.where.startswith("autoaccel/") else ""
             raise AutoaccelError(f"the baseline (trial {asked.trial.number}, your own recipe) failed: {failure.reason}{at}") from None
 
     def _guards(self, study: optuna.Study, goal: str, role: str) -> Guards | None:

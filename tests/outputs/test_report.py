@@ -146,7 +146,7 @@ def test_trials_stopped_as_too_slow_are_listed_apart_from_failures() -> None:
     html, _ = render(study)
     section = text(html[html.index('id="failures"'):html.index('id="environment"')])
     failed, stopped = section.split("Stopped early as too slow (1)")
-    assert "Failed trials (1)" in failed and "oom" in failed and "too_slow" not in failed
+    assert "Failed trials: 1 failed (1 oom)" in failed and "oom" in failed and "too_slow" not in failed
     assert "stopped early after 20 of 400 steps" in stopped
 
 
