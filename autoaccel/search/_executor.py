@@ -189,8 +189,8 @@ class Executor:
     def _failed(self, study: optuna.Study, asked: Asked, failure: TrialFailure, started: float, cap: float | None) -> None:
         if failure.kind == "timeout" and cap is not None and time.monotonic() - started >= cap * 0.99:
             failure = TrialFailure(f"stopped after {cap:.0f} s of wall time, {SLOW_TRIAL:g}x your recipe's trial at the "
-                                   "same share of the schedule: one-off costs (compilation, start-up) a run this "
-                                   "short cannot repay", kind=STOPPED, stage=failure.stage, where=failure.where,
+                                   "same share of the schedule: far slower steps, or one-off costs (compilation, "
+                                   "start-up) a run this short cannot repay", kind=STOPPED, stage=failure.stage, where=failure.where,
                                    trace=failure.trace)
         # Name the technique and choice that failed, then the library's own words, on one line.
         culprit = culprits(self.setup.strategies, self.setup.base, asked.config, failure.stage)
@@ -226,10 +226,11 @@ class Executor:
         return self.policy.speed_bar(studies.records(study), studies.baseline_of(study), goal, role)
 
     def _wall_cap(self, study: optuna.Study, goal: str, role: str) -> float | None:
-        """Wall seconds a compressed search trial that trains may take: SLOW_TRIAL times the baseline's trial. Its
-        one-off costs (a torch.compile of a minute on a CPU) are not in its projected training time, yet they are
-        the budget's, and a user whose whole training is a few minutes would pay them on every run."""
-        if not self.fidelity.compressed or goal != "train" or role not in SEARCH_ROLES:
+        """Wall seconds a search trial that trains may take: SLOW_TRIAL times the baseline's trial. Its one-off costs
+        (a torch.compile of a minute on a CPU) are not in its projected training time, yet they are the budget's,
+        and a user whose whole training is a few minutes would pay them on every run; and a technique emulated
+        step by step (fp16 on a CPU) must not hold the search until the trial timeout, compressed or whole."""
+        if goal != "train" or role not in SEARCH_ROLES:
             return None
         base = studies.baseline_of(study)
         return max(MIN_TRIAL_S, SLOW_TRIAL * base.seconds) if base is not None and base.seconds else None

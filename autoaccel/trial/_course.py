@@ -20,6 +20,10 @@ from autoaccel.plugin._contexts import Guards, TrainingSetup
 
 # The speed guard is judged a tenth of the way in, and after at least this many steps (past the warm-up).
 EARLY_STOP_MIN_STEPS = 20
+# Before that, a run whose every step past the first is already this many times slower than the bar allows is
+# stopped at once (fp16 emulated on a CPU: seconds a step, where waiting for 20 steps costs minutes).
+FAR_SLOWER = 4.0
+FAR_AFTER = 3  # steps past the first that must all be that slow
 # Loss checks per run (each syncs the device): every CHECK_EVERY steps at most, at least CHECKS_PER_RUN a run.
 CHECK_EVERY = 50
 CHECKS_PER_RUN = 20
@@ -110,7 +114,14 @@ class Course:
         """Stop a run on course to train the whole recipe longer than the guard allows: projected from the
         steps so far, the first left out (compilation and lazy init, which train_time leaves out too)."""
         limit = self.guards.slower_than
-        if step != self.speed_check or step >= self.run_steps or limit is None:
+        if limit is None or step >= self.run_steps or step > self.speed_check:
+            return
+        timed = step_times[1:]  # the first step is compilation and lazy init
+        if step < self.speed_check and len(timed) >= FAR_AFTER and min(timed) * self.full_steps > FAR_SLOWER * limit:
+            raise TrialFailure(f"stopped early after {step} of {self.run_steps} steps: each step so far takes at least "
+                               f"{min(timed):.3g} s, on course for over {min(timed) * self.full_steps:.1f} s of training, "
+                               f"{FAR_SLOWER:g}x the {limit:.2f} s a training answer could take", kind="too_slow")
+        if step != self.speed_check:
             return
         # Estimated as the whole run's projection is (the bar it is held to comes from those).
         projected = steady_mean(step_times) * self.full_steps

@@ -26,6 +26,11 @@ EXTRA_TRIALS = 4
 TRAINING_SHARE = 0.6
 # A compressed run takes at least this many steps: the steady step time and the loss curve need them.
 MIN_STEPS = 40
+# Unless steps are few and dear (the budget affords fewer whole trainings than there are training techniques to
+# screen: a zoo model's 3 epochs of 69 steps at half a second each): then speed is screened on slices this short,
+# whatever the epoch count (DeepSpeed's autotuner profiles a few steps per experiment); the first fifth of a
+# slice is warm-up, left out of its step time.
+MIN_SLICE_STEPS = 16
 # The answer's rung is up to this many times the search's (with --fidelity); its two trainings (the answer and the
 # baseline) may take this share of the finish's time.
 PROMOTION = 4
@@ -113,10 +118,16 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
     if search_s is None or full_s <= 0 or full_steps <= 0:
         return Fidelity(1.0, 1.0, full_s, full_steps, step_s, "no time budget: every training trial trains the whole recipe")
     wanted = TRIALS_PER_TECHNIQUE * max(1, techniques) + EXTRA_TRIALS
-    lowest = min(1.0, MIN_STEPS / full_steps)
+    whole = TRAINING_SHARE * search_s / full_s  # whole trainings the search affords
     affordable = TRAINING_SHARE * search_s / (wanted * full_s)
     search = next((r for r in RUNGS if r <= affordable), RUNGS[-1])
-    search = max(search, next((r for r in reversed(RUNGS) if r >= lowest), 1.0))
+    at_least = next((r for r in reversed(RUNGS) if r >= min(1.0, MIN_STEPS / full_steps)), 1.0)
+    # Few and dear steps: MIN_STEPS-step runs would be half the schedule or all of it, and the budget does not
+    # afford a whole training per technique: shorter slices, rather than screening a few techniques whole.
+    dear = at_least >= 0.5 and whole < max(1, techniques)
+    if dear:
+        at_least = next((r for r in reversed(RUNGS) if r >= min(1.0, MIN_SLICE_STEPS / full_steps)), 1.0)
+    search = max(search, at_least)
     answer = search
     if finish_s is not None:
         # The rung where the recipe's curve is looked for, and the answer promoted to: the highest whose ladder
@@ -125,6 +136,9 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
         answer = max(search, next((r for r in RUNGS if LADDER_COST * r * full_s <= share_s), search))
     how = (f"planned for {wanted} training trials in {duration(search_s)} of searching" if search < 1.0
            else "the budget affords whole trainings")
+    if dear and search < 1.0:
+        how = (f"steps are few and dear: {duration(search_s)} of searching affords {whole:.1f} whole trainings for "
+               f"{techniques} training techniques, so speed is screened on slices of steps after warm-up")
     return Fidelity(search, answer, full_s, full_steps, step_s, how)
 
 

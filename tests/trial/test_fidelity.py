@@ -210,3 +210,14 @@ def test_the_promotion_takes_the_highest_rung_the_rest_of_the_budget_affords() -
     assert affordable(1 / 8, 1 / 2, 37.0, 8.0, 30.0) == 0.25
     assert affordable(1 / 8, 1 / 2, 37.0, 8.0, 10.0) is None
     assert affordable(1 / 8, 1 / 2, 37.0, 8.0, None) == 0.5  # no budget: the planned rung
+
+
+def test_few_dear_steps_are_screened_on_slices_whatever_the_epoch_count() -> None:
+    # The timm ResNet-18: 3 epochs of 69 steps, 34 s a training here; the search affords under four whole
+    # trainings for six training techniques: 17-step slices (after warm-up), not whole trainings.
+    plan = fidelity.plan(34.0, 69, 0.45, 210.0, 90.0, techniques=6)
+    assert plan.search == 1 / 4 and plan.search * 69 >= fidelity.MIN_SLICE_STEPS
+    assert "steps are few and dear" in plan.how and "3.7 whole trainings for 6 training techniques" in plan.how
+    assert "17-step runs" in plan.header()
+    # The same schedule on a fast machine affords a whole training per technique: whole trainings, as before.
+    assert fidelity.plan(3.0, 69, 0.04, 210.0, 90.0, techniques=6).search == 1.0
