@@ -29,7 +29,7 @@ from autoaccel.plugin._onnx import Layout, export_onnx, onnx_feeds
 from autoaccel.plugin._pipeline import Pipeline, Section
 from autoaccel.plugin._space import Categorical, FloatRange, IntRange, Param, Space, load_space
 from autoaccel.plugin._strategy import PROFILE_PARTS, Capability, Phase, Strategy
-from autoaccel.task import Target, Task, call, materialize, prediction, split, train_batches, with_prediction
+from autoaccel.task import Target, Task, call, evaluating, materialize, prediction, split, train_batches, with_prediction
 
 __all__ = [
     "AutoaccelError",
@@ -58,6 +58,7 @@ __all__ = [
     "export_onnx",
     "hookimpl",
     "load_space",
+    "evaluating",
     "materialize",
     "onnx_feeds",
     "prediction",

@@ -5,7 +5,7 @@ downloaded), sized for 3x32x32 digits; and the digits themselves, as images or a
 transformers models from their configs (ResNetConfig, MobileNetV2Config, EfficientNetConfig, ConvNextConfig,
 ViTConfig, BertConfig): the same architectures (BatchNorm and 1x1 feature maps, squeeze-excite and hard-swish,
 depthwise convolutions and LayerNorm, attention, dict batches) without torchvision, so the CI's zoo suite
-(tests/zoo) runs them beside the CPU torch wheel.
+(tests/plugins/test_zoo.py) runs them beside the CPU torch wheel.
 """
 
 from __future__ import annotations
