@@ -164,10 +164,13 @@ class Executor:
         runner.threads = self.team.crew.threads(self.threads)  # other workers on this host share the cores
         started = time.monotonic()
         cap = self._wall_cap(study, asked.goal, asked.role)
-        if self.budget.end is not None and isinstance(runner, IsolatedRunner):
-            # No trial may outlast the whole budget (a compile that takes minutes on a CPU); it fails as a timeout.
-            runner.trial_timeout = min(self.options.trial_timeout, max(MIN_TRIAL_S, self.budget.end - started),
-                                       cap or float("inf"))
+        timeout = runner.trial_timeout if isinstance(runner, IsolatedRunner) else None
+        if isinstance(runner, IsolatedRunner):
+            # No trial may outlast the whole budget (a compile that takes minutes on a CPU) nor its wall cap; it
+            # fails as a timeout. This trial's only: the runner's own timeout is restored for what comes next (the
+            # finish's re-measurement of several plans takes longer than one search trial).
+            left = max(MIN_TRIAL_S, self.budget.end - started) if self.budget.end is not None else float("inf")
+            runner.trial_timeout = min(self.options.trial_timeout, left, cap or float("inf"))
         try:
             result = runner.run(asked.plan, self.task.seed, self.options.timing_budget_s,
                                 guards=self._guards(study, asked.goal, asked.role))
@@ -177,6 +180,9 @@ class Executor:
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM / SIGHUP turned into Interrupted by the CLI
             self.outcomes.fail(study, trial, "interrupted", interrupt_reason(exc), started)
             raise
+        finally:
+            if isinstance(runner, IsolatedRunner):
+                runner.trial_timeout = timeout
         if not self.outcomes.complete(study, trial, result, started):
             self.progress.info(f"  trial #{trial.number} was failed by another worker while this one was paused past its "
                                "heartbeat grace period: its result is dropped (the configuration was queued again)")
