@@ -147,7 +147,7 @@ def candidate(point: "Point", judged: Sequence[str], curve: "RecipeCurve | None"
     learned yet): not an answer, but its speed claim is reported as a candidate that `autoaccel confirm` judges."""
     where = curve.why(point.fraction, point.shown.fmt) if curve is not None else "your recipe's curve was not measured"
     speed = describe_speed(point.speedup, judged) or "its speed"
-    reason = (f"it is a candidate: {speed}; quality unknown, `autoaccel confirm` judges it "
+    reason = (f"{speed}; quality unknown, `autoaccel confirm` judges it "
               f"({why + '; ' if why else ''}quality not judged: {where})")
     return {"trial": point.trial, "params": point.params, "reason": reason, "candidate": True,
             "speedup": {o: point.speedup[o] for o in judged if o in point.speedup}}
@@ -160,7 +160,10 @@ def keep(goal: str, baseline: "Point", rejected: dict[str, Any] | None, note: st
     if rejected is not None:
         settings = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                             for k, v in rejected["params"].items()) or "your recipe"
-        verdict += f": the best candidate, trial {rejected['trial']} ({settings}), was rejected because {rejected['reason']}"
+        if rejected.get("candidate"):  # not rejected: its quality could not be judged in this run
+            verdict += f": the fastest, trial {rejected['trial']} ({settings}), is a candidate, not an answer: {rejected['reason']}"
+        else:
+            verdict += f": the best candidate, trial {rejected['trial']} ({settings}), was rejected because {rejected['reason']}"
     elif note:
         verdict += f": {note}"
     else:

@@ -59,6 +59,8 @@ class Summary:
     screening: dict[str, Any] = field(default_factory=dict)
     # The recipe's quality at each rung measured and where quality can be judged (trial/_curve.py).
     curve: RecipeCurve | None = None
+    # Distinct training configurations the search trained and judged (measured, or stopped early as too slow).
+    training_configurations: int = 0
 
     @property
     def metric(self) -> Shown:
@@ -101,6 +103,7 @@ class Summary:
                        "by_kind": dict(Counter(f.kind for f in self.failures))},
             "failures": [asdict(f) for f in self.failures],
             "search": {"profile": self.profile, "screening": self.screening,
+                       "training_configurations": self.training_configurations,
                        "recipe_curve": self.curve.to_json() if self.curve is not None else None},
         }
 
@@ -319,9 +322,12 @@ def summarize_study(study: optuna.Study, objectives: Sequence[str], max_drop: fl
     failures = [Failure(t.number, t.failure_kind or "error", t.reason or "unknown", t.config or dict(t.params), t.where or "")
                 # A proposal that repeated a failed configuration ran nothing: the failure is listed once, as it ran.
                 for t in trials if t.state == TrialState.FAIL and not t.not_run and t.duplicate_of is None]
+    # (by settings: a configuration promoted to another share of the schedule is the same configuration)
+    trained = {repr(sorted(t.settings.items())) for t in trials if t.goal in ("train", "combined") and t.role not in ("baseline", "rung")
+               and t.duplicate_of is None and (t.state == TrialState.COMPLETE or t.failure_kind == FailureKind.TOO_SLOW)}
     return Summary(tuple(objectives), max_drop, baseline, front, recommended, points, failures, verdict, bool(entries),
                    answers, dict(base_trial.details.get("profile") or {}), dict(study.user_attrs.get("screening") or {}),
-                   curve)
+                   curve, len(trained))
 
 
 def recipe_answers(summary: Summary) -> dict[str, Any]:

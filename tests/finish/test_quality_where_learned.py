@@ -126,6 +126,10 @@ def test_no_answer_is_given_from_an_uninformative_rung_and_its_evidence_says_so(
     assert "your recipe reaches 0.2100 at 1/16" in train.rejected["reason"]
     pareto = summary.to_json()
     assert pareto["schema"] == 2 and pareto["search"]["recipe_curve"]["informative"][key(1 / 8)] is True
+    # The training configurations the search judged: the candidates', not the recipe's rungs or its replica.
+    assert pareto["search"]["training_configurations"] == len({repr(sorted(p.params.items())) for p in summary.points
+                                                                if p.trial != 0}) == 2
+    assert "is a candidate, not an answer" in train.verdict and "was rejected" not in train.verdict
 
 
 def test_every_given_answer_states_its_evidence() -> None:
