@@ -41,6 +41,7 @@ ANSWER_SHARE = 0.5
 # top rung, which must fit in this share of the whole budget.
 LADDER_SHARE = 0.35
 LADDER_COST = 3.5
+CLIMB_WHOLE = 1.5  # the recipe's runs at 1/2 and at full length, in whole trainings
 PROBE_STEPS = 30  # steps of the user's recipe the probe times
 
 
@@ -134,6 +135,11 @@ def plan(full_s: float, full_steps: int, step_s: float, search_s: float | None, 
         # and promotions the budget affords (curve.py says at which rung quality means something).
         share_s = LADDER_SHARE * (search_s + finish_s)
         answer = max(search, next((r for r in RUNGS if LADDER_COST * r * full_s <= share_s), search))
+        if CLIMB_WHOLE * full_s <= share_s:
+            # The recipe's own climb to full length (its runs at 1/2 and 1) fits even where promotions there do
+            # not: serving changes are then judged on the recipe's model trained whole, and a training candidate is
+            # promoted there if the finish's time allows (else it stays a candidate that `confirm` judges).
+            answer = 1.0
     how = (f"planned for {wanted} training trials in {duration(search_s)} of searching" if search < 1.0
            else "the budget affords whole trainings")
     if dear and search < 1.0:

@@ -219,5 +219,7 @@ def test_few_dear_steps_are_screened_on_slices_whatever_the_epoch_count() -> Non
     assert plan.search == 1 / 4 and plan.search * 69 >= fidelity.MIN_SLICE_STEPS
     assert "steps are few and dear" in plan.how and "3.7 whole trainings for 6 training techniques" in plan.how
     assert "17-step runs" in plan.header()
+    # Its recipe climbs to full length (1.5 trainings in the ladder's share): serving is judged on a learned model.
+    assert plan.answer == 1.0 and "up to full length" in plan.header()
     # The same schedule on a fast machine affords a whole training per technique: whole trainings, as before.
     assert fidelity.plan(3.0, 69, 0.04, 210.0, 90.0, techniques=6).search == 1.0
