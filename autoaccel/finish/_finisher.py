@@ -35,6 +35,10 @@ from autoaccel.vocab import REMEASURED, TRAINING_OBJECTIVES
 
 # Train finalists promoted to an informative rung at most, in order, until one holds there.
 PROMOTED = 2
+# The share of the time left that the finalists' re-measurement may take (the promotion and the ablation need the
+# rest), and the fewest rounds a re-measurement cut to fit is left with (its intervals need them).
+REMEASURE_SHARE = 0.4
+FEWEST_ROUNDS = 3
 
 if TYPE_CHECKING:
     from autoaccel.finish._finishing import Runner
@@ -78,6 +82,10 @@ def _beyond(timings: "Timings", timed: list[str], ref: int, i: int, members: lis
                  for r in range(len(s[i]))] if load else None
     r = paired_ratio(s[ref], cost, base_load=load[ref] if load else None, cand_load=cand_load)
     return {o: {**r.to_json(), "source": BEYOND} for o in timed if o in TRAINING_OBJECTIVES}
+
+
+def _all(finalists: dict[str, list[int]]) -> list[int]:
+    return list(dict.fromkeys(t for ts in finalists.values() for t in ts))
 
 
 class Finisher:
@@ -135,6 +143,40 @@ class Finisher:
             found[t].update(_beyond(timings, timed, ref, i, parts, p.finetune_s / own if own > 0 else 0.0))
         return found
 
+    def round_s(self, trials: list[int]) -> float:
+        """Seconds one re-measurement round of ``trials`` and the baseline takes, estimated: each plan's training
+        slice at its own measured rate (serving variants of the recipe's model are not trained again), and its
+        serving figures at the timing budget each."""
+        base = self.summary.baseline
+        plans = [self.given.plan_of(self.study, t) for t in [base.trial, *trials]]
+        samples = train_samples(base, plans)
+        key = self.training_key(base.trial)
+        serving = sum(o not in TRAINING_OBJECTIVES for o in self.timed) * self.given.options.timing_budget_s
+        total = 0.0
+        for t in [base.trial, *trials]:
+            rate = float(self.point(t).metrics.get("train_throughput") or 0.0)
+            trains = t == base.trial or self.training_key(t) != key
+            total += serving + (samples / rate if trains and rate > 0 and any(o in TRAINING_OBJECTIVES for o in self.timed) else 0.0)
+        return total
+
+    def fit(self, finalists: dict[str, list[int]]) -> tuple[dict[str, list[int]], str]:
+        """The finalists and rounds the time left affords (REMEASURE_SHARE of it): the lowest-ranked finalists
+        dropped first (one per goal kept), then rounds cut to FEWEST_ROUNDS; and how it was cut, in words."""
+        left = self.promotion._left()
+        if left is None:
+            return finalists, ""
+        allowed = REMEASURE_SHARE * max(0.0, left)
+        kept = {g: list(ts) for g, ts in finalists.items()}
+        before = (len(_all(kept)), self.rounds)
+        while len(_all(kept)) > len(kept) and self.rounds * self.round_s(_all(kept)) > allowed:
+            longest = max(kept, key=lambda g: len(kept[g]))
+            kept[longest] = kept[longest][:-1]
+        while self.rounds > FEWEST_ROUNDS and self.rounds * self.round_s(_all(kept)) > allowed:
+            self.rounds -= 1
+        if (len(_all(kept)), self.rounds) == before:
+            return finalists, ""
+        return kept, f" (what the {left:.0f} s left of the budget affords; {before[0]} finalist(s) in {before[1]} rounds wanted)"
+
     def remeasure(self, trials: list[int]) -> bool:
         """Re-measure ``trials`` against the baseline and record their speedups in the study.
 
@@ -188,10 +230,11 @@ class Finisher:
             judged = judging(goal, self.objectives)
             mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
             finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
+        finalists, cut = self.fit(finalists)
         everyone = list(dict.fromkeys(t for ts in finalists.values() for t in ts))
         if everyone:
             self.given.say(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
-                                      f"{self.rounds} rounds ...")
+                           f"{self.rounds} rounds{cut} ...")
             if not self.remeasure(everyone):
                 # No paired evidence: the answers stay on single measurements and say so (no study attribute).
                 self.study.set_user_attr("ablation", importances(self.study, self.objectives))
@@ -295,6 +338,12 @@ class Finisher:
         if goal == "train" and self.promotion.crowds_out(len(names) + 1):
             return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
                        f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
+        left = self.promotion._left()
+        if goal != "serve" and left is not None and (len(names) * self.promotion.baseline_wall()
+                                                     + self.rounds * self.round_s([p.trial]) * len(names) / 2) > left:
+            # Each variant trains (at the search's share) and is re-measured: not started where it cannot end.
+            return p, [f"not made minimal: dropping each of its {len(names)} techniques takes a training each, and the "
+                       f"{max(0.0, left):.0f} s left of the budget do not afford them (a larger --budget does)"]
         self.given.say(f"{goal} answer: dropping each of {', '.join(names)} from trial {p.trial} ...")
         variants: dict[str, int] = {}
         for name in names:
