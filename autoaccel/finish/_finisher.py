@@ -168,7 +168,7 @@ class Finisher:
         allowed = REMEASURE_SHARE * max(0.0, left)
         kept = {g: list(ts) for g, ts in finalists.items()}
         before = (len(_all(kept)), self.rounds)
-        while len(_all(kept)) > len(kept) and self.rounds * self.round_s(_all(kept)) > allowed:
+        while any(len(ts) > 1 for ts in kept.values()) and self.rounds * self.round_s(_all(kept)) > allowed:
             longest = max(kept, key=lambda g: len(kept[g]))
             kept[longest] = kept[longest][:-1]
         while self.rounds > FEWEST_ROUNDS and self.rounds * self.round_s(_all(kept)) > allowed:
