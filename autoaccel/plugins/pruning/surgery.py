@@ -69,7 +69,11 @@ def find_chains(gm: fx.GraphModule) -> list[Chain]:
 
 
 def _set(gm: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in place of ``gm``'s submodule ``name``, in that one's mode: a new module is built in training
+    mode, and a BatchNorm left so would update its statistics, and fail on a batch of one at a 1x1 feature map,
+    wherever the pruned model is served."""
     parent, _, leaf = name.rpartition(".")
+    module.train(gm.get_submodule(name).training)
     setattr(gm.get_submodule(parent) if parent else gm, leaf, module)
 
 
@@ -158,7 +162,7 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
             _set(gm, norm, _shrink_norm(gm.get_submodule(norm), keep))
         _set(gm, chain.consumer, _shrink_in(consumer, consumer_keep))
     gm.recompile()
-    return gm
+    return gm.train(model.training)  # the trace's own flag is a new module's (training): the model's, as it was
 
 
 def prune_unstructured(model: nn.Module, amount: float) -> nn.Module:

@@ -47,6 +47,18 @@ def test_structured_pruning_really_shrinks_conv_bn_and_linear_layers() -> None:
     assert sum(p.numel() for p in pruned.parameters()) < 0.4 * sum(p.numel() for p in model.parameters())
 
 
+def test_a_pruned_model_keeps_the_mode_it_was_pruned_in() -> None:
+    # A new layer is built in training mode: a BatchNorm left so updates its statistics wherever the pruned model
+    # is served, and fails on a batch of one at a 1x1 feature map (timm's MobileNetV3 on 32x32 images did).
+    model = ConvNet().eval()
+    pruned = prune_structured(model, 0.5)
+    assert not pruned.training and not any(m.training for m in pruned.modules())
+    before = pruned.bn.running_mean.clone()
+    pruned(torch.randn(1, 1, 8, 8))
+    assert torch.equal(pruned.bn.running_mean, before)
+    assert prune_structured(ConvNet().train(), 0.5).bn.training
+
+
 def test_structured_pruning_keeps_the_strongest_channels_exactly() -> None:
     """Channels whose weights are zero contribute nothing: removing them must not change the output."""
     torch.manual_seed(0)
