@@ -70,13 +70,14 @@ def run_matrix(models: list[str], rows: int) -> int:
     return 1 if bad else 0
 
 
-def run_optimize(models: list[str], trials: int) -> int:
+def run_optimize(models: list[str], trials: int, exclude: str | None = None) -> int:
     bad = 0
     for name in models:
         out = Path(tempfile.mkdtemp(prefix="autoaccel-zoo-"))
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "autoaccel.cli", "optimize", str(ZOO / "task.py"), "--mode", "inference",
-                               "--trials", str(trials), "--out", str(out)], env={**os.environ, "AUTOACCEL_ZOO": name},
+                               "--trials", str(trials), "--out", str(out), *(["--exclude", exclude] if exclude else [])],
+                              env={**os.environ, "AUTOACCEL_ZOO": name},
                               capture_output=True, text=True)
         took = time.perf_counter() - started
         if done.returncode != 0:
@@ -99,9 +100,10 @@ def main() -> int:
     parser.add_argument("models", nargs="*", help="timm:<name>, torchvision:<name> or hf:<family>")
     parser.add_argument("--rows", type=int, default=128, help="training rows per matrix trial (default 128)")
     parser.add_argument("--trials", type=int, default=8, help="trials per optimize run (default 8)")
+    parser.add_argument("--exclude", help="strategies the optimize runs leave out (compile takes minutes a trial on a CPU)")
     args = parser.parse_args()
     models = args.models or default_models()
-    return run_matrix(models, args.rows) if args.what == "matrix" else run_optimize(models, args.trials)
+    return run_matrix(models, args.rows) if args.what == "matrix" else run_optimize(models, args.trials, args.exclude)
 
 
 if __name__ == "__main__":

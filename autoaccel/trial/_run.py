@@ -264,10 +264,13 @@ def transformed(task: Task | None, plan: Pipeline, seed: int, model: nn.Module, 
                         finetuning=True).projected_s
         if stage is not None:
             stage.finetune_s += seconds
-        return m
+        return m.eval()  # back as it is served
 
     ctx = TransformContext(task, plan, seed, finetune, trained if task is not None else None)
-    return lifecycle.transform(model, ctx, stage), ctx.held_out.outputs
+    # Transforms get the trained model as it is served, in eval mode: a torch.fx trace (structured pruning) bakes
+    # BatchNorm's mode into its graph, and a model traced in training mode serves so for good (timm's MobileNetV3
+    # at 32x32 then failed on a batch of one).
+    return lifecycle.transform(model.eval(), ctx, stage).eval(), ctx.held_out.outputs
 
 
 def served_model(task: Task, plan: Pipeline, seed: int = 0, cache_dir: str | None = None) -> nn.Module:

@@ -120,3 +120,32 @@ def test_fine_tuning_is_charged_to_the_recipe(tiny_task, tmp_path) -> None:  # t
     pruned = run_trial(tiny_task, plan, timing_budget_s=0.02, cache_dir=str(tmp_path))
     assert pruned.details["cached_training"] is True and pruned.details["finetune_s"] > 0
     assert pruned.metrics["train_time"] == pytest.approx(cached.metrics["train_time"] + pruned.details["finetune_s"])
+
+
+class ModeInGraph(nn.Module):
+    """timm's BatchNormAct2d in miniature: BatchNorm called functionally with ``self.training``, which torch.fx
+    bakes into the traced graph, behind a 1x1 feature map (an ImageNet architecture on small images)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc0 = nn.Linear(64, 32)
+        self.bn = nn.BatchNorm1d(32)
+        self.fc1 = nn.Linear(32, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.fc0(x)
+        h = nn.functional.batch_norm(h, self.bn.running_mean, self.bn.running_var, self.bn.weight, self.bn.bias,
+                                     training=self.training)
+        return self.fc2(torch.relu(self.fc1(h)))  # fc1 -> fc2: the pair structured pruning shrinks
+
+
+def test_a_structurally_pruned_trial_traces_the_model_as_it_is_served() -> None:
+    # Traced in training mode, the pruned graph would run BatchNorm in training mode on the batch of one that
+    # latency is timed on, and fail (timm's MobileNetV3 on 32x32 digits did).
+    from tiny_digits import make_task
+
+    task = make_task(model=ModeInGraph)
+    plan = PruningStrategy().apply(Pipeline(device="cpu", batch_size=32, lr=0.1, epochs=1), {"method": "structured"})
+    result = run_trial(task, plan, seed=0, timing_budget_s=0.02)
+    assert result.metrics["latency"] > 0 and result.metrics["accuracy"] > 0.3
