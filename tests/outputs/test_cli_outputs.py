@@ -171,8 +171,9 @@ def test_minimising_an_answer_ablates_each_technique_and_says_what_it_kept(tmp_p
     search = Search(task, None, options, plugin_manager())
     study, _ = search.run()
     runner = InProcessRunner(task, str(tmp_path / "out" / "checkpoints"))
+    # Run as the finish runs its variants (no speed bar: on a loaded machine a search role's could stop it early).
     answer = search.executor.run_fixed(study, runner, {"batch_size.size": 128, "batch_size.lr_scaling": "linear",
-                                              "scheduler.kind": "cosine"}, "candidate")
+                                              "scheduler.kind": "cosine"}, "ablation")
     assert answer is not None
     finisher = Finisher(search.finish_inputs(study), study, runner)
     point, notes = finisher.minimise(finisher.point(answer.number), "train", ["train_time"])
