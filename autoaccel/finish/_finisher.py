@@ -152,17 +152,18 @@ class Finisher:
         samples = train_samples(base, plans)
         key = self.training_key(base.trial)
         serving = sum(o not in TRAINING_OBJECTIVES for o in self.timed) * self.given.options.timing_budget_s
+        timed_training = any(o in TRAINING_OBJECTIVES for o in self.timed)
         total = 0.0
         for t in [base.trial, *trials]:
             rate = float(self.point(t).metrics.get("train_throughput") or 0.0)
-            trains = t == base.trial or self.training_key(t) != key
-            total += serving + (samples / rate if trains and rate > 0 and any(o in TRAINING_OBJECTIVES for o in self.timed) else 0.0)
+            trains = timed_training and (t == base.trial or self.training_key(t) != key)
+            total += serving + (samples / rate if trains and rate > 0 else 0.0)
         return total
 
     def fit(self, finalists: dict[str, list[int]]) -> tuple[dict[str, list[int]], str]:
         """The finalists and rounds the time left affords (REMEASURE_SHARE of it): the lowest-ranked finalists
         dropped first (one per goal kept), then rounds cut to FEWEST_ROUNDS; and how it was cut, in words."""
-        left = self.promotion._left()
+        left = self.promotion.left()
         if left is None:
             return finalists, ""
         allowed = REMEASURE_SHARE * max(0.0, left)
@@ -231,7 +232,7 @@ class Finisher:
             mine = [p for p in self.summary.points if p.goal == goal and p.feasible and judged and goal_score(p, judged) > 1.0]
             finalists[goal] = [p.trial for p in sorted(mine, key=lambda p: -goal_score(p, judged))[:share]]
         finalists, cut = self.fit(finalists)
-        everyone = list(dict.fromkeys(t for ts in finalists.values() for t in ts))
+        everyone = _all(finalists)
         if everyone:
             self.given.say(f"re-measuring the baseline and {len(everyone)} finalist(s) interleaved, "
                            f"{self.rounds} rounds{cut} ...")
@@ -338,7 +339,7 @@ class Finisher:
         if goal == "train" and self.promotion.crowds_out(len(names) + 1):
             return p, [f"not made minimal: the budget left goes to judging its quality at a higher share of your schedule "
                        f"than the search's {share(self.fidelity.search)} (a larger --budget does both)"]
-        left = self.promotion._left()
+        left = self.promotion.left()
         if goal != "serve" and left is not None and (len(names) * self.promotion.baseline_wall()
                                                      + self.rounds * self.round_s([p.trial]) * len(names) / 2) > left:
             # Each variant trains (at the search's share) and is re-measured: not started where it cannot end.

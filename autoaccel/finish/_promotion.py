@@ -47,7 +47,7 @@ class Promotion:
         if not answer.given or high <= low or point.judged == "same math":
             return answer
         # The rung was planned from the finish's share of the budget; what is left of it now decides.
-        rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), self._left())
+        rung = affordable(low, high, self.fidelity.full_s, self.baseline_wall(), self.left())
         if rung is None:
             return self._unpromoted(answer, f"no time was left in the budget to train it at a higher share of your "
                                             f"schedule than the search's {share(low)}")
@@ -67,7 +67,7 @@ class Promotion:
         rung = curve.judged_at(low) if curve is not None else None
         if rung is None:
             return keep("train", summary.baseline, candidate(point, judged, curve))
-        left = self._left()
+        left = self.left()
         # The recipe is already trained there (the ladder): one training at that rung with the search's start-up,
         # two when its run-to-run noise is still to be measured.
         trainings = 1 if curve is not None and key(rung) in curve.noise else 2
@@ -138,7 +138,8 @@ class Promotion:
         self.given.say(f"  your recipe again from another seed at {share(rung)}: how far two runs of the same math differ there")
         self.given.run_fixed(self.study, self.runner, {}, Role.RUNG.value, rung, 1)
 
-    def _left(self) -> float | None:
+    def left(self) -> float | None:
+        """Seconds left of the run's budget (None: no budget); the finisher fits its re-measurement to it too."""
         return self.given.budget_end - time.monotonic() if self.given.budget_end is not None else None
 
     def baseline_wall(self) -> float:
@@ -151,7 +152,7 @@ class Promotion:
         budget for the train answer's promotion that the budget affords now. Quality at a higher rung is worth
         more than a minimal answer: evidence, not tidiness."""
         low, high = self.fidelity.search, self.fidelity.answer
-        left = self._left()
+        left = self.left()
         if high <= low or left is None:
             return False
         wall = self.baseline_wall()

@@ -40,7 +40,8 @@ Runner = IsolatedRunner | InProcessRunner
 MIN_TRIAL_S = 30.0
 # How often a configuration enqueued here and taken by another worker is looked at until it is measured.
 POLL_S = 1.0
-# A compressed search trial that trains is stopped past this many times the wall time of the baseline's trial.
+# A search trial that trains (compressed or whole) is stopped past this many times the wall time of the baseline's
+# trial.
 SLOW_TRIAL = 3.0
 
 
