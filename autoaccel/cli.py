@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from autoaccel.errors import AutoaccelError, Interrupted, TaskWarning, exit_status, interrupt_reason
+from autoaccel.fork_server import start_early
 from autoaccel.options import DEFAULT_OBJECTIVES, SAMPLERS
 from autoaccel.vocab import MODE_NAMES as MODES
 from autoaccel.vocab import OBJECTIVES
@@ -80,7 +81,9 @@ def _add_optimize(sub: Any) -> None:
                           "--trials nor --timeout is given)")
     opt.add_argument("--timeout", type=float, default=None, help="stop starting trials after SECONDS")
     opt.add_argument("--trial-timeout", type=float, default=3600.0, help="a trial running longer is stopped and failed (default 3600)")
-    opt.add_argument("--seed", type=int, default=0)
+    opt.add_argument("--seed", type=int, default=0,
+                     help="seeds the search's proposals (default 0); trainings keep your task's seed (Task.seed), so "
+                          "each candidate and your recipe start alike")
     opt.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     opt.add_argument("--mode", choices=tuple(MODES), default="both")
     opt.add_argument("--objectives", type=_csv, default=None,
@@ -288,6 +291,8 @@ def _plugins(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("optimize", "confirm") and not getattr(args, "no_isolation", False):
+        start_early()  # the trial workers' fork server imports torch while this process does
     previous = _terminate_like_ctrl_c()
     try:
         commands = {"optimize": _optimize, "report": _report, "apply": _apply, "confirm": _confirm, "plugins": _plugins}

@@ -4,6 +4,7 @@ goes into: removed when the run ends, swept at the next start when a run was kil
 from __future__ import annotations
 
 import contextlib
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -37,6 +38,9 @@ def run_scratch() -> Iterator[Path]:
         return
     root = Path(tempfile.gettempdir())
     sweep_scratch(root)
+    # multiprocessing's own temp folder holds the fork server's socket for the process's life, across runs (see
+    # fork_server.py); it is made once per process wherever the temp dir is then: make it now, not in this run's.
+    multiprocessing.util.get_temp_dir()
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
     saved = os.environ.get("TMPDIR")
     os.environ["TMPDIR"] = str(folder)  # spawned trial workers inherit it

@@ -17,7 +17,7 @@ BUILTINS = CORE / "plugins"
 # The floors, lowest first: a module may import its own floor's units and those below. The ground holds the shared
 # words and errors; task/ is the user's side; then the clock, the SDK, one trial, the finish, the outputs, and the
 # search that drives them; the entry points on top.
-FLOORS = (("errors", "vocab", "markers", "pids"), ("options", "scratch"), ("task",), ("measure",), ("plugin",),
+FLOORS = (("errors", "vocab", "markers", "pids"), ("options", "scratch", "fork_server"), ("task",), ("measure",), ("plugin",),
           ("trial",), ("finish",), ("outputs",), ("search",), ("api", "confirm"), ("cli", "__init__"))
 FLOOR = {unit: i for i, units in enumerate(FLOORS) for unit in units}
 # The contract suite runs real studies of a strategy under test: it drives the whole product from inside the SDK,

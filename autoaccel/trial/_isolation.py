@@ -2,7 +2,8 @@
 
 A Python exception, a native crash (abort, segfault), an out-of-memory kill and a hang past the trial timeout
 each become a TrialFailure with its reason; the search process itself never runs user code during a trial.
-The worker is long-lived (torch and the task are imported once), so isolation costs little per trial.
+The worker is long-lived (torch and the task are imported once), so isolation costs little per trial, and it is
+forked from a fork server that has imported torch already (fork_server.py), so replacing one costs little too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import cloudpickle
 import torch
 
 from autoaccel.errors import TrialFailure, describe
+from autoaccel.fork_server import context
 from autoaccel.plugin._contexts import Guards
 from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.task import Task
@@ -65,24 +67,34 @@ class TaskSource:
         return cloudpickle.loads(self.blob)
 
 
-def _die_with_parent(parent: int) -> None:
+def _die_with_parent(alive: Connection) -> None:
     """Kill this worker's whole process group once the search process is gone (killed with -9, say): nothing a
-    trial started (DataLoader workers, a model's own forks) may outlive the study."""
+    trial started (DataLoader workers, a model's own forks) may outlive the study.
+
+    ``alive`` is the reading end of a pipe whose only writer is the search process: nothing is ever sent, so the
+    read returns (EOF) when that process ends, however it ends. (Watching the parent's pid is not enough: a forked
+    worker's parent is the fork server, which stays while any worker it forked lives.)"""
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
+        with contextlib.suppress(EOFError, OSError):
+            alive.recv()
         os.killpg(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="autoaccel-watchdog", daemon=True).start()
 
 
-def _serve(conn: Connection, source: TaskSource, parent: int, dump: str) -> None:
+def _serve(conn: Connection, alive: Connection, source: TaskSource, env: dict[str, str], dump: str) -> None:
     """The worker's loop: load the task once, then run each plan it is sent and send back the outcome."""
+    # A forked worker inherits the fork server's environment, set when the server started (an earlier run's, in a
+    # notebook): take the search process's as it is now (its run's TMPDIR, the user's variables), as a spawned
+    # worker would, and let tempfile find the temp dir again.
+    os.environ.clear()
+    os.environ.update(env)
+    tempfile.tempdir = None
     # A process group of its own: everything a trial starts can be killed with it, at a timeout or when the
     # search process dies. (Ctrl-C then reaches the search process only, which decides what it means.)
     os.setpgrp()
-    _die_with_parent(parent)
+    _die_with_parent(alive)
     # Its stack goes to ``dump`` on a native crash, and on SIGUSR1 (sent when it hangs past the trial timeout):
     # the parent reads where it was from there. Appended to: the parent reads what a call added.
     stacks = open(dump, "a")  # noqa: SIM115 - open for the worker's life, closed by its exit
@@ -172,9 +184,10 @@ class IsolatedRunner:
         self.cache_dir = cache_dir
         self.trial_timeout = trial_timeout
         self.startup_timeout = startup_timeout
-        self.ctx = mp.get_context("spawn")  # fork would inherit torch's thread pools and locks mid-state
+        self.ctx = context()
         self.proc: Any = None
         self.conn: Connection | None = None
+        self.alive: Connection | None = None
         # Where the worker writes its stack when it crashes or hangs (one file for the runner's workers).
         fd, self.dump = tempfile.mkstemp(prefix="autoaccel-stacks-", suffix=".txt")
         os.close(fd)
@@ -183,12 +196,16 @@ class IsolatedRunner:
 
     def _start(self) -> None:
         parent, child = self.ctx.Pipe()
+        # The worker's watchdog reads ``watched``; this process keeps the only writer, ``self.alive``, open until the
+        # worker is reaped (see _die_with_parent).
+        watched, self.alive = self.ctx.Pipe(duplex=False)
         # Not a daemon: the trial's DataLoader must be free to start worker processes of its own.
-        self.proc = self.ctx.Process(target=_serve, args=(child, self.source, os.getpid(), self.dump), daemon=False,
+        self.proc = self.ctx.Process(target=_serve, args=(child, watched, self.source, dict(os.environ), self.dump), daemon=False,
                                      name="autoaccel-trial")
         with _main_not_rerun():
             self.proc.start()
         child.close()
+        watched.close()
         self.conn = parent
         if not parent.poll(self.startup_timeout):
             self.close()
@@ -204,7 +221,9 @@ class IsolatedRunner:
             return None
         self.proc.join(timeout=5)
         code = self.proc.exitcode
-        self.proc, self.conn = None, None
+        if self.alive is not None:
+            self.alive.close()
+        self.proc, self.conn, self.alive = None, None, None
         return code
 
     def run(self, plan: Pipeline, seed: int, timing_budget_s: float, guards: Guards | None = None) -> TrialResult:

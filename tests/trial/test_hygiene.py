@@ -48,7 +48,8 @@ FORKING = textwrap.dedent('''
 
 
 def descendants(root: int) -> list[int]:
-    """Processes below ``root``, but multiprocessing's resource tracker: one per process, it exits with it."""
+    """Processes below ``root``, but multiprocessing's resource tracker and fork server (whose workers do count):
+    one of each per process, idle between runs, they exit with it."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -62,7 +63,7 @@ def descendants(root: int) -> list[int]:
         for pid in children.get(todo.pop(), []):
             found.append(pid)
             todo.append(pid)
-    return [p for p in found if b"resource_tracker" not in _cmdline(p)]
+    return [p for p in found if b"resource_tracker" not in _cmdline(p) and b"forkserver" not in _cmdline(p)]
 
 
 def _cmdline(pid: int) -> bytes:
