@@ -4,8 +4,10 @@ goes into: removed when the run ends, swept at the next start when a run was kil
 from __future__ import annotations
 
 import contextlib
+import getpass
 import multiprocessing.util
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -42,17 +44,31 @@ def run_scratch() -> Iterator[Path]:
     # fork_server.py); it is made once per process wherever the temp dir is then: make it now, not in this run's.
     multiprocessing.util.get_temp_dir()
     folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=root))
-    saved = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(folder)  # spawned trial workers inherit it
+    # torch.compile's cache of generated kernels stays where torch keeps it for the user's own runs (the system
+    # temp dir, or their TORCHINDUCTOR_CACHE_DIR), not in this run's folder: the next run, a resumed one and
+    # `autoaccel confirm` then compile from it (on a CPU a model's compilation takes tens of seconds).
+    saved = {name: os.environ.get(name) for name in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")}
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / f"torchinductor_{_user()}"))
+    os.environ["TMPDIR"] = str(folder)  # trial workers take this process's environment
     tempfile.tempdir = None  # tempfile caches the temp dir: forget it so this process uses the run folder too
     _active.append(folder)
     try:
         yield folder
     finally:
         _active.pop()
-        if saved is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         tempfile.tempdir = None
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _user() -> str:
+    """The user's name as torch spells it in its default compile cache folder (torch/_inductor/runtime)."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, ModuleNotFoundError, OSError):
+        name = f"uid_{os.getuid()}" if hasattr(os, "getuid") else "unknown_user"
+    return re.sub(r'[\\/:*?"<>|]', "_", name)

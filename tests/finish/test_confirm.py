@@ -19,8 +19,8 @@ from autoaccel.trial._record import read
 from study_snapshot import sqlite_url
 from tiny_digits import slow_training_source, write_model
 
-# 4 epochs of 45 steps, 40 ms a step: a whole training takes over 7 s, a quarter of it about 2 s.
-SLOW = slow_training_source(0.04, epochs=4)
+# 4 epochs of 45 steps, 20 ms a step: a whole training takes over 3.6 s, a quarter of it about 1 s.
+SLOW = slow_training_source(0.02, epochs=4)
 
 STUDY = "tiny-cpu-train"  # --mode train
 

@@ -139,3 +139,40 @@ def test_a_task_object_loaded_from_a_file_runs_isolated(tiny_task_file: Path) ->
         assert_good(r.run(plan(32), seed=0, timing_budget_s=BUDGET), 32)
     finally:
         r.close()
+
+
+# The model writes, when the worker builds it, the environment it sees: the variable the test sets, and the temp dir.
+SEES = task_source(
+    prelude='''
+        import os
+        import tempfile
+
+
+        def _seen():
+            with open(os.environ["AUTOACCEL_TEST_SEEN"], "a") as fh:
+                fh.write(f"{os.environ.get('AUTOACCEL_TEST_MARK')} {tempfile.gettempdir()} {os.getpid()}\\n")
+            return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    ''',
+    model="_seen()",
+)
+
+
+def test_a_worker_forked_later_takes_the_search_processes_environment_as_it_is_then(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = tmp_path / "seen.txt"
+    monkeypatch.setenv("AUTOACCEL_TEST_SEEN", str(seen))
+    model = write_model(tmp_path, SEES)
+    rows = []
+    for mark in ("first", "second"):  # the second worker comes from the server the first one started (or found)
+        scratch = tmp_path / mark
+        scratch.mkdir()
+        monkeypatch.setenv("AUTOACCEL_TEST_MARK", mark)
+        monkeypatch.setenv("TMPDIR", str(scratch))
+        runner = IsolatedRunner(TaskSource(path=str(model)), trial_timeout=120)
+        try:
+            assert isinstance(runner.run(plan(32), 0, BUDGET), TrialResult)
+        finally:
+            runner.close()
+        rows.append(seen.read_text().splitlines()[-1].split())
+    assert [r[:2] for r in rows] == [["first", str(tmp_path / "first")], ["second", str(tmp_path / "second")]]
+    assert rows[0][2] != rows[1][2] and os.getpid() not in {int(r[2]) for r in rows}
