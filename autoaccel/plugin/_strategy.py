@@ -107,6 +107,10 @@ class Strategy(ABC, Generic[S]):
     # techniques that relieve where the user's own recipe spends its time, and the report says which part a
     # recommended technique relieved. Serving techniques leave it empty (they shorten evaluation, not training).
     relieves: ClassVar[tuple[str, ...]] = ()
+    # Whether a run of it pays a one-off cost before its steps get fast (a compilation: on a CPU, a minute for a
+    # ResNet), which a short run may not repay: among techniques that could remove as much, screening tries those
+    # without one first, so a short budget is not spent on it before the cheap wins are known.
+    one_off_cost: ClassVar[bool] = False
 
     def members_needed(self, params: Mapping[str, Any]) -> int:
         """How many *other* trained models the plan with ``params`` serves beside its own (an ensemble of k

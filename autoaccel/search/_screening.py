@@ -130,12 +130,13 @@ class Screening:
 
     def order(self, profile: Mapping[str, float]) -> list[Strategy]:
         """Serving techniques first (an evaluation each), then training techniques by the share of the baseline's
-        training time they could remove, largest first; ties keep the declared order."""
-        def key(item: tuple[int, Strategy]) -> tuple[int, float, int]:
+        training time they could remove, largest first; among equals, those without a one-off cost first (a
+        compilation), then the declared order."""
+        def key(item: tuple[int, Strategy]) -> tuple[int, float, bool, int]:
             index, strategy = item
             if factor_of(strategy, self.mode) == "serve":
-                return (0, 0.0, index)
-            return (1, -relief(profile, strategy.relieves), index)
+                return (0, 0.0, False, index)
+            return (1, -relief(profile, strategy.relieves), strategy.one_off_cost, index)
 
         return [s for _, s in sorted(enumerate(self.strategies), key=key)]
 

@@ -124,6 +124,17 @@ def test_the_baselines_profile_orders_the_training_techniques() -> None:
     assert [s.name for s in screening.order(computing)] == ["quantization", "precision", "dataloader"]
 
 
+def test_among_techniques_that_relieve_as_much_one_with_a_one_off_cost_comes_last() -> None:
+    # compile is declared before precision and memory_format, and relieves the same parts: a compilation (a minute
+    # for a ResNet on a CPU) must not take a short budget before the cheap wins are known.
+    strategies = _strategies("compile", "precision", "memory_format", "batch_size")
+    assert [s.name for s in strategies if s.one_off_cost] == ["compile"]
+    screening = Screening(strategies, _space(strategies), "train", {"train": ["train_time"]})
+    computing = {"data": 0.2, "forward": 4.0, "backward": 5.0, "optimizer": 0.5}
+    names = [s.name for s in screening.order(computing)]
+    assert names[0] == "batch_size" and names[-1] == "compile"
+
+
 def _base() -> TrialRecord:
     return TrialRecord(0, TrialState.COMPLETE, role="baseline", config={}, fingerprint="base", constraint=-0.01,
                        metrics={"accuracy": 0.9, "train_time": 10.0, "latency": 1.0},

@@ -44,6 +44,7 @@ class CompileStrategy(Strategy[CompileSection]):
     name = "compile"
     phase = Phase.MODEL
     relieves = ("forward", "backward")
+    one_off_cost = True  # the compilation, before the first step (tens of seconds on a CPU)
     changes_training = True
     description = "torch.compile; compile time is reported separately from steady-state speed."
 
