@@ -18,6 +18,7 @@ from autoaccel.finish._summary import (
     judge,
     output_texts,
     over_budget,
+    serves_exactly,
     speed_objectives,
     summarize_study,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "output_texts",
     "over_budget",
     "speed_objectives",
+    "serves_exactly",
     "summarize_study",
     "words",
 ]

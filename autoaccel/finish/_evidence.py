@@ -36,7 +36,10 @@ def quality_of(point: Point, curve: RecipeCurve | None) -> dict[str, Any]:
     else:
         out = curve.evidence(fraction, point.shown.fmt)
     out["basis"] = point.judged
-    if point.judged == SAME_MATH:
+    if point.judged == SAME_MATH and point.goal == "serve":
+        out["why"] = ("an exact serving change: it computes your trained model's outputs up to rounding, so its drop "
+                      f"on the model at this share of your schedule is its drop on any; {out['why']}")
+    elif point.judged == SAME_MATH:
         out["why"] = ("a speed-only change: the same training math as your recipe (its loss agreed with your recipe's "
                       f"run), so its quality is your recipe's; {out['why']}")
     return out
@@ -61,6 +64,8 @@ def of(goal: str, speed: Mapping[str, Any] | None, quality: Mapping[str, Any], s
 
 def _quality_words(quality: Mapping[str, Any], goal: str, shown: Shown) -> str:
     fraction = float(quality.get("fraction", 1.0))
+    if quality.get("basis") == SAME_MATH and goal == "serve":
+        return "quality: an exact serving change (your trained model's outputs up to rounding), judged on its model"
     if quality.get("basis") == SAME_MATH:
         return "quality: the same training math as your recipe (a speed-only change whose loss agreed with your recipe's)"
     if fraction >= 1.0:

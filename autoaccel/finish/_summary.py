@@ -199,7 +199,14 @@ def judge(base: TrialRecord, cand: TrialRecord, max_drop: float, curve: RecipeCu
     fraction = fraction_of(cand)
     trained = cand.goal != "serve" and fraction < 1.0
     drop = accuracy_drop(base, cand, curve.training_noise(fraction) if trained else None)
-    return drop, over_budget(drop, max_drop, cand.fraction, curve)
+    # An exact serving change (serves_exactly) is judged on whatever model the recipe has there, learned or not:
+    # it changes no model's outputs beyond rounding, so its drop there is its drop on any.
+    return drop, over_budget(drop, max_drop, cand.fraction, None if serves_exactly(cand) else curve)
+
+
+def serves_exactly(t: TrialRecord) -> bool:
+    """A serving trial whose every serving section keeps the trained model's outputs (Section.keeps_math)."""
+    return t.goal == "serve" and bool((t.math or {}).get("serves_exactly"))
 
 
 def dominates(a: Point, b: Point, objectives: Sequence[str]) -> bool:
@@ -248,7 +255,7 @@ def _point(t: TrialRecord, base: TrialRecord, max_drop: float, curve: RecipeCurv
     details = t.details
     check = details.get("quality") or {}
     # A speed-only change whose loss agreed with the recipe's own run: its quality is the recipe's, at any rung.
-    same_math = check.get("sanity") == "passed" and check.get("from") == base.number
+    same_math = (check.get("sanity") == "passed" and check.get("from") == base.number) or serves_exactly(t)
     return Point(
         trial=t.number,
         role=t.role,

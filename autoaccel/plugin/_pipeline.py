@@ -53,7 +53,11 @@ class Section:
         """For a section that changes training: True when it changes only the training's speed (the loader, the
         memory layout, compilation, optimizer kernels), not its math (batch, LR, precision, schedule, data). A
         trial of speed-only changes then needs no quality verdict of its own: its quality is that of the plan
-        with the same math, once its loss agrees with that plan's within :meth:`math_tolerance`."""
+        with the same math, once its loss agrees with that plan's within :meth:`math_tolerance`.
+
+        For a serving section: True when the served model computes the trained model's outputs up to rounding (an
+        exact runtime, a thread count), not fewer bits or fewer weights. Its quality drop on one trained model is
+        then its drop on any, so it is judged on the recipe's model at any rung, learned or not."""
         return False
 
     def math_tolerance(self) -> float:
@@ -184,6 +188,10 @@ class Pipeline:
         """The tightest loss tolerance of the plan's speed-only training sections; None when it has none."""
         tolerances = [s.section.math_tolerance() for s in self.steps if s.changes_training and s.section.keeps_math()]
         return min(tolerances) if tolerances else None
+
+    def serves_exactly(self) -> bool:
+        """Whether every serving section of the plan keeps the trained model's outputs (Section.keeps_math)."""
+        return all(s.section.keeps_math() for s in self.steps if not s.changes_training)
 
     def fingerprint(self) -> str:
         """Identity of the configuration: equal plans, however their parameters were spelled, share it."""

@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 from rich.markup import escape
 
 from autoaccel.errors import AutoaccelError, TrialFailure, interrupt_reason
-from autoaccel.finish import goal_score, judging, summarize_study
+from autoaccel.finish import goal_score, judging, serves_exactly, summarize_study
 from autoaccel.options import Options
 from autoaccel.outputs import Progress, fmt_metric, fmt_params
 from autoaccel.plugin._configuration import culprits, goal_of, suggest
@@ -123,7 +123,8 @@ class Executor:
             config, plan, missing = self.plans.build(params, study, self.serving_fraction)
         fingerprint = plan.fingerprint()
         record.write(trial, config=config, goal=goal, fingerprint=fingerprint, fraction=plan.fraction,
-                     math={"key": plan.math_key(), "tolerance": plan.speed_only_tolerance()})
+                     math={"key": plan.math_key(), "tolerance": plan.speed_only_tolerance(),
+                           "serves_exactly": plan.serves_exactly()})
         asked = Asked(trial, n, quiet, config, plan, goal, role, fmt_params(config, {}))
         if missing > 0 and role != Role.BASELINE:
             # Too early for this configuration (an ensemble before enough feasible models exist): nothing to
@@ -253,7 +254,8 @@ class Executor:
         elif quality.get("sanity") == "failed":
             text += f"  [yellow](speed only, but its loss drifted {quality['loss_gap']:.0%} from trial {quality['against']}'s)[/]"
         rung = done.details.get("rung") or {}  # how the outcomes judged it (outcomes.py)
-        if quality.get("sanity") != "passed" and rung.get("informative") is False and rung.get("recipe_value") is not None:
+        # An exact serving change is judged at any rung (finish/_summary.judge): no "not judged" for it.
+        if not serves_exactly(done) and quality.get("sanity") != "passed" and rung.get("informative") is False and rung.get("recipe_value") is not None:
             # No verdict where the recipe has not learned yet: ranked, never ruled out on quality (trial/_curve.py).
             return text + (f"  (quality not judged at {share(rung['fraction'])}: your recipe reaches "
                            f"{shown.fmt(rung['recipe_value'])} there)")

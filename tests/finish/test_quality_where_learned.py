@@ -132,6 +132,32 @@ def test_no_answer_is_given_from_an_uninformative_rung_and_its_evidence_says_so(
     assert "is a candidate, not an answer" in train.verdict and "was rejected" not in train.verdict
 
 
+def test_an_exact_serving_change_is_judged_on_the_recipes_model_at_any_rung() -> None:
+    # The recipe at 1/16 is near chance and no rung above it is informative: nothing is judged there, but an
+    # exact serving change (its outputs are the model's up to rounding) drops on this model what it drops on any.
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    _trial(study, 0.21, 60.0, role="baseline")
+    _trial(study, 0.15, 60.0, role="rung", replica=1, seed=3)
+    _trial(study, 0.60, 60.0, role="rung", fraction=1 / 8, seed=4)  # still learning fast: no rung informative
+    correct = _bits(0.21, 0)  # the recipe's own rows: the same predictions
+    for config, exact, bits in (({"runtime.engine": "onnxruntime"}, True, correct),
+                                ({"quantization.method": "dynamic_int8"}, False, _bits(0.21, 9))):
+        study.add_trial(optuna.trial.create_trial(
+            params={"s.x": len(study.get_trials())}, distributions={"s.x": CategoricalDistribution(list(range(50)))},
+            values=[0.21, 60.0], user_attrs={
+                "metrics": {"accuracy": 0.21, "train_time": 60.0, "latency": 0.5}, "role": "candidate",
+                "fraction": 1 / 16, "ci95": {"accuracy": [0.18, 0.24]}, "config": config, "goal": "serve",
+                "math": {"key": "recipe", "tolerance": None, "serves_exactly": exact}, "details": bits}))
+    study.set_user_attr("objectives", ["accuracy", "train_time"])
+    summary = summarize_study(study, OBJ, 0.01)
+    points = {p.trial: p for p in summary.points}
+    assert points[3].judged == "same math" and points[3].feasible  # judged: within the budget beyond noise
+    assert points[4].judged == "not judged"  # int8 changes outputs: no verdict on a model that has not learned
+    quality = evidence.quality_of(points[3], curve_of([read(t) for t in study.get_trials()], 0.01))
+    assert quality["basis"] == "same math" and quality["informative"] is False
+    assert quality["why"].startswith("an exact serving change")
+
+
 def test_every_given_answer_states_its_evidence() -> None:
     study = _early_study()
     # A speed-only change whose loss agreed with the recipe's own run: the recipe's quality, established.

@@ -23,6 +23,11 @@ class RuntimeSection(Section):
     def engine(self) -> str | None:
         return "onnxruntime"
 
+    def keeps_math(self) -> bool:
+        # The fp32 graph, checked against PyTorch when exported (check_onnx); a quantized model it serves is
+        # quantization's section, which does not keep the math.
+        return True
+
 
 class RuntimeStrategy(Strategy[RuntimeSection]):
     name = "runtime"
