@@ -65,7 +65,8 @@ def of(goal: str, speed: Mapping[str, Any] | None, quality: Mapping[str, Any], s
 def _quality_words(quality: Mapping[str, Any], goal: str, shown: Shown) -> str:
     fraction = float(quality.get("fraction", 1.0))
     if quality.get("basis") == SAME_MATH and goal == "serve":
-        return "quality: an exact serving change (your trained model's outputs up to rounding), judged on its model"
+        at = "at full length" if fraction >= 1.0 else f"at {share(fraction)} of your schedule"
+        return f"quality: an exact serving change (your trained model's outputs up to rounding), judged on its model {at}"
     if quality.get("basis") == SAME_MATH:
         return "quality: the same training math as your recipe (a speed-only change whose loss agreed with your recipe's)"
     if fraction >= 1.0:
