@@ -43,8 +43,8 @@ __all__ = [
     "recipe_curve",
     "output_texts",
     "over_budget",
-    "speed_objectives",
     "serves_exactly",
+    "speed_objectives",
     "summarize_study",
     "words",
 ]
