@@ -428,7 +428,9 @@ class Finisher:
         curve = self.summary.curve
         told = "" if curve is None else (" (informative: your recipe has learned there)" if curve.informative(p.fraction)
                                          else " (not informative: your recipe has not learned there)")
-        alone = {g: ("+0.0000 (a speed-only change: your recipe's math)" if q.judged == "same math"
+        # A speed-only training change inherits your recipe's quality (no drop of its own); an exact serving change
+        # (also "same math") measured its own drop on the model it served, which is what it reports.
+        alone = {g: ("+0.0000 (a speed-only change: your recipe's math)" if q.judged == "same math" and g == "train"
                      else f"{q.accuracy_drop['value']:+.4f}{at({'fraction': q.fraction})}") for g, q in halves.items()}
         attribution = (f"{p.shown.drop_word} {p.accuracy_drop['value']:+.4f} [{p.accuracy_drop['ci95'][0]:+.4f}, "
                        f"{p.accuracy_drop['ci95'][1]:+.4f}]{at({'fraction': p.fraction})}{told}; with the training change "
