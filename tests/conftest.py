@@ -27,7 +27,17 @@ from tiny_digits import make_task, task_source, write_model  # noqa: E402
 torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+# The strategy contract's tests that run studies and trials (autoaccel/plugin/testing.py: a plugin's own suite runs
+# them too, so they carry no marker of ours).
+LONG_CONTRACT_TESTS = frozenset({"test_a_tiny_study_runs", "test_every_choice_runs_end_to_end",
+                                 "test_apply_and_export_reproduce_the_trial"})
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The long tests first (a stable sort keeps each module's order): pytest-xdist hands tests out in this order, so
+    # the two processes share the long ones and end on short ones together, instead of one process running a
+    # minute-long test while the other has nothing left.
+    items.sort(key=lambda item: not ({"slow", "zoo"} & set(item.keywords) or item.originalname in LONG_CONTRACT_TESTS))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -19,6 +19,8 @@ from autoaccel.trial._record import read
 from study_snapshot import sqlite_url
 from tiny_digits import slow_training_source, write_model
 
+pytestmark = pytest.mark.slow  # searches, then trains whole recipes in `autoaccel confirm`
+
 # 4 epochs of 45 steps, 20 ms a step: a whole training takes over 3.6 s, a quarter of it about 1 s.
 SLOW = slow_training_source(0.02, epochs=4)
 

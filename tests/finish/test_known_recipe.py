@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 import torch
 from optuna.trial import TrialState
 
@@ -18,6 +19,8 @@ from autoaccel.task._loading import load_task
 from autoaccel.trial._record import TrialRecord, read
 from study_snapshot import sqlite_url
 from tiny_digits import slow_training_source, task_source, write_model
+
+pytestmark = pytest.mark.slow  # searches and confirms
 
 STEP_S = 0.01  # 4 epochs of 45 steps: a whole training about 2 s, a quarter of it about 0.5 s
 

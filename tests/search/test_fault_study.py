@@ -11,11 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import pytest
 
 import autoaccel
 from autoaccel import Phase, Pipeline, Strategy, hookimpl
 from autoaccel.plugin._registry import plugin_manager
 from autoaccel.plugin._space import Categorical, Space
+
+pytestmark = pytest.mark.slow  # a study of failing trials
 
 FAULTY = Path(__file__).parent.parent / "fixtures" / "faulty_model.py"
 

@@ -111,6 +111,7 @@ def test_a_fidelity_table_charges_each_method_its_runs_at_their_share_of_the_sch
     assert fidelity_replay.ours(table, 0, 8, task).rungs == (1.0, 1.0)
 
 
+@pytest.mark.slow
 def test_search_replay_prints_a_fidelity_tables_comparison(tmp_path: Path) -> None:
     import json
     import subprocess

@@ -33,6 +33,7 @@ def _race(url: str, workers: int) -> list[str]:
         return pool.starmap(_open_at, [(url, start)] * workers)
 
 
+@pytest.mark.slow
 def test_workers_starting_together_on_a_fresh_sqlite_file_all_join(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'study.db'}"
     assert _race(url, 4) == ["ok"] * 4
@@ -41,6 +42,7 @@ def test_workers_starting_together_on_a_fresh_sqlite_file_all_join(tmp_path: Pat
     assert optuna.get_all_study_names(url) == ["shared"]
 
 
+@pytest.mark.slow
 def test_workers_starting_together_on_a_fresh_postgres_database_all_join(postgres_url: str) -> None:
     assert _race(postgres_url, 6) == ["ok"] * 6
     assert optuna.get_all_study_names(postgres_url) == ["shared"]

@@ -185,6 +185,7 @@ def test_the_vae_example_runs_as_written_with_a_metric_over_the_tuple(tmp_path: 
     assert len(result.details["metric_replicates"]) == 200
 
 
+@pytest.mark.slow
 def test_an_onnx_runtime_study_leaves_its_tmpdir_and_home_empty(tmp_path: Path) -> None:
     import os
     import subprocess

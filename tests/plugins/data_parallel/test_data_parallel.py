@@ -22,6 +22,8 @@ from autoaccel.task._target import Target
 from autoaccel.trial._run import run_trial
 from tiny_digits import make_task, task_source, write_model
 
+pytestmark = pytest.mark.slow  # each trial starts two ranks
+
 
 class TestDataParallelContract(StrategyContract):
     strategy_class = DataParallelStrategy
