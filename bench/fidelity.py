@@ -82,7 +82,10 @@ def product_configs(defaults: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(configs, key=len)
 
 
-def record(model: str, fractions: list[float], out: Path | None = None, space: str = "pairs") -> dict[str, Any]:
+def record(model: str, fractions: list[float], out: Path | None = None, space: str = "pairs",
+           replicas: int = 0) -> dict[str, Any]:
+    """Every configuration at full length and at each of ``fractions``; the recipe also ``replicas`` more times at
+    each rung, each from another seed (the run-to-run noise the recipe's curve and every drop's interval read)."""
     task = load_task(model)
     pm = plugin_manager()
     keys = PRODUCT if space == "product" else {k for c in CONFIGS for k in c}
@@ -91,7 +94,7 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
     configs = product_configs(plan.defaults) if space == "product" else CONFIGS
     warm_up(task)
     rows = []
-    meta: dict[str, Any] = {"space": space, "strategies": names, "budget": BUDGET,
+    meta: dict[str, Any] = {"space": space, "strategies": names, "budget": BUDGET, "replicas": replicas,
                             "defaults": {k: plan.defaults[k] for k in sorted(keys)}}
     if space == "product":
         resolved = {k: [v * plan.defaults[k] for v in vs] if k in MULTIPLES else vs for k, vs in PRODUCT.items()}
@@ -104,30 +107,40 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
         for fraction in [1.0, *fractions]:
             base = plan.base.replace(fraction=fraction)
             pipeline = apply_all(plan.strategies, base, {**plan.defaults, **config})
-            started = time.perf_counter()
             try:
-                result = run_trial(task, pipeline, seed=task.seed, timing_budget_s=0.05)
+                row["at"][str(fraction)], result = _cell(task, pipeline, task.seed, config, fraction)
             except TrialFailure as failure:  # a configuration this task cannot run: recorded, left out of the figures
                 row["at"][str(fraction)] = {"failed": f"{failure.kind}: {failure.reason}"}
                 print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: failed ({failure.kind})", flush=True)
                 break
-            fidelity = {k: v for k, v in result.details.get("fidelity", {}).items() if k != "loss_curve"}
-            # What pairs a quality drop (per-sample correctness, rows or replicates): a replay's search judges with it.
-            pairing = {k: result.details[k] for k in (*QUALITY_DETAILS, "metric") if k in result.details}
-            row["at"][str(fraction)] = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
-                                        "wall_s": time.perf_counter() - started, "metrics": result.metrics,
-                                        "ci95": {k: list(v) for k, v in result.ci95.items()},
-                                        "fidelity": fidelity, "pairing": pairing}
             if not config and fraction == 1.0:  # what the search's probe and its training screens read
-                meta.update(full_steps=fidelity.get("full_steps"), profile=result.details.get("profile") or {})
-            print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}: train_time "
-                  f"{result.metrics['train_time']:.1f} s, accuracy {result.metrics['accuracy']:.4f}, "
-                  f"{time.perf_counter() - started:.1f} s wall", flush=True)
+                meta.update(full_steps=row["at"]["1.0"]["fidelity"].get("full_steps"), profile=result.details.get("profile") or {})
+            if not config and fraction < 1.0 and replicas:
+                # As the search's ladder measures it: the recipe again from other seeds, at each rung (not at full
+                # length, which the search never trains for noise).
+                row.setdefault("replicas", {})[str(fraction)] = [
+                    _cell(task, pipeline, task.seed + k, config, fraction)[0] for k in range(1, replicas + 1)]
         rows.append(row)
         table = {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
         if out is not None:  # after every configuration: a long recording killed midway keeps what it measured
             out.write_text(json.dumps(table, indent=1) + "\n")
     return {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
+
+
+def _cell(task: Any, pipeline: Any, seed: int, config: dict[str, Any], fraction: float) -> tuple[dict[str, Any], Any]:
+    """One training of ``pipeline`` from ``seed``, as a table cell (and the trial's result)."""
+    started = time.perf_counter()
+    result = run_trial(task, pipeline, seed=seed, timing_budget_s=0.05)
+    fidelity = {k: v for k, v in result.details.get("fidelity", {}).items() if k != "loss_curve"}
+    # What pairs a quality drop (per-sample correctness, rows or replicates): a replay's search judges with it.
+    pairing = {k: result.details[k] for k in (*QUALITY_DETAILS, "metric") if k in result.details}
+    cell = {"train_time": result.metrics["train_time"], "accuracy": result.metrics["accuracy"],
+            "wall_s": time.perf_counter() - started, "metrics": result.metrics,
+            "ci95": {k: list(v) for k, v in result.ci95.items()}, "fidelity": fidelity, "pairing": pairing, "seed": seed}
+    print(f"{json.dumps(config)} at {Fraction(fraction).limit_denominator()}{'' if seed == task.seed else f' (seed {seed})'}: "
+          f"train_time {result.metrics['train_time']:.1f} s, accuracy {result.metrics['accuracy']:.4f}, "
+          f"{cell['wall_s']:.1f} s wall", flush=True)
+    return cell, result
 
 
 def quality_budget(quality: float, budget: float = BUDGET) -> float:
@@ -253,12 +266,14 @@ def main() -> None:
     parser.add_argument("--space", choices=("pairs", "product"), default="pairs",
                         help="pairs: the first screens and their pairs; product: every combination of PRODUCT (a replay table)")
     parser.add_argument("--out", default=None, help="write the recorded table here (JSON)")
+    parser.add_argument("--replicas", type=int, default=0,
+                        help="train the recipe this many more times at each proxy rung, from other seeds (run-to-run noise)")
     parser.add_argument("--table", action="append", default=None, help="summarize a recorded table instead (repeatable)")
     args = parser.parse_args()
     tables = [json.loads(Path(t).read_text()) for t in args.table or []]
     if args.model:
         table = record(args.model, [float(Fraction(f)) for f in args.fractions.split(",")], Path(args.out) if args.out else None,
-                       args.space)
+                       args.space, args.replicas)
         tables.append(table)
     for table in tables:
         print("\n".join(summarize(table)))

@@ -79,3 +79,24 @@ def test_the_fidelity_benchmark_ranks_proxies_and_names_their_answer(tmp_path: P
     assert 'failed to run: [{"c": 1}]' in done.stdout
     assert 'full-length answer: {"b": 1} at 2.50x' in done.stdout
     assert "at 1/4: Spearman speed 1.00" in done.stdout and 'its answer {"b": 1} is the same' in done.stdout
+
+
+def test_the_fidelity_recorder_trains_the_recipe_again_from_other_seeds_at_each_rung(tmp_path: Path,
+                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from tests.tiny_digits import task_source, write_model
+
+    spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
+    assert spec is not None and spec.loader is not None
+    fidelity = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fidelity)
+    monkeypatch.setattr(fidelity, "CONFIGS", [{}, {"memory_format.format": "channels_last"}])
+    table = fidelity.record(str(write_model(tmp_path, task_source())), [0.5], tmp_path / "t.json", replicas=1)
+    recipe = table["rows"][0]
+    assert table["replicas"] == 1 and "replicas" not in table["rows"][1]
+    again = recipe["replicas"]["0.5"]
+    assert len(again) == 1 and again[0]["seed"] == recipe["at"]["0.5"]["seed"] + 1
+    # The recipe's curve reads its run-to-run noise at that rung from the replica, as the search's ladder does.
+    curve = fidelity.table_curve(table["rows"], [0.5], 0.01)
+    assert curve.noise.get(repr(0.5)) is not None
