@@ -2,7 +2,7 @@
 zoo suite), each technique at its probes on digits at 3x32x32 (works with its speedup / ruled out and why /
 failed), and the search itself on them.
 
-    python bench/zoo.py matrix [MODEL ...]       # the technique matrix, a few steps per trial
+    python bench/zoo.py matrix [MODEL ...]       # the technique matrix, a few steps per trial (--first-only compile)
     python bench/zoo.py optimize [MODEL ...]     # autoaccel optimize --mode inference --trials 8 on each
 
 MODEL: timm:<name>, torchvision:<name> or hf:<family> (default: the zoo of issue 31: timm's mobilenetv3_small_050,
@@ -53,14 +53,14 @@ def small_task(name: str, rows: int) -> Task:
                 optimizer=lambda params, lr: torch.optim.AdamW(params, lr=lr), name=name.replace(":", "_"))
 
 
-def run_matrix(models: list[str], rows: int) -> int:
+def run_matrix(models: list[str], rows: int, first_only: set[str]) -> int:
     registry = default_registry()
     print(f"# zoo matrix: {rows} training rows, batch 16, 1 epoch; speedup = the recipe's train_time or latency over "
           f"the technique's (one measurement each); torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     bad = 0
     for name in models:
         started = time.perf_counter()
-        cells = matrix(small_task(name, rows), registry)
+        cells = matrix(small_task(name, rows), registry, first_only=first_only)
         bad += sum(c.status == "failed" or c.agrees is False for c in cells)
         print(f"## {name} ({time.perf_counter() - started:.0f} s)\n")
         print("| technique | result |\n| --- | --- |")
@@ -100,10 +100,13 @@ def main() -> int:
     parser.add_argument("models", nargs="*", help="timm:<name>, torchvision:<name> or hf:<family>")
     parser.add_argument("--rows", type=int, default=128, help="training rows per matrix trial (default 128)")
     parser.add_argument("--trials", type=int, default=8, help="trials per optimize run (default 8)")
+    parser.add_argument("--first-only", default="", help="matrix: techniques tried at their first setting only, comma-separated "
+                        "(compile's max-autotune takes minutes a model on a CPU)")
     parser.add_argument("--exclude", help="strategies the optimize runs leave out (compile takes minutes a trial on a CPU)")
     args = parser.parse_args()
     models = args.models or default_models()
-    return run_matrix(models, args.rows) if args.what == "matrix" else run_optimize(models, args.trials, args.exclude)
+    first_only = {n for n in args.first_only.split(",") if n}
+    return run_matrix(models, args.rows, first_only) if args.what == "matrix" else run_optimize(models, args.trials, args.exclude)
 
 
 if __name__ == "__main__":
