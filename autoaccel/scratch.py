@@ -9,6 +9,7 @@ import multiprocessing.util
 import os
 import re
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ def run_scratch() -> Iterator[Path]:
     # `autoaccel confirm` then compile from it (on a CPU a model's compilation takes tens of seconds).
     saved = {name: os.environ.get(name) for name in ("TMPDIR", "TORCHINDUCTOR_CACHE_DIR")}
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(root / f"torchinductor_{_user()}"))
+    _pin_compile_paths()  # after the cache folder is named (importing inductor writes it to the environment)
     os.environ["TMPDIR"] = str(folder)  # trial workers take this process's environment
     tempfile.tempdir = None  # tempfile caches the temp dir: forget it so this process uses the run folder too
     _active.append(folder)
@@ -63,6 +65,21 @@ def run_scratch() -> Iterator[Path]:
                 os.environ[name] = value
         tempfile.tempdir = None
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _pin_compile_paths() -> None:
+    """torch.compile's C++ backend keeps its precompiled headers in a folder it names once, when
+    torch._inductor.codecache is first imported, from the temp dir of that moment (and memoises each header's
+    path). Imported inside a run, that is the run's folder, deleted at its end: every later compilation in the same
+    process (a second `autoaccel.optimize` in a pipeline, a trial run in-process) then fails with "precompiled_headers/
+    ....h: No such file or directory". Imported here, before the run's folder becomes the temp dir, it names the
+    system's. Only when torch is already loaded (a process that never imports torch pays nothing)."""
+    if "torch" not in sys.modules:
+        return
+    try:
+        import torch._inductor.codecache  # noqa: F401
+    except Exception:  # noqa: BLE001 - a torch without inductor compiles nothing: nothing to pin
+        pass
 
 
 def _user() -> str:

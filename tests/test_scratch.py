@@ -4,6 +4,8 @@ server's socket lives across runs, and torch.compile's kernel cache."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -36,3 +38,20 @@ def test_a_cache_folder_of_the_users_own_is_kept(tmp_path: Path, monkeypatch: py
     with run_scratch():
         assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(mine)
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(mine)
+
+
+def test_torch_compiles_precompiled_headers_outside_any_runs_folder(tmp_path: Path) -> None:
+    # A fresh process, as a pipeline is: torch loaded, then two runs; the first compiles (importing inductor's
+    # code cache inside the run), the second must not find its header folder gone with the first run's folder.
+    script = """
+import os, sys, tempfile
+import torch
+from autoaccel.scratch import run_scratch
+with run_scratch() as first:
+    import torch._inductor.codecache as codecache
+print(codecache._HEADER_DIR.startswith(str(first)), os.path.isdir(str(first)))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"], done.stdout  # the headers' folder is not the removed run's
