@@ -37,7 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # The long tests first (a stable sort keeps each module's order): pytest-xdist hands tests out in this order, so
     # the two processes share the long ones and end on short ones together, instead of one process running a
     # minute-long test while the other has nothing left.
-    items.sort(key=lambda item: not ({"slow", "zoo"} & set(item.keywords) or item.originalname in LONG_CONTRACT_TESTS))
+    items.sort(key=lambda item: not ({"slow", "zoo"} & set(item.keywords)
+                                     or getattr(item, "originalname", item.name) in LONG_CONTRACT_TESTS))
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
