@@ -38,11 +38,12 @@ from autoaccel.errors import TrialFailure
 from autoaccel.finish import accuracy_drop, over_budget
 from autoaccel.finish._recipe_curve import curve_of
 from autoaccel.options import Options
+from autoaccel.plugin._pipeline import Pipeline
 from autoaccel.plugin._registry import plugin_manager  # noqa: E402
 from autoaccel.plugin._strategy import apply_all  # noqa: E402
 from autoaccel.search import QUALITY_DETAILS, set_up_search
-from autoaccel.task import load_task
-from autoaccel.trial import TrialRecord, run_trial, warm_up
+from autoaccel.task import Task, load_task
+from autoaccel.trial import TrialRecord, TrialResult, run_trial, warm_up
 from autoaccel.trial._curve import RecipeCurve
 
 # The restricted training space: the techniques a CPU run screens first, alone and in the pairs that matter.
@@ -127,7 +128,8 @@ def record(model: str, fractions: list[float], out: Path | None = None, space: s
     return {"task": task.name, "model": model, "fractions": fractions, **meta, "rows": rows}
 
 
-def _cell(task: Any, pipeline: Any, seed: int, config: dict[str, Any], fraction: float) -> tuple[dict[str, Any], Any]:
+def _cell(task: Task, pipeline: Pipeline, seed: int, config: dict[str, Any],
+          fraction: float) -> tuple[dict[str, Any], TrialResult]:
     """One training of ``pipeline`` from ``seed``, as a table cell (and the trial's result)."""
     started = time.perf_counter()
     result = run_trial(task, pipeline, seed=seed, timing_budget_s=0.05)

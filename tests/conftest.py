@@ -12,7 +12,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import importlib.util  # noqa: E402
 import sys  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 
@@ -74,16 +74,34 @@ def existing_study(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def replay() -> ModuleType:
-    """bench/search_replay.py, loaded as a module (it is a script, not part of the package)."""
-    path = Path(__file__).resolve().parent.parent / "bench" / "search_replay.py"
-    spec = importlib.util.spec_from_file_location("search_replay", path)
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def _bench_script(name: str) -> ModuleType:
+    """bench/<name>.py loaded as a module (the scripts are not part of the package), with bench/ on the path while it
+    loads (fidelity_replay.py imports search_replay.py)."""
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["search_replay"] = module
-    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module
+
+
+@pytest.fixture(scope="session")
+def bench_script() -> Callable[[str], ModuleType]:
+    """Loads bench/<name>.py as a module: ``bench_script("fidelity")``."""
+    return _bench_script
+
+
+@pytest.fixture(scope="session")
+def replay() -> ModuleType:
+    """bench/search_replay.py, loaded as a module."""
+    return _bench_script("search_replay")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -81,16 +83,11 @@ def test_the_fidelity_benchmark_ranks_proxies_and_names_their_answer(tmp_path: P
     assert "at 1/4: Spearman speed 1.00" in done.stdout and 'its answer {"b": 1} is the same' in done.stdout
 
 
-def test_the_fidelity_recorder_trains_the_recipe_again_from_other_seeds_at_each_rung(tmp_path: Path,
-                                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib.util
-
+def test_the_fidelity_recorder_trains_the_recipe_again_from_other_seeds_at_each_rung(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bench_script: Callable[[str], ModuleType]) -> None:
     from tests.tiny_digits import task_source, write_model
 
-    spec = importlib.util.spec_from_file_location("fidelity_bench", ROOT / "bench" / "fidelity.py")
-    assert spec is not None and spec.loader is not None
-    fidelity = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fidelity)
+    fidelity = bench_script("fidelity")
     monkeypatch.setattr(fidelity, "CONFIGS", [{}, {"memory_format.format": "channels_last"}])
     table = fidelity.record(str(write_model(tmp_path, task_source())), [0.5], tmp_path / "t.json", replicas=1)
     recipe = table["rows"][0]

@@ -72,20 +72,9 @@ FIDELITY_TABLE = ROOT / "tests" / "fixtures" / "tables" / "digits_fidelity_mini.
 
 
 @pytest.fixture(scope="module")
-def fidelity_replay():  # type: ignore[no-untyped-def]
+def fidelity_replay(bench_script):  # type: ignore[no-untyped-def]
     """bench/fidelity_replay.py, loaded as a module beside search_replay.py."""
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    try:
-        spec = importlib.util.spec_from_file_location("fidelity_replay", ROOT / "bench" / "fidelity_replay.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(ROOT / "bench"))
+    return bench_script("fidelity_replay")
 
 
 def test_a_fidelity_table_charges_each_method_its_runs_at_their_share_of_the_schedule(fidelity_replay) -> None:  # type: ignore[no-untyped-def]
